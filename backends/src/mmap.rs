@@ -1,0 +1,195 @@
+//! `mmap`: map the requested range of the file and `send` from the
+//! mapping, so the kernel copies page-cache pages into the socket straight
+//! from the process's address space without a `read`.
+//!
+//! Only the range is mapped (memmap2 rounds the offset down to a page), with
+//! `madvise(MADV_SEQUENTIAL)` so readahead runs ahead of the sends.
+//!
+//! # Truncated files and SIGBUS
+//!
+//! Touching a page of a mapping that lies past the end of the file raises
+//! SIGBUS. This backend never touches the mapping from user space: the
+//! mapping is held as a raw pointer (memmap2's `MmapRaw`), no `&[u8]` is ever
+//! made of it, and the only reader is the kernel inside `send`/`sendmsg`.
+//! When the kernel's copy from a user address faults on a page past EOF, the
+//! fault happens in kernel mode: the syscall returns the bytes copied before
+//! the fault, and then `EFAULT`, and no signal is raised. The session turns
+//! `EFAULT` into [`TransferError::FileShrank`] (after `fstat` confirms the
+//! file is now shorter) and the process goes on serving. The test
+//! `truncated_mapping_gives_efault_not_sigbus` pins this behaviour down.
+//!
+//! Limits: anything that reads the mapped bytes in user space (a checksum,
+//! user-space TLS) would bring SIGBUS back and would need a signal handler
+//! that maps anonymous pages over the faulting range. A file truncated and
+//! grown back between two sends is read as zeros past the old end, as the
+//! page cache holds them; that is the kernel's contract for in-place
+//! rewrites, not something a server can detect.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use memmap2::{Advice, MmapOptions, MmapRaw};
+use nix::errno::Errno;
+use nix::sys::stat::fstat;
+use zcserve_core::{
+    ByteRange, Progress, Pump, Session, Source, Stats, Syscall, Transfer, TransferError,
+};
+
+use crate::Config;
+use crate::sock::{Sent, account, send_with_prefix, vectored_call};
+
+/// The mmap+send backend.
+#[derive(Debug)]
+pub struct Mmap {
+    stats: Arc<Stats>,
+    max_chunk: usize,
+}
+
+impl Mmap {
+    /// An mmap backend with the given settings.
+    pub fn new(config: &Config) -> Result<Self, TransferError> {
+        config.validate()?;
+        Ok(Self {
+            stats: Arc::default(),
+            max_chunk: config.max_chunk,
+        })
+    }
+}
+
+impl Transfer for Mmap {
+    fn name(&self) -> &'static str {
+        "mmap"
+    }
+
+    fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    fn start(
+        &self,
+        source: &Source,
+        range: ByteRange,
+        prefix: Vec<u8>,
+    ) -> Result<Box<dyn Session>, TransferError> {
+        let progress = Progress::start(self.stats.clone(), source, range, prefix)?;
+        let map = if range.is_empty() {
+            // mmap of zero bytes is EINVAL; there is nothing to map.
+            None
+        } else {
+            let len = usize::try_from(range.len()).map_err(|_| TransferError::InvalidConfig {
+                setting: "range",
+                reason: format!("{} bytes do not fit in this address space", range.len()),
+            })?;
+            self.stats.syscall(Syscall::Mmap);
+            let map = MmapOptions::new()
+                .offset(range.start())
+                .len(len)
+                .map_raw_read_only(source.file().as_ref())
+                .map_err(|e| io_err(Syscall::Mmap, &e))?;
+            self.stats.syscall(Syscall::Madvise);
+            // Readahead is an optimisation: a kernel that refuses the
+            // advice still serves the bytes.
+            let _ = map.advise(Advice::Sequential);
+            Some(map)
+        };
+        Ok(Box::new(MmapSession {
+            progress,
+            file: source.file().clone(),
+            map,
+            base: range.start(),
+            max_chunk: self.max_chunk,
+        }))
+    }
+}
+
+fn io_err(call: Syscall, e: &std::io::Error) -> TransferError {
+    TransferError::sys(
+        call,
+        Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)),
+    )
+}
+
+struct MmapSession {
+    progress: Progress,
+    file: Arc<File>,
+    map: Option<MmapRaw>,
+    /// The file offset of the mapping's first byte.
+    base: u64,
+    max_chunk: usize,
+}
+
+impl MmapSession {
+    fn step(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+        let mut budget = self.max_chunk;
+        loop {
+            let p = &mut self.progress;
+            if p.remaining() == 0 {
+                return Ok(Pump::Done);
+            }
+            if budget == 0 {
+                return Ok(Pump::Yield);
+            }
+            let at = (p.offset() - self.base) as usize;
+            let len = usize::try_from(p.body_left())
+                .unwrap_or(usize::MAX)
+                .min(budget);
+            let body = match &self.map {
+                // wrapping_add: forming the address is safe; only the kernel
+                // dereferences it.
+                Some(map) => map.as_ptr().wrapping_add(at),
+                None => std::ptr::null(),
+            };
+            // SAFETY: at + len <= the mapping's length (the range was
+            // checked against it when mapped) and the mapping lives in self;
+            // with no mapping, len is 0.
+            match unsafe { send_with_prefix(p, sock, body, len) } {
+                Ok(Sent::Bytes(n)) => {
+                    let b = account(p, n);
+                    p.stats().copied_out(b as u64);
+                    budget = budget.saturating_sub(n);
+                }
+                Ok(Sent::Full) => return Ok(Pump::WouldBlock),
+                Err(Errno::EFAULT) => return Err(self.fault()),
+                Err(e) => return Err(TransferError::sys(vectored_call(p, len), e)),
+            }
+        }
+    }
+
+    /// The error for a send that faulted on the mapping: the file shrank
+    /// under it, which fstat confirms (and tells where it now ends).
+    fn fault(&self) -> TransferError {
+        let p = &self.progress;
+        p.stats().syscall(Syscall::Fstat);
+        match fstat(self.file.as_fd()) {
+            Ok(st) if (st.st_size as u64) < p.end() => p.shrank_at(st.st_size.max(0) as u64),
+            _ => TransferError::sys(Syscall::Sendmsg, Errno::EFAULT),
+        }
+    }
+}
+
+impl Session for MmapSession {
+    fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+        if let Some(over) = self.progress.finished() {
+            return over;
+        }
+        let r = self.step(sock);
+        self.progress.settle(r)
+    }
+
+    fn remaining(&self) -> u64 {
+        self.progress.remaining()
+    }
+
+    fn stats(&self) -> &Stats {
+        self.progress.stats()
+    }
+}
+
+impl Drop for MmapSession {
+    fn drop(&mut self) {
+        if self.map.is_some() {
+            self.progress.stats().syscall(Syscall::Munmap);
+        }
+    }
+}

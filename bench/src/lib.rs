@@ -1,0 +1,1 @@
+//! Benchmarks of zcserve (criterion benches live in benches/).

@@ -1,0 +1,41 @@
+//! The core of zcserve: how a backend moves a byte range of an open file
+//! into a socket, and how that work is counted.
+//!
+//! A [`Transfer`] (one per backend: sendfile, splice, mmap, copy) starts a
+//! [`Session`] for each response: a prefix (the HTTP head) followed by a
+//! [`ByteRange`] of a [`Source`] file. A session is a *pump*: every
+//! [`Session::pump`] call moves as many bytes as the kernel takes without
+//! blocking and answers [`Pump::WouldBlock`] when the socket is full. Two
+//! drivers run any session to the end: [`blocking::send_all`] on the calling
+//! thread, and `tokio::send_all` (feature `tokio`) on a tokio socket. Every
+//! session reports bytes, syscalls by kind and waits into the backend's
+//! [`Stats`], so measurements come from the code that did the work.
+//!
+//! ```no_run
+//! use std::{fs::File, sync::Arc, os::fd::AsFd};
+//! use zcserve_core::{blocking, ByteRange, Source, Transfer};
+//!
+//! fn send(backend: &dyn Transfer, path: &str, sock: &std::net::TcpStream)
+//!     -> Result<u64, Box<dyn std::error::Error>> {
+//!     let source = Source::new(Arc::new(File::open(path)?))?;
+//!     let head = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+//!     let mut session = backend.start(&source, ByteRange::full(source.len()), head)?;
+//!     Ok(blocking::send_all(session.as_mut(), sock.as_fd(), None)?)
+//! }
+//! ```
+//!
+//! The crate's API has no async runtime in it; the `tokio` module is an
+//! optional driver on top.
+
+pub mod blocking;
+mod error;
+mod range;
+mod stats;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+mod transfer;
+
+pub use error::TransferError;
+pub use range::ByteRange;
+pub use stats::{Snapshot, Stats, Syscall};
+pub use transfer::{Progress, Pump, Session, Source, Transfer};

@@ -1,0 +1,238 @@
+//! The `Transfer` trait, its sessions, and the bookkeeping they share.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use nix::sys::stat::fstat;
+
+use crate::{ByteRange, Stats, Syscall, TransferError};
+
+/// An open file and the length it had when it was opened.
+///
+/// The length is taken once so a server that has already called `fstat` for
+/// its headers need not pay for a second call in [`Transfer::start`].
+#[derive(Debug, Clone)]
+pub struct Source {
+    file: Arc<File>,
+    len: u64,
+}
+
+impl Source {
+    /// Wraps `file`, asking the kernel for its length.
+    pub fn new(file: Arc<File>) -> Result<Self, TransferError> {
+        let st = fstat(file.as_fd()).map_err(|e| TransferError::sys(Syscall::Fstat, e))?;
+        let len = u64::try_from(st.st_size).unwrap_or(0);
+        Ok(Self { file, len })
+    }
+
+    /// Wraps `file` whose length the caller already knows.
+    pub fn with_len(file: Arc<File>, len: u64) -> Self {
+        Self { file, len }
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// The file's length when the source was made.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for an empty file.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What one [`Session::pump`] call achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pump {
+    /// Every byte of the prefix and the range reached the socket.
+    Done,
+    /// The socket is full: wait until it is writable, then pump again.
+    WouldBlock,
+    /// The session used up its per-call budget while the socket could still
+    /// take more; call again after letting other work run.
+    Yield,
+}
+
+/// A way of moving file bytes into a socket (sendfile, splice, ...).
+///
+/// One value serves many transfers at once; per-transfer state lives in the
+/// [`Session`] that [`Transfer::start`] returns.
+pub trait Transfer: Send + Sync + 'static {
+    /// The backend's name, as chosen on the command line.
+    fn name(&self) -> &'static str;
+
+    /// Counters of every session this backend has run.
+    fn stats(&self) -> &Arc<Stats>;
+
+    /// Prepares to send `prefix` followed by `range` of `source`.
+    ///
+    /// Fails, before any byte is sent, when the range does not lie inside
+    /// the file. The prefix (an HTTP response head, say) leaves in the same
+    /// segment as the first body bytes where the backend can arrange it.
+    fn start(
+        &self,
+        source: &Source,
+        range: ByteRange,
+        prefix: Vec<u8>,
+    ) -> Result<Box<dyn Session>, TransferError>;
+}
+
+/// One transfer in progress: a pump that moves bytes without blocking.
+pub trait Session: Send {
+    /// Pushes as many bytes into `sock` as the kernel takes without
+    /// blocking (or up to the backend's per-call budget).
+    ///
+    /// After `Done` or an error the session is over; further calls return
+    /// `Done` or the same kind of error and send nothing.
+    fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError>;
+
+    /// Bytes of prefix and range not yet sent.
+    fn remaining(&self) -> u64;
+
+    /// The counters this session reports into.
+    fn stats(&self) -> &Stats;
+}
+
+/// The progress every session keeps: what is left of the prefix and of the
+/// range, and whether the outcome has been counted.
+///
+/// Backends embed one and pass each pump result through
+/// [`Progress::settle`], so counting sessions, would-blocks and bytes is done
+/// the same way for all of them.
+#[derive(Debug)]
+pub struct Progress {
+    stats: Arc<Stats>,
+    prefix: Vec<u8>,
+    prefix_sent: usize,
+    offset: u64,
+    end: u64,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Done,
+    Failed,
+}
+
+impl Progress {
+    /// Starts counting a session over `range` of `source`; checks the range
+    /// against the file length first.
+    pub fn start(
+        stats: Arc<Stats>,
+        source: &Source,
+        range: ByteRange,
+        prefix: Vec<u8>,
+    ) -> Result<Self, TransferError> {
+        range.check_within(source.len())?;
+        stats.session_started();
+        Ok(Self {
+            stats,
+            prefix,
+            prefix_sent: 0,
+            offset: range.start(),
+            end: range.end(),
+            state: State::Running,
+        })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The part of the prefix still to send.
+    pub fn prefix_left(&self) -> &[u8] {
+        &self.prefix[self.prefix_sent..]
+    }
+
+    /// Records `n` prefix bytes sent.
+    pub fn prefix_sent(&mut self, n: usize) {
+        debug_assert!(n <= self.prefix.len() - self.prefix_sent);
+        self.prefix_sent += n;
+        self.stats.prefix_sent(n as u64);
+        if self.prefix_sent == self.prefix.len() {
+            // The head is usually a heap allocation per response: give it
+            // back as soon as it is on the wire.
+            self.prefix = Vec::new();
+            self.prefix_sent = 0;
+        }
+    }
+
+    /// The file offset of the next body byte to send.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The end of the range.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Body bytes not yet sent.
+    pub fn body_left(&self) -> u64 {
+        self.end - self.offset
+    }
+
+    /// Records `n` body bytes sent.
+    pub fn body_sent(&mut self, n: u64) {
+        debug_assert!(n <= self.body_left());
+        self.offset += n;
+        self.stats.body_sent(n);
+    }
+
+    /// Prefix and body bytes not yet sent.
+    pub fn remaining(&self) -> u64 {
+        (self.prefix.len() - self.prefix_sent) as u64 + self.body_left()
+    }
+
+    /// The error for a file that ended at `offset`, before the range did.
+    pub fn shrank_at(&self, offset: u64) -> TransferError {
+        TransferError::FileShrank {
+            offset,
+            end: self.end,
+        }
+    }
+
+    /// Whether the session may still pump: `None` while running, or the
+    /// answer to give once it is over.
+    pub fn finished(&self) -> Option<Result<Pump, TransferError>> {
+        match self.state {
+            State::Running => None,
+            State::Done => Some(Ok(Pump::Done)),
+            State::Failed => Some(Err(TransferError::InvalidConfig {
+                setting: "session",
+                reason: "pumped again after it failed".into(),
+            })),
+        }
+    }
+
+    /// Counts the outcome of one pump and passes it on.
+    pub fn settle(&mut self, r: Result<Pump, TransferError>) -> Result<Pump, TransferError> {
+        match &r {
+            Ok(Pump::Done) => {
+                debug_assert_eq!(self.remaining(), 0);
+                if self.state == State::Running {
+                    self.stats.session_completed();
+                }
+                self.state = State::Done;
+            }
+            Ok(Pump::WouldBlock) => self.stats.would_block(),
+            Ok(Pump::Yield) => {}
+            Err(_) => {
+                if self.state == State::Running {
+                    self.stats.session_failed();
+                }
+                self.state = State::Failed;
+            }
+        }
+        r
+    }
+}

@@ -39,6 +39,7 @@ impl Copy {
     /// A copy backend with the given settings.
     pub fn new(config: &Config) -> Result<Self, TransferError> {
         config.validate()?;
+        crate::sigpipe::ensure_ignored()?;
         Ok(Self {
             shared: Arc::new(Shared {
                 stats: Arc::default(),

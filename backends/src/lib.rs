@@ -21,9 +21,9 @@
 //!
 //! One file per backend; Linux-only ones are compiled only on Linux.
 //! Writes from memory use `MSG_NOSIGNAL`; `sendfile` and `splice` take no
-//! such flag, so a process using them must ignore `SIGPIPE` (every Rust
-//! binary does: the runtime sets it to `SIG_IGN` before `main`), and a peer
-//! that went away then shows up as `EPIPE`.
+//! such flag (nor does any send on macOS), so building any backend makes sure `SIGPIPE` is ignored (Rust
+//! binaries already ignore it; a handler the host installed is kept), and a
+//! peer that went away shows up as `EPIPE`, never as a dead process.
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,6 +36,7 @@ mod mmap;
 mod pool;
 #[cfg(target_os = "linux")]
 mod sendfile;
+mod sigpipe;
 mod sock;
 #[cfg(target_os = "linux")]
 mod splice;

@@ -13,10 +13,13 @@
 //! made of it, and the only reader is the kernel inside `send`/`sendmsg`.
 //! When the kernel's copy from a user address faults on a page past EOF, the
 //! fault happens in kernel mode: the syscall returns the bytes copied before
-//! the fault, and then `EFAULT`, and no signal is raised. The session turns
-//! `EFAULT` into [`TransferError::FileShrank`] (after `fstat` confirms the
-//! file is now shorter) and the process goes on serving. The test
-//! `truncated_mapping_gives_efault_not_sigbus` pins this behaviour down.
+//! the fault, and then `EFAULT`, and no signal is raised. On `EFAULT` the
+//! session asks `fstat` where the file ends now, still sends the bytes up to
+//! there (TCP copies in chunks and fails a whole chunk that crosses the
+//! end), then fails with [`TransferError::FileShrank`], as the other
+//! backends do; the process goes on serving. The test
+//! `truncated_mapping_gives_efault_not_sigbus` pins this down with SIGBUS
+//! left at its default action, which would kill the test process.
 //!
 //! Limits: anything that reads the mapped bytes in user space (a checksum,
 //! user-space TLS) would bring SIGBUS back and would need a signal handler
@@ -50,6 +53,7 @@ impl Mmap {
     /// An mmap backend with the given settings.
     pub fn new(config: &Config) -> Result<Self, TransferError> {
         config.validate()?;
+        crate::sigpipe::ensure_ignored()?;
         Ok(Self {
             stats: Arc::default(),
             max_chunk: config.max_chunk,
@@ -98,6 +102,7 @@ impl Transfer for Mmap {
             file: source.file().clone(),
             map,
             base: range.start(),
+            limit: range.end(),
             max_chunk: self.max_chunk,
         }))
     }
@@ -116,6 +121,9 @@ struct MmapSession {
     map: Option<MmapRaw>,
     /// The file offset of the mapping's first byte.
     base: u64,
+    /// Where the file is known to end within the range: the range end,
+    /// until a fault shows the file shrank.
+    limit: u64,
     max_chunk: usize,
 }
 
@@ -127,11 +135,14 @@ impl MmapSession {
             if p.remaining() == 0 {
                 return Ok(Pump::Done);
             }
+            if p.offset() >= self.limit && p.body_left() > 0 {
+                return Err(p.shrank_at(self.limit));
+            }
             if budget == 0 {
                 return Ok(Pump::Yield);
             }
             let at = (p.offset() - self.base) as usize;
-            let len = usize::try_from(p.body_left())
+            let len = usize::try_from(self.limit - p.offset())
                 .unwrap_or(usize::MAX)
                 .min(budget);
             let body = match &self.map {
@@ -140,9 +151,9 @@ impl MmapSession {
                 Some(map) => map.as_ptr().wrapping_add(at),
                 None => std::ptr::null(),
             };
-            // SAFETY: at + len <= the mapping's length (the range was
-            // checked against it when mapped) and the mapping lives in self;
-            // with no mapping, len is 0.
+            // SAFETY: at + len <= the mapping's length (limit never exceeds
+            // the range end the mapping covers) and the mapping lives in
+            // self; with no mapping, len is 0.
             match unsafe { send_with_prefix(p, sock, body, len) } {
                 Ok(Sent::Bytes(n)) => {
                     let b = account(p, n);
@@ -150,20 +161,26 @@ impl MmapSession {
                     budget = budget.saturating_sub(n);
                 }
                 Ok(Sent::Full) => return Ok(Pump::WouldBlock),
-                Err(Errno::EFAULT) => return Err(self.fault()),
+                Err(Errno::EFAULT) => self.fault(len)?,
                 Err(e) => return Err(TransferError::sys(vectored_call(p, len), e)),
             }
         }
     }
 
-    /// The error for a send that faulted on the mapping: the file shrank
-    /// under it, which fstat confirms (and tells where it now ends).
-    fn fault(&self) -> TransferError {
+    /// A send faulted on the mapping: the file shrank under it. fstat says
+    /// where it ends now; the bytes up to there are still sent (TCP copies
+    /// in chunks and fails a whole chunk that crosses the end), then the
+    /// session fails with `FileShrank`.
+    fn fault(&mut self, len: usize) -> Result<(), TransferError> {
         let p = &self.progress;
         p.stats().syscall(Syscall::Fstat);
+        let call = vectored_call(p, len);
         match fstat(self.file.as_fd()) {
-            Ok(st) if (st.st_size as u64) < p.end() => p.shrank_at(st.st_size.max(0) as u64),
-            _ => TransferError::sys(Syscall::Sendmsg, Errno::EFAULT),
+            Ok(st) if (st.st_size.max(0) as u64) < self.limit => {
+                self.limit = (st.st_size.max(0) as u64).max(p.offset());
+                Ok(())
+            }
+            _ => Err(TransferError::sys(call, Errno::EFAULT)),
         }
     }
 }
@@ -191,5 +208,60 @@ impl Drop for MmapSession {
         if self.map.is_some() {
             self.progress.stats().syscall(Syscall::Munmap);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    #[test]
+    fn truncated_mapping_gives_efault_not_sigbus() {
+        // Make SIGBUS fatal (the Rust runtime's stack-overflow handler
+        // sits on it), so that surviving proves no signal was raised.
+        // SAFETY: SigDfl installs no Rust code as a handler.
+        unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGBUS,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        }
+        .unwrap();
+
+        let path = std::env::temp_dir().join(format!("zcserve-mmap-{}", std::process::id()));
+        let mut f = File::create(&path).unwrap();
+        f.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let backend = Mmap::new(&Config::default()).unwrap();
+        let source = Source::new(file).unwrap();
+        let mut session = backend
+            .start(&source, ByteRange::full(1 << 20), b"head".to_vec())
+            .unwrap();
+        f.set_len(10_000).unwrap();
+        std::fs::remove_file(&path).unwrap();
+
+        let (a, b) = UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut &b, &mut got).unwrap();
+            got
+        });
+        let mut result = session.pump(a.as_fd());
+        while let Ok(Pump::Yield | Pump::WouldBlock) = result {
+            result = session.pump(a.as_fd());
+        }
+        drop(a);
+        match result {
+            Err(TransferError::FileShrank { offset, end }) => {
+                assert_eq!((offset, end), (10_000, 1 << 20))
+            }
+            other => panic!("expected FileShrank, got {other:?}"),
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), 4 + 10_000);
+        assert!(got[4..].iter().all(|&b| b == 7));
     }
 }

@@ -34,6 +34,7 @@ impl Sendfile {
     /// A sendfile backend with the given settings.
     pub fn new(config: &Config) -> Result<Self, TransferError> {
         config.validate()?;
+        crate::sigpipe::ensure_ignored()?;
         Ok(Self {
             stats: Arc::default(),
             max_chunk: config.max_chunk,

@@ -50,6 +50,7 @@ impl Splice {
     /// cannot create a pipe.
     pub fn new(config: &Config) -> Result<Self, TransferError> {
         config.validate()?;
+        crate::sigpipe::ensure_ignored()?;
         let shared = Arc::new(Shared {
             stats: Arc::default(),
             pipes: Pool::new(config.max_idle),

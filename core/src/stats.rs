@@ -33,11 +33,13 @@ pub enum Syscall {
     Fcntl,
     /// `poll(2)`, made by the blocking driver while waiting.
     Poll,
+    /// `sigaction(2)`, made once when a backend is built.
+    Sigaction,
 }
 
 impl Syscall {
     /// Every syscall kind, in counter order.
-    pub const ALL: [Syscall; 12] = [
+    pub const ALL: [Syscall; 13] = [
         Syscall::Sendfile,
         Syscall::Splice,
         Syscall::Pread,
@@ -50,6 +52,7 @@ impl Syscall {
         Syscall::Pipe,
         Syscall::Fcntl,
         Syscall::Poll,
+        Syscall::Sigaction,
     ];
 
     /// The syscall's name as `strace` prints it.
@@ -67,6 +70,7 @@ impl Syscall {
             Syscall::Pipe => "pipe2",
             Syscall::Fcntl => "fcntl",
             Syscall::Poll => "poll",
+            Syscall::Sigaction => "rt_sigaction",
         }
     }
 

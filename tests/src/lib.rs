@@ -1,1 +1,249 @@
-//! Helpers shared by the cross-backend tests.
+//! Helpers shared by zcserve's cross-backend tests: files with known
+//! contents, connected socket pairs of every kind we serve on, readers of
+//! different speeds, and a descriptor count for leak checks.
+//!
+//! A test makes a [`TestFile`], a [`Link`] (TCP loopback or a Unix
+//! socketpair), starts a [`Reader`] on the receiving end, and drives a
+//! session from any backend into the sending end; the received bytes must
+//! be exactly the prefix followed by `file[range]`.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::sys::socket::{setsockopt, sockopt};
+use zcserve_backends::{Backend, Config};
+use zcserve_core::{Source, Transfer};
+
+/// Deterministic pseudo-random bytes (xorshift64*), fast enough to fill
+/// megabytes per test case and reproducible from the seed proptest shrinks.
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory under the system's temp dir.
+    pub fn new() -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "zcserve-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file on disk with known contents, open for reading.
+#[derive(Debug)]
+pub struct TestFile {
+    /// The bytes written.
+    pub data: Vec<u8>,
+    /// Where it lives.
+    pub path: PathBuf,
+    /// The open file, shared as a server would share it.
+    pub file: Arc<File>,
+    _dir: TempDir,
+}
+
+impl TestFile {
+    /// A file holding `data`.
+    pub fn with(data: Vec<u8>) -> Self {
+        let dir = TempDir::new();
+        let path = dir.path().join("f.bin");
+        fs::write(&path, &data).expect("write test file");
+        let file = Arc::new(File::open(&path).expect("open test file"));
+        TestFile {
+            data,
+            path,
+            file,
+            _dir: dir,
+        }
+    }
+
+    /// A file of `len` pseudo-random bytes from `seed`.
+    pub fn random(len: usize, seed: u64) -> Self {
+        Self::with(content(len, seed))
+    }
+
+    /// The source a backend reads from.
+    pub fn source(&self) -> Source {
+        Source::new(self.file.clone()).expect("fstat test file")
+    }
+}
+
+/// The kinds of connected stream socket a session may write to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockKind {
+    /// TCP over 127.0.0.1.
+    Tcp,
+    /// An AF_UNIX socketpair.
+    Unix,
+}
+
+/// A connected pair: `send` for the session, `recv` for the reader.
+#[derive(Debug)]
+pub struct Link {
+    /// The sending end, non-blocking.
+    pub send: OwnedFd,
+    /// The receiving end, blocking.
+    pub recv: OwnedFd,
+    /// What kind of socket both ends are.
+    pub kind: SockKind,
+}
+
+impl Link {
+    /// A connected pair of `kind`, the sending end non-blocking, with its
+    /// send buffer set to `sndbuf` bytes when given (the kernel doubles and
+    /// clamps it).
+    pub fn new(kind: SockKind, sndbuf: Option<usize>) -> Self {
+        let (send, recv): (OwnedFd, OwnedFd) = match kind {
+            SockKind::Tcp => {
+                let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+                let c = TcpStream::connect(l.local_addr().unwrap()).expect("connect");
+                let (s, _) = l.accept().expect("accept");
+                c.set_nodelay(true).unwrap();
+                c.set_nonblocking(true).unwrap();
+                (c.into(), s.into())
+            }
+            SockKind::Unix => {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                a.set_nonblocking(true).unwrap();
+                (a.into(), b.into())
+            }
+        };
+        if let Some(n) = sndbuf {
+            setsockopt(&send, sockopt::SndBuf, &n).expect("SO_SNDBUF");
+        }
+        Link { send, recv, kind }
+    }
+
+    /// The sending end.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.send.as_fd()
+    }
+
+    /// Starts reading everything from the receiving end until EOF.
+    pub fn read_all(self, speed: Speed) -> (OwnedFd, Reader) {
+        let recv = self.recv;
+        (self.send, Reader::spawn(recv, speed))
+    }
+}
+
+/// How fast a reader drains its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speed {
+    /// Large reads, no pauses.
+    Fast,
+    /// Reads of `chunk` bytes with a pause of `pause_us` microseconds after
+    /// each, so the sender's socket fills and it must wait.
+    Slow {
+        /// Bytes per read.
+        chunk: usize,
+        /// Pause after each read.
+        pause_us: u64,
+    },
+}
+
+/// A thread reading one socket to EOF.
+#[derive(Debug)]
+pub struct Reader(JoinHandle<std::io::Result<Vec<u8>>>);
+
+impl Reader {
+    /// Reads `fd` until EOF in a new thread.
+    pub fn spawn(fd: OwnedFd, speed: Speed) -> Self {
+        Reader(std::thread::spawn(move || {
+            let mut sock = File::from(fd);
+            let mut out = Vec::new();
+            let (chunk, pause) = match speed {
+                Speed::Fast => (256 << 10, None),
+                Speed::Slow { chunk, pause_us } => {
+                    (chunk.max(1), Some(Duration::from_micros(pause_us)))
+                }
+            };
+            let mut buf = vec![0u8; chunk];
+            loop {
+                let n = sock.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(out);
+                }
+                out.extend_from_slice(&buf[..n]);
+                if let Some(p) = pause {
+                    std::thread::sleep(p);
+                }
+            }
+        }))
+    }
+
+    /// Waits for EOF and returns what was read.
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        self.0.join().expect("reader thread panicked")
+    }
+}
+
+/// Every available backend, built with `config`.
+pub fn backends(config: &Config) -> Vec<Arc<dyn Transfer>> {
+    Backend::available()
+        .into_iter()
+        .map(|b| b.build(config).expect("build backend"))
+        .collect()
+}
+
+/// Settings small enough that the pipe, buffer and chunk edges are hit by
+/// files of a few hundred KiB.
+pub fn small_config() -> Config {
+    Config {
+        max_chunk: 96 << 10,
+        pipe_size: 64 << 10,
+        buffer_size: 16 << 10,
+        max_idle: 4,
+    }
+}
+
+/// Open descriptors of this process.
+pub fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
+mod run;
+pub use run::{Driver, Outcome, STALL, drive, expected, transfer};

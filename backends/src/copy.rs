@@ -14,7 +14,8 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::sys::uio::pread;
 use zcserve_core::{
-    ByteRange, Progress, Pump, Session, Source, Stats, Syscall, Transfer, TransferError,
+    ByteRange, Progress, Pump, Session, Source, Stats, Step, Syscall, Tracked, Transfer,
+    TransferError,
 };
 
 use crate::Config;
@@ -66,19 +67,19 @@ impl Transfer for Copy {
         range: ByteRange,
         prefix: Vec<u8>,
     ) -> Result<Box<dyn Session>, TransferError> {
-        Ok(Box::new(CopySession {
-            progress: Progress::start(self.shared.stats.clone(), source, range, prefix)?,
+        let progress = Progress::start(self.shared.stats.clone(), source, range, prefix)?;
+        let step = CopyStep {
             file: source.file().clone(),
             shared: self.shared.clone(),
             buf: None,
             pos: 0,
             filled: 0,
-        }))
+        };
+        Ok(Box::new(Tracked::new(progress, step)))
     }
 }
 
-struct CopySession {
-    progress: Progress,
+struct CopyStep {
     file: Arc<File>,
     shared: Arc<Shared>,
     buf: Option<Box<[u8]>>,
@@ -87,11 +88,10 @@ struct CopySession {
     filled: usize,
 }
 
-impl CopySession {
-    fn step(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+impl Step for CopyStep {
+    fn step(&mut self, p: &mut Progress, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
         let mut budget = self.shared.max_chunk;
         loop {
-            let p = &mut self.progress;
             let pending = self.filled - self.pos;
             let unread = p.body_left() - pending as u64;
             if pending == 0 && unread > 0 {
@@ -133,8 +133,8 @@ impl CopySession {
                 None => std::ptr::null(),
             };
             // SAFETY: body..body+pending lies inside self.buf, which this
-            // session owns for the whole call (null with length 0 when the
-            // session has no buffer because the range is empty).
+            // step owns for the whole call (null with length 0 when it has
+            // no buffer because the range is empty).
             match unsafe { send_with_prefix(p, sock, body, pending) } {
                 Ok(Sent::Bytes(n)) => {
                     let b = account(p, n);
@@ -148,42 +148,20 @@ impl CopySession {
         }
     }
 
-    fn release_buffer(&mut self) {
+    /// Gives the buffer back once nothing in it waits to be sent; unsent
+    /// bytes of a failed session are dropped (the next user overwrites them).
+    fn release(&mut self, _p: &Progress, failed: bool) {
+        if failed {
+            self.pos = self.filled;
+        }
         if self.pos == self.filled
             && let Some(buf) = self.buf.take()
         {
             self.shared.buffers.give(buf);
         }
     }
-}
 
-impl Session for CopySession {
-    fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        if let Some(over) = self.progress.finished() {
-            return over;
-        }
-        let r = self.step(sock);
-        if r.is_err() {
-            self.pos = self.filled;
-        }
-        self.release_buffer();
-        self.progress.settle(r)
-    }
-
-    fn remaining(&self) -> u64 {
-        self.progress.remaining()
-    }
-
-    fn stats(&self) -> &Stats {
-        self.progress.stats()
-    }
-}
-
-impl Drop for CopySession {
-    fn drop(&mut self) {
-        // Unsent bytes in the buffer are simply overwritten by the next
-        // user; the buffer itself is always reusable.
-        self.pos = self.filled;
-        self.release_buffer();
+    fn close(&mut self, p: &Progress) {
+        self.release(p, true);
     }
 }

@@ -36,7 +36,8 @@ use memmap2::{Advice, MmapOptions, MmapRaw};
 use nix::errno::Errno;
 use nix::sys::stat::fstat;
 use zcserve_core::{
-    ByteRange, Progress, Pump, Session, Source, Stats, Syscall, Transfer, TransferError,
+    ByteRange, Progress, Pump, Session, Source, Stats, Step, Syscall, Tracked, Transfer,
+    TransferError,
 };
 
 use crate::Config;
@@ -97,14 +98,14 @@ impl Transfer for Mmap {
             let _ = map.advise(Advice::Sequential);
             Some(map)
         };
-        Ok(Box::new(MmapSession {
-            progress,
+        let step = MmapStep {
             file: source.file().clone(),
             map,
             base: range.start(),
             limit: range.end(),
             max_chunk: self.max_chunk,
-        }))
+        };
+        Ok(Box::new(Tracked::new(progress, step)))
     }
 }
 
@@ -115,8 +116,7 @@ fn io_err(call: Syscall, e: &std::io::Error) -> TransferError {
     )
 }
 
-struct MmapSession {
-    progress: Progress,
+struct MmapStep {
     file: Arc<File>,
     map: Option<MmapRaw>,
     /// The file offset of the mapping's first byte.
@@ -127,11 +127,10 @@ struct MmapSession {
     max_chunk: usize,
 }
 
-impl MmapSession {
-    fn step(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+impl Step for MmapStep {
+    fn step(&mut self, p: &mut Progress, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
         let mut budget = self.max_chunk;
         loop {
-            let p = &mut self.progress;
             if p.remaining() == 0 {
                 return Ok(Pump::Done);
             }
@@ -161,18 +160,25 @@ impl MmapSession {
                     budget = budget.saturating_sub(n);
                 }
                 Ok(Sent::Full) => return Ok(Pump::WouldBlock),
-                Err(Errno::EFAULT) => self.fault(len)?,
+                Err(Errno::EFAULT) => self.fault(p, len)?,
                 Err(e) => return Err(TransferError::sys(vectored_call(p, len), e)),
             }
         }
     }
 
+    fn close(&mut self, p: &Progress) {
+        if self.map.is_some() {
+            p.stats().syscall(Syscall::Munmap);
+        }
+    }
+}
+
+impl MmapStep {
     /// A send faulted on the mapping: the file shrank under it. fstat says
     /// where it ends now; the bytes up to there are still sent (TCP copies
     /// in chunks and fails a whole chunk that crosses the end), then the
     /// session fails with `FileShrank`.
-    fn fault(&mut self, len: usize) -> Result<(), TransferError> {
-        let p = &self.progress;
+    fn fault(&mut self, p: &Progress, len: usize) -> Result<(), TransferError> {
         p.stats().syscall(Syscall::Fstat);
         let call = vectored_call(p, len);
         match fstat(self.file.as_fd()) {
@@ -181,32 +187,6 @@ impl MmapSession {
                 Ok(())
             }
             _ => Err(TransferError::sys(call, Errno::EFAULT)),
-        }
-    }
-}
-
-impl Session for MmapSession {
-    fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        if let Some(over) = self.progress.finished() {
-            return over;
-        }
-        let r = self.step(sock);
-        self.progress.settle(r)
-    }
-
-    fn remaining(&self) -> u64 {
-        self.progress.remaining()
-    }
-
-    fn stats(&self) -> &Stats {
-        self.progress.stats()
-    }
-}
-
-impl Drop for MmapSession {
-    fn drop(&mut self) {
-        if self.map.is_some() {
-            self.progress.stats().syscall(Syscall::Munmap);
         }
     }
 }

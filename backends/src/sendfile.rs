@@ -14,7 +14,8 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::sys::sendfile::sendfile64;
 use zcserve_core::{
-    ByteRange, Progress, Pump, Session, Source, Stats, Syscall, Transfer, TransferError,
+    ByteRange, Progress, Pump, Session, Source, Stats, Step, Syscall, Tracked, Transfer,
+    TransferError,
 };
 
 use crate::Config;
@@ -57,23 +58,22 @@ impl Transfer for Sendfile {
         range: ByteRange,
         prefix: Vec<u8>,
     ) -> Result<Box<dyn Session>, TransferError> {
-        Ok(Box::new(SendfileSession {
-            progress: Progress::start(self.stats.clone(), source, range, prefix)?,
+        let progress = Progress::start(self.stats.clone(), source, range, prefix)?;
+        let step = SendfileStep {
             file: source.file().clone(),
             max_chunk: self.max_chunk,
-        }))
+        };
+        Ok(Box::new(Tracked::new(progress, step)))
     }
 }
 
-struct SendfileSession {
-    progress: Progress,
+struct SendfileStep {
     file: Arc<File>,
     max_chunk: usize,
 }
 
-impl SendfileSession {
-    fn step(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        let p = &mut self.progress;
+impl Step for SendfileStep {
+    fn step(&mut self, p: &mut Progress, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
         if !send_prefix(p, sock)? {
             return Ok(Pump::WouldBlock);
         }
@@ -103,23 +103,5 @@ impl SendfileSession {
                 Err(e) => return Err(TransferError::sys(Syscall::Sendfile, e)),
             }
         }
-    }
-}
-
-impl Session for SendfileSession {
-    fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        if let Some(over) = self.progress.finished() {
-            return over;
-        }
-        let r = self.step(sock);
-        self.progress.settle(r)
-    }
-
-    fn remaining(&self) -> u64 {
-        self.progress.remaining()
-    }
-
-    fn stats(&self) -> &Stats {
-        self.progress.stats()
     }
 }

@@ -17,7 +17,8 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::unistd::pipe2;
 use zcserve_core::{
-    ByteRange, Progress, Pump, Session, Source, Stats, Syscall, Transfer, TransferError,
+    ByteRange, Progress, Pump, Session, Source, Stats, Step, Syscall, Tracked, Transfer,
+    TransferError,
 };
 
 use crate::Config;
@@ -115,18 +116,18 @@ impl Transfer for Splice {
         range: ByteRange,
         prefix: Vec<u8>,
     ) -> Result<Box<dyn Session>, TransferError> {
-        Ok(Box::new(SpliceSession {
-            progress: Progress::start(self.shared.stats.clone(), source, range, prefix)?,
+        let progress = Progress::start(self.shared.stats.clone(), source, range, prefix)?;
+        let step = SpliceStep {
             file: source.file().clone(),
             shared: self.shared.clone(),
             pipe: None,
             in_pipe: 0,
-        }))
+        };
+        Ok(Box::new(Tracked::new(progress, step)))
     }
 }
 
-struct SpliceSession {
-    progress: Progress,
+struct SpliceStep {
     file: Arc<File>,
     shared: Arc<Shared>,
     pipe: Option<Pipe>,
@@ -134,14 +135,13 @@ struct SpliceSession {
     in_pipe: usize,
 }
 
-impl SpliceSession {
-    fn step(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        if !send_prefix(&mut self.progress, sock)? {
+impl Step for SpliceStep {
+    fn step(&mut self, p: &mut Progress, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+        if !send_prefix(p, sock)? {
             return Ok(Pump::WouldBlock);
         }
         let mut budget = self.shared.max_chunk;
         loop {
-            let p = &mut self.progress;
             if self.in_pipe == 0 {
                 let left = p.body_left();
                 if left == 0 {
@@ -198,47 +198,26 @@ impl SpliceSession {
     }
 
     /// Gives an empty pipe back to the pool; a pipe with bytes stays with
-    /// the session (it must drain them first).
-    fn release_pipe(&mut self) {
+    /// the session (it must drain them first). After an error, whatever is
+    /// in the pipe belongs to a response that will never complete: the pipe
+    /// is dropped (closed), not pooled, which discards it.
+    fn release(&mut self, _p: &Progress, failed: bool) {
+        if failed {
+            self.pipe = None;
+            self.in_pipe = 0;
+        }
         if self.in_pipe == 0
             && let Some(pipe) = self.pipe.take()
         {
             self.shared.pipes.give(pipe);
         }
     }
-}
 
-impl Session for SpliceSession {
-    fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        if let Some(over) = self.progress.finished() {
-            return over;
-        }
-        let r = self.step(sock);
-        if r.is_err() {
-            // Whatever is in the pipe belongs to a response that will never
-            // complete; dropping the pipe (not pooling it) discards it.
-            self.pipe = None;
-            self.in_pipe = 0;
-        }
-        self.release_pipe();
-        self.progress.settle(r)
-    }
-
-    fn remaining(&self) -> u64 {
-        self.progress.remaining()
-    }
-
-    fn stats(&self) -> &Stats {
-        self.progress.stats()
-    }
-}
-
-impl Drop for SpliceSession {
-    fn drop(&mut self) {
-        // A session dropped mid-transfer (peer gone, server shutting down)
-        // may leave bytes in its pipe: release_pipe keeps such a pipe out
-        // of the pool, and it closes here.
-        self.release_pipe();
+    /// A session dropped mid-transfer (peer gone, server shutting down) may
+    /// leave bytes in its pipe: `release` keeps such a pipe out of the pool
+    /// and it closes with the step.
+    fn close(&mut self, p: &Progress) {
+        self.release(p, false);
     }
 }
 

@@ -74,6 +74,9 @@ pub enum TransferError {
         /// Why not.
         reason: String,
     },
+    /// The session already failed; it sends nothing more.
+    #[error("the session already failed and was pumped again")]
+    SessionFailed,
     /// The blocking driver waited longer than it was allowed to.
     #[error("the socket stayed full for {0:?}; gave up")]
     TimedOut(Duration),
@@ -123,6 +126,7 @@ impl From<TransferError> for io::Error {
             | TransferError::InvalidConfig { .. }
             | TransferError::UnknownBackend { .. } => io::ErrorKind::InvalidInput,
             TransferError::Unavailable { .. } => io::ErrorKind::Unsupported,
+            TransferError::SessionFailed => io::ErrorKind::Other,
             TransferError::TimedOut(_) => io::ErrorKind::TimedOut,
         };
         io::Error::new(kind, e)

@@ -38,4 +38,4 @@ mod transfer;
 pub use error::TransferError;
 pub use range::ByteRange;
 pub use stats::{Snapshot, Stats, Syscall};
-pub use transfer::{Progress, Pump, Session, Source, Transfer};
+pub use transfer::{Progress, Pump, Session, Source, Step, Tracked, Transfer};

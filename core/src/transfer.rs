@@ -89,7 +89,7 @@ pub trait Session: Send {
     /// blocking (or up to the backend's per-call budget).
     ///
     /// After `Done` or an error the session is over; further calls return
-    /// `Done` or the same kind of error and send nothing.
+    /// `Done` or [`TransferError::SessionFailed`] and send nothing.
     fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError>;
 
     /// Bytes of prefix and range not yet sent.
@@ -99,12 +99,64 @@ pub trait Session: Send {
     fn stats(&self) -> &Stats;
 }
 
+/// How one backend moves bytes: the half of a session that differs from
+/// backend to backend. [`Tracked`] turns it into a [`Session`] and keeps
+/// the books, so every backend counts sessions, bytes and waits alike.
+pub trait Step: Send {
+    /// Moves what it can of `p`'s prefix and range into `sock` without
+    /// blocking, recording each byte sent in `p`.
+    fn step(&mut self, p: &mut Progress, sock: BorrowedFd<'_>) -> Result<Pump, TransferError>;
+
+    /// Called after every pump: gives back resources (a pooled pipe or
+    /// buffer) not needed while the session waits. `failed` means the
+    /// session just ended in an error, so bytes it holds must be discarded.
+    fn release(&mut self, _p: &Progress, _failed: bool) {}
+
+    /// Called once when the session is dropped, finished or not.
+    fn close(&mut self, _p: &Progress) {}
+}
+
+/// A [`Step`] with its [`Progress`]: a complete [`Session`].
+#[derive(Debug)]
+pub struct Tracked<S: Step> {
+    progress: Progress,
+    step: S,
+}
+
+impl<S: Step> Tracked<S> {
+    /// A session that moves `progress`'s bytes with `step`.
+    pub fn new(progress: Progress, step: S) -> Self {
+        Self { progress, step }
+    }
+}
+
+impl<S: Step> Session for Tracked<S> {
+    fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+        if let Some(over) = self.progress.finished() {
+            return over;
+        }
+        let r = self.step.step(&mut self.progress, sock);
+        self.step.release(&self.progress, r.is_err());
+        self.progress.settle(r)
+    }
+
+    fn remaining(&self) -> u64 {
+        self.progress.remaining()
+    }
+
+    fn stats(&self) -> &Stats {
+        self.progress.stats()
+    }
+}
+
+impl<S: Step> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        self.step.close(&self.progress);
+    }
+}
+
 /// The progress every session keeps: what is left of the prefix and of the
 /// range, and whether the outcome has been counted.
-///
-/// Backends embed one and pass each pump result through
-/// [`Progress::settle`], so counting sessions, would-blocks and bytes is done
-/// the same way for all of them.
 #[derive(Debug)]
 pub struct Progress {
     stats: Arc<Stats>,
@@ -203,19 +255,16 @@ impl Progress {
 
     /// Whether the session may still pump: `None` while running, or the
     /// answer to give once it is over.
-    pub fn finished(&self) -> Option<Result<Pump, TransferError>> {
+    fn finished(&self) -> Option<Result<Pump, TransferError>> {
         match self.state {
             State::Running => None,
             State::Done => Some(Ok(Pump::Done)),
-            State::Failed => Some(Err(TransferError::InvalidConfig {
-                setting: "session",
-                reason: "pumped again after it failed".into(),
-            })),
+            State::Failed => Some(Err(TransferError::SessionFailed)),
         }
     }
 
     /// Counts the outcome of one pump and passes it on.
-    pub fn settle(&mut self, r: Result<Pump, TransferError>) -> Result<Pump, TransferError> {
+    fn settle(&mut self, r: Result<Pump, TransferError>) -> Result<Pump, TransferError> {
         match &r {
             Ok(Pump::Done) => {
                 debug_assert_eq!(self.remaining(), 0);

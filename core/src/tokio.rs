@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use tokio::io::Interest;
@@ -51,19 +52,30 @@ impl<T: AsRawFd + AsFd + Send + Sync> AsyncSocket for AsyncFd<T> {
 
 /// Sends everything `session` holds into `sock` and returns the number of
 /// bytes sent. The socket must be non-blocking (tokio's always are).
+///
+/// With `stall`, a peer that takes no bytes for that long (more exactly:
+/// one pump budget's worth of progress takes longer) ends the transfer with
+/// [`TransferError::TimedOut`], like nginx's `send_timeout`, so a client
+/// that stops reading cannot hold a connection forever.
 pub async fn send_all<S: AsyncSocket>(
     sock: &S,
     session: &mut dyn Session,
+    stall: Option<Duration>,
 ) -> Result<u64, TransferError> {
     let total = session.remaining();
     loop {
         let fd = sock.as_fd();
-        let step = sock
-            .write_io(|| match session.pump(fd) {
-                Ok(Pump::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
-                other => Ok(other),
-            })
-            .await;
+        let io = sock.write_io(|| match session.pump(fd) {
+            Ok(Pump::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            other => Ok(other),
+        });
+        let step = match stall {
+            None => io.await,
+            Some(limit) => match tokio::time::timeout(limit, io).await {
+                Ok(step) => step,
+                Err(_) => return Err(TransferError::TimedOut(limit)),
+            },
+        };
         match step {
             Ok(Ok(Pump::Done)) => return Ok(total - session.remaining()),
             Ok(Ok(Pump::Yield)) => tokio::task::yield_now().await,

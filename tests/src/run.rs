@@ -71,11 +71,11 @@ pub fn drive(
                 match kind {
                     SockKind::Tcp => {
                         let s = tokio::net::TcpStream::from_std(dup.into()).expect("register");
-                        timeout(zcserve_core::tokio::send_all(&s, session)).await
+                        timeout(zcserve_core::tokio::send_all(&s, session, None)).await
                     }
                     SockKind::Unix => {
                         let s = tokio::net::UnixStream::from_std(dup.into()).expect("register");
-                        timeout(zcserve_core::tokio::send_all(&s, session)).await
+                        timeout(zcserve_core::tokio::send_all(&s, session, None)).await
                     }
                 }
             })

@@ -1,0 +1,342 @@
+//! Settings from the command line and an optional TOML file (same keys,
+//! flags win), resolved into one [`Settings`] with every default filled in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+/// The `zcserve` command line.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "zcserve",
+    version,
+    about = "Serve a directory over HTTP/1.1; file bodies go to the socket through a chosen zero-copy backend.",
+    after_help = "Every option can also be set in the --config TOML file under the same name \
+                  (e.g. `backend = \"splice\"`, `listen = [\"127.0.0.1:8000\"]`, `show-hidden = true`); \
+                  command-line flags override the file."
+)]
+pub struct Args {
+    /// Directory to serve [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Address to listen on, IPv4 or IPv6; repeat for several [default: 127.0.0.1:8000]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// How file bytes reach the socket: sendfile, splice, mmap, copy or auto [default: auto]
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Worker threads; 1 runs everything on one thread (for pinned benchmarks) [default: CPUs]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Read settings from this TOML file first
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Answer 403 for directories without index.html instead of listing them
+    #[arg(long)]
+    pub no_listing: bool,
+    /// Serve dotfiles and dot-directories (hidden by default: 404)
+    #[arg(long)]
+    pub show_hidden: bool,
+    /// Follow symlinks that point outside the root (refused by default: 403)
+    #[arg(long)]
+    pub follow_symlinks: bool,
+    /// Most connections served at once; more wait in the listen backlog [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a whole request head (slow-loris guard) [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub header_timeout: Option<f64>,
+    /// Seconds an idle keep-alive connection is kept [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub keepalive_timeout: Option<f64>,
+    /// Seconds in-flight responses get to finish after SIGINT/SIGTERM [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace: Option<f64>,
+    /// Access log: stdout, off, or a file path to append to [default: stdout]
+    #[arg(long, value_name = "stdout|off|FILE")]
+    pub access_log: Option<String>,
+    /// Access log line format [default: combined]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics at http://ADDR/metrics
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Most bytes one pump sends before other connections get a turn [default: 2 MiB]
+    #[arg(long, value_name = "BYTES")]
+    pub max_chunk: Option<usize>,
+    /// Capacity of each splice pipe [default: 1 MiB]
+    #[arg(long, value_name = "BYTES")]
+    pub pipe_size: Option<usize>,
+    /// Size of each copy buffer [default: 128 KiB]
+    #[arg(long, value_name = "BYTES")]
+    pub buffer_size: Option<usize>,
+    /// List the backends this machine can run and the one `auto` picks, then exit
+    #[arg(long)]
+    pub list_backends: bool,
+}
+
+/// Access log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// The Apache/nginx "combined" format.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The TOML file: the same settings as the flags, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    root: Option<PathBuf>,
+    listen: Option<Vec<SocketAddr>>,
+    backend: Option<String>,
+    threads: Option<usize>,
+    listing: Option<bool>,
+    show_hidden: Option<bool>,
+    follow_symlinks: Option<bool>,
+    max_connections: Option<usize>,
+    header_timeout: Option<f64>,
+    keepalive_timeout: Option<f64>,
+    shutdown_grace: Option<f64>,
+    access_log: Option<String>,
+    log_format: Option<LogFormat>,
+    metrics: Option<SocketAddr>,
+    max_chunk: Option<usize>,
+    pipe_size: Option<usize>,
+    buffer_size: Option<usize>,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Not written.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// Every setting, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Directory served.
+    pub root: PathBuf,
+    /// Addresses listened on.
+    pub listen: Vec<SocketAddr>,
+    /// Backend name as asked for (`auto` or a name).
+    pub backend: String,
+    /// Worker threads.
+    pub threads: usize,
+    /// Directory listings on.
+    pub listing: bool,
+    /// Dotfiles served.
+    pub show_hidden: bool,
+    /// Symlinks out of the root followed.
+    pub follow_symlinks: bool,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Time to send a request head.
+    pub header_timeout: Duration,
+    /// Idle keep-alive time.
+    pub keepalive_timeout: Duration,
+    /// Time in-flight responses get at shutdown.
+    pub shutdown_grace: Duration,
+    /// Access log target.
+    pub access_log: AccessLog,
+    /// Access log format.
+    pub log_format: LogFormat,
+    /// Metrics listener.
+    pub metrics: Option<SocketAddr>,
+    /// Backend knobs.
+    pub backend_config: zcserve_backends::Config,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::resolve(Args::default()).expect("defaults are valid")
+    }
+}
+
+impl Settings {
+    /// Reads the config file (if any) and merges the flags over it.
+    pub fn resolve(args: Args) -> Result<Settings, String> {
+        let file = match &args.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
+            }
+        };
+        let defaults = zcserve_backends::Config::default();
+        let listen = if args.listen.is_empty() {
+            file.listen
+                .unwrap_or_else(|| vec!["127.0.0.1:8000".parse().expect("literal")])
+        } else {
+            args.listen
+        };
+        if listen.is_empty() {
+            return Err("listen: give at least one address".into());
+        }
+        let threads = args
+            .threads
+            .or(file.threads)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads == 0 {
+            return Err("threads must be at least 1".into());
+        }
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(10_000);
+        if max_connections == 0 {
+            return Err("max-connections must be at least 1".into());
+        }
+        let access_log = match args.access_log.or(file.access_log).as_deref() {
+            None | Some("stdout") | Some("-") => AccessLog::Stdout,
+            Some("off") => AccessLog::Off,
+            Some("") => return Err("access-log: give stdout, off or a file path".into()),
+            Some(path) => AccessLog::File(path.into()),
+        };
+        Ok(Settings {
+            root: args
+                .root
+                .or(file.root)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            listen,
+            backend: args
+                .backend
+                .or(file.backend)
+                .unwrap_or_else(|| "auto".into()),
+            threads,
+            listing: !args.no_listing && file.listing.unwrap_or(true),
+            show_hidden: args.show_hidden || file.show_hidden.unwrap_or(false),
+            follow_symlinks: args.follow_symlinks || file.follow_symlinks.unwrap_or(false),
+            max_connections,
+            header_timeout: seconds(
+                "header-timeout",
+                args.header_timeout.or(file.header_timeout),
+                10.0,
+            )?,
+            keepalive_timeout: seconds(
+                "keepalive-timeout",
+                args.keepalive_timeout.or(file.keepalive_timeout),
+                60.0,
+            )?,
+            shutdown_grace: seconds(
+                "shutdown-grace",
+                args.shutdown_grace.or(file.shutdown_grace),
+                30.0,
+            )?,
+            access_log,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            metrics: args.metrics.or(file.metrics),
+            backend_config: zcserve_backends::Config {
+                max_chunk: args
+                    .max_chunk
+                    .or(file.max_chunk)
+                    .unwrap_or(defaults.max_chunk),
+                pipe_size: args
+                    .pipe_size
+                    .or(file.pipe_size)
+                    .unwrap_or(defaults.pipe_size),
+                buffer_size: args
+                    .buffer_size
+                    .or(file.buffer_size)
+                    .unwrap_or(defaults.buffer_size),
+                max_idle: defaults.max_idle,
+            },
+        })
+    }
+}
+
+fn seconds(name: &str, v: Option<f64>, default: f64) -> Result<Duration, String> {
+    let s = v.unwrap_or(default);
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{name}: {s} is not a positive number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let args = Args::try_parse_from(std::iter::once("zcserve").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Settings::resolve(args)
+    }
+
+    fn with_file(text: &str, args: &[&str]) -> Result<Settings, String> {
+        let path = std::env::temp_dir().join(format!(
+            "zcserve-config-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let mut all = vec!["--config", path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let r = parse(&all);
+        std::fs::remove_file(&path).unwrap();
+        r
+    }
+
+    #[test]
+    fn defaults_serve_cwd_on_8000_with_auto() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.root, PathBuf::from("."));
+        assert_eq!(s.listen, vec!["127.0.0.1:8000".parse().unwrap()]);
+        assert_eq!(s.backend, "auto");
+        assert!(s.listing && !s.show_hidden && !s.follow_symlinks);
+        assert_eq!(s.access_log, AccessLog::Stdout);
+    }
+
+    #[test]
+    fn file_then_flags_override() {
+        let s = with_file(
+            "backend = \"splice\"\nlisten = [\"[::1]:9000\", \"127.0.0.1:9001\"]\nlisting = false\nthreads = 3\n",
+            &["--threads", "1"],
+        )
+        .unwrap();
+        assert_eq!(s.backend, "splice");
+        assert_eq!(s.listen.len(), 2);
+        assert!(!s.listing);
+        assert_eq!(s.threads, 1);
+    }
+
+    #[test]
+    fn bad_inputs_say_what_to_fix() {
+        let e = with_file("backnd = \"x\"\n", &[]).unwrap_err();
+        assert!(e.contains("unknown field `backnd`"), "{e}");
+        let e = with_file("threads = \"many\"\n", &[]).unwrap_err();
+        assert!(e.contains("threads") || e.contains("invalid type"), "{e}");
+        assert!(parse(&["--threads", "0"]).unwrap_err().contains("threads"));
+        assert!(
+            parse(&["--header-timeout", "0"])
+                .unwrap_err()
+                .contains("header-timeout")
+        );
+        assert!(
+            parse(&["--keepalive-timeout=-1"])
+                .unwrap_err()
+                .contains("keepalive-timeout")
+        );
+        assert!(
+            parse(&["--listen", "nowhere"])
+                .unwrap_err()
+                .contains("--listen")
+        );
+        assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
+        let e = parse(&["--config", "/nonexistent/zc.toml"]).unwrap_err();
+        assert!(e.contains("/nonexistent/zc.toml"), "{e}");
+    }
+}

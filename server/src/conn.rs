@@ -1,0 +1,284 @@
+//! One connection: read request heads (pipelined requests are answered in
+//! order), answer each, and send file bodies through the backend straight
+//! from the file to this socket. Every way a client can misbehave ends in
+//! a status and a closed connection, never a stuck task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use http::{StatusCode, Version, header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::timeout_at;
+use zcserve_core::{Transfer, TransferError};
+
+use crate::access_log::{Entry, Logger};
+use crate::metrics::Metrics;
+use crate::request::{self, MAX_HEAD, Parsed, Request};
+use crate::respond::{Site, respond};
+use crate::response::{Body, Response, plain};
+
+/// Largest request body read and thrown away to keep a connection usable;
+/// a static server has no use for bodies, so bigger ones get 413.
+pub const MAX_DISCARD: u64 = 1 << 20;
+
+/// What every connection shares.
+pub struct Shared {
+    /// What is served.
+    pub site: Site,
+    /// How file bytes reach sockets.
+    pub backend: Arc<dyn Transfer>,
+    /// Time to send one whole request head.
+    pub header_timeout: Duration,
+    /// Idle time allowed between keep-alive requests.
+    pub keepalive_timeout: Duration,
+    /// Longest a response may wait on a client that reads nothing.
+    pub send_timeout: Duration,
+    /// The access log.
+    pub log: Logger,
+    /// Server counters.
+    pub metrics: Arc<Metrics>,
+}
+
+enum Head {
+    Request(Box<Request>),
+    /// The peer closed, or stayed idle, or the server is stopping: close
+    /// without a word.
+    Gone,
+    /// Answer with this status and close.
+    Refuse(StatusCode, &'static str),
+}
+
+/// Serves `stream` until the client leaves, misbehaves, or `stopping`
+/// turns true between requests.
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stopping: watch::Receiver<bool>) {
+    // Small responses must not wait for Nagle behind the client's delayed
+    // ACK (~40 ms each); heads are coalesced with bodies by MSG_MORE instead.
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let mut first = true;
+    loop {
+        let head = read_head(&mut stream, &mut buf, first, &shared, &mut stopping).await;
+        first = false;
+        let started = Instant::now();
+        let req = match head {
+            Head::Gone => break,
+            Head::Refuse(status, why) => {
+                let resp = plain(status, why, false, false);
+                let _ = send(&mut stream, resp, &shared).await;
+                shared.metrics.response(status.as_u16());
+                shared.log.log(&Entry {
+                    peer,
+                    method: "-",
+                    target: "-",
+                    version: "-",
+                    status: status.as_u16(),
+                    bytes: 0,
+                    referer: None,
+                    user_agent: None,
+                    duration: started.elapsed(),
+                });
+                break;
+            }
+            Head::Request(req) => req,
+        };
+        let mut resp = if req.body_len > MAX_DISCARD {
+            plain(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted", false, false)
+        } else {
+            if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &shared).await {
+                break;
+            }
+            respond(&req, &shared.site)
+        };
+        if *stopping.borrow() && !resp.close {
+            // Finish this response, but tell the client not to send more.
+            resp = reannounce_close(resp);
+        }
+        let status = resp.status.as_u16();
+        let close = resp.close;
+        let outcome = send(&mut stream, resp, &shared).await;
+        shared.metrics.response(status);
+        let bytes = match &outcome {
+            Ok(n) | Err((n, _)) => *n,
+        };
+        shared.metrics.body_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if shared.log.enabled() {
+            let text = |h: header::HeaderName| req.headers.get(h).and_then(|v| v.to_str().ok());
+            shared.log.log(&Entry {
+                peer,
+                method: req.method.as_str(),
+                target: &req.target,
+                version: if req.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" },
+                status,
+                bytes,
+                referer: text(header::REFERER),
+                user_agent: text(header::USER_AGENT),
+                duration: started.elapsed(),
+            });
+        }
+        if let Err((_, e)) = outcome {
+            shared.metrics.aborted.fetch_add(1, Ordering::Relaxed);
+            if !e.is_peer_gone() {
+                tracing::warn!(%peer, target = %req.target, "response cut short: {e}");
+            }
+            // The framing is broken mid-body: the only honest end is to
+            // drop the connection.
+            return;
+        }
+        if close {
+            break;
+        }
+    }
+    linger(stream).await;
+}
+
+/// Reads until `buf` holds a whole request head, enforcing the idle and
+/// head timeouts and the size limits.
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    first: bool,
+    shared: &Shared,
+    stopping: &mut watch::Receiver<bool>,
+) -> Head {
+    // The first request's clock starts at accept; a keep-alive request's
+    // clock starts at its first byte, after an idle wait of its own.
+    let mut deadline = (first || !buf.is_empty()).then(|| tokio::time::Instant::now() + shared.header_timeout);
+    loop {
+        if !buf.is_empty() {
+            match request::parse(buf) {
+                Ok(Parsed::Complete(req, used)) => {
+                    buf.drain(..used);
+                    return Head::Request(req);
+                }
+                Ok(Parsed::Partial) => {}
+                Err(r) => return Head::Refuse(r.status, r.reason),
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve((buf.len() * 2).clamp(4096, MAX_HEAD + 1024) - buf.len());
+        }
+        let idle = buf.is_empty();
+        let read = async {
+            match deadline {
+                Some(at) => timeout_at(at, stream.read_buf(buf)).await.ok(),
+                None => tokio::time::timeout(shared.keepalive_timeout, stream.read_buf(buf)).await.ok(),
+            }
+        };
+        let got = tokio::select! {
+            r = read => r,
+            // Between requests, a stopping server just closes; a request
+            // already under way gets to finish.
+            _ = stopping.wait_for(|s| *s), if idle => return Head::Gone,
+        };
+        match got {
+            None if idle => return Head::Gone,
+            None => return Head::Refuse(StatusCode::REQUEST_TIMEOUT, "request head not received in time"),
+            Some(Ok(0)) | Some(Err(_)) => return Head::Gone,
+            Some(Ok(_)) => {
+                if deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + shared.header_timeout);
+                }
+            }
+        }
+    }
+}
+
+/// Reads and drops `len` body bytes (some may already be in `buf`).
+/// False when the client did not deliver them in time.
+async fn discard_body(stream: &mut TcpStream, buf: &mut Vec<u8>, len: u64, shared: &Shared) -> bool {
+    let in_buf = (len.min(buf.len() as u64)) as usize;
+    buf.drain(..in_buf);
+    let mut left = len - in_buf as u64;
+    let mut scratch = [0u8; 8192];
+    while left > 0 {
+        let want = (left as usize).min(scratch.len());
+        match tokio::time::timeout(shared.header_timeout, stream.read(&mut scratch[..want])).await {
+            Ok(Ok(n)) if n > 0 => left -= n as u64,
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn reannounce_close(mut resp: Response) -> Response {
+    const KEEP: &[u8] = b"Connection: keep-alive\r\n\r\n";
+    if resp.head.ends_with(KEEP) {
+        let at = resp.head.len() - KEEP.len();
+        resp.head.truncate(at);
+        resp.head.extend_from_slice(b"Connection: close\r\n\r\n");
+    }
+    resp.close = true;
+    resp
+}
+
+/// Sends `resp`; returns body bytes sent, or those and the error that cut
+/// the response short.
+async fn send(stream: &mut TcpStream, resp: Response, shared: &Shared) -> Result<u64, (u64, TransferError)> {
+    let head_len = resp.head.len() as u64;
+    let write = |stream, bytes| write_all(stream, bytes, shared.send_timeout);
+    match resp.body {
+        Body::Empty => write(stream, resp.head).await.map(|_| 0).map_err(|e| (0, e)),
+        Body::Bytes(body) => {
+            let n = body.len() as u64;
+            let mut all = resp.head;
+            all.extend_from_slice(&body);
+            write(stream, all).await.map(|_| n).map_err(|e| (0, e))
+        }
+        Body::File { source, range } => {
+            let mut session = shared.backend.start(&source, range, resp.head).map_err(|e| (0, e))?;
+            let sent = zcserve_core::tokio::send_all(&*stream, session.as_mut(), Some(shared.send_timeout)).await;
+            let left = session.remaining();
+            sent.map(|n| n - head_len)
+                .map_err(|e| ((range.len() + head_len - left).saturating_sub(head_len), e))
+        }
+        Body::Multipart { source, parts, tail } => {
+            let mut sent = 0u64;
+            let mut prefix = Some(resp.head);
+            for (part_head, range) in parts {
+                let mut p = prefix.take().unwrap_or_default();
+                let skip = p.len() as u64;
+                p.extend_from_slice(&part_head);
+                let mut session = shared.backend.start(&source, range, p).map_err(|e| (sent, e))?;
+                match zcserve_core::tokio::send_all(&*stream, session.as_mut(), Some(shared.send_timeout)).await {
+                    Ok(n) => sent += n - skip,
+                    Err(e) => return Err((sent, e)),
+                }
+            }
+            let n = tail.len() as u64;
+            write(stream, tail).await.map_err(|e| (sent, e))?;
+            Ok(sent + n)
+        }
+    }
+}
+
+/// Writes `bytes` from memory, giving up after `limit` without progress.
+async fn write_all(stream: &mut TcpStream, bytes: Vec<u8>, limit: Duration) -> Result<(), TransferError> {
+    match tokio::time::timeout(limit, stream.write_all(&bytes)).await {
+        Ok(r) => r.map_err(|e| {
+            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+            TransferError::sys(zcserve_core::Syscall::Send, errno)
+        }),
+        Err(_) => Err(TransferError::TimedOut(limit)),
+    }
+}
+
+/// Closes the way nginx's lingering close does: stop sending, then read
+/// and drop what the client still sends for a moment, so that unread
+/// request bytes do not make the kernel answer with a reset that could
+/// destroy the response on its way to the client.
+async fn linger(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut budget = 1usize << 20;
+    while budget > 0 {
+        match timeout_at(until, stream.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
+            _ => break,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! zcserve, the server: HTTP/1.1 on tokio whose response bodies are moved
+//! from file to socket by a zcserve backend (sendfile, splice, mmap, copy).
+//!
+//! The connection loop is ours rather than hyper's because hyper's body API
+//! cannot hand a file to `sendfile`: requests are parsed with `httparse`
+//! ([`request`]), answered by [`respond`] (paths, listings, preconditions,
+//! ranges), and the response head leaves as the prefix of a
+//! [`zcserve_core::Session`] that moves the body ([`conn`]).
+//!
+//! ```no_run
+//! use zcserve::{config::Settings, server::Server};
+//!
+//! let settings = Settings::default(); // ".", 127.0.0.1:8000, backend auto
+//! let server = Server::bind(&settings)?;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(server.run(async { tokio::signal::ctrl_c().await.ok(); }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod access_log;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod metrics;
+mod metrics_http;
+pub mod request;
+pub mod respond;
+pub mod response;
+pub mod server;

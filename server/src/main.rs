@@ -1,0 +1,102 @@
+//! `zcserve`: serve a directory over HTTP/1.1, with file bodies moved to
+//! the socket by the chosen backend.
+//!
+//! `zcserve` alone serves the current directory on 127.0.0.1:8000 with the
+//! `auto` backend; `zcserve --help` lists the rest. Wrong flags, a missing
+//! root, a busy port or a bad config key print one line that says what to
+//! fix and exit with status 2.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use zcserve::config::{Args, Settings};
+use zcserve::server::Server;
+use zcserve_backends::Backend;
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with 2.
+    let args = Args::parse();
+    if args.list_backends {
+        list_backends();
+        return ExitCode::SUCCESS;
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("zcserve: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn list_backends() {
+    for b in Backend::ALL {
+        let state = if b.is_available() { "available" } else { "not available here" };
+        let auto = if b == Backend::auto() { "  <- auto" } else { "" };
+        println!("{:<9} {state}{auto}", b.name());
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZCSERVE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = Settings::resolve(args)?;
+    let runtime = if settings.threads == 1 {
+        // One thread does everything, like one nginx worker: no hand-offs
+        // between an accept thread and workers.
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let server = {
+        // Binding registers nothing with tokio yet, but keep it inside the
+        // runtime so a future change to that stays correct.
+        let _guard = runtime.enter();
+        Server::bind(&settings)?
+    };
+    let root = std::fs::canonicalize(&settings.root).unwrap_or_else(|_| settings.root.clone());
+    let addrs: Vec<String> = server.local_addrs().iter().map(|a| format!("http://{a}/")).collect();
+    let backend = if settings.backend.eq_ignore_ascii_case("auto") {
+        format!("{} (auto)", server.backend())
+    } else {
+        server.backend().to_string()
+    };
+    let metrics = server
+        .metrics_addr()
+        .map(|a| format!(", metrics at http://{a}/metrics"))
+        .unwrap_or_default();
+    println!(
+        "zcserve: serving {} on {} with backend {backend}, {} thread{}{metrics}",
+        root.display(),
+        addrs.join(" "),
+        settings.threads,
+        if settings.threads == 1 { "" } else { "s" },
+    );
+    runtime.block_on(server.run(shutdown_signal()));
+    // Connections past the grace period are dropped with the runtime.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::error!("cannot watch SIGINT/SIGTERM; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: no new connections, finishing responses in flight");
+}

@@ -1,0 +1,73 @@
+//! The `--metrics` listener: answers `GET /metrics` with the Prometheus
+//! text of the server's and the backend's counters, one request per
+//! connection, and 404 for anything else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::conn::Shared;
+use crate::request::{self, MAX_HEAD, Parsed, split_target};
+use crate::response::{Head, plain};
+
+/// Serves metrics on `listener` until `stopping` turns true.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopping: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(1024);
+            let work = async {
+                loop {
+                    if stream.read_buf(&mut buf).await? == 0 || buf.len() > MAX_HEAD {
+                        return Ok::<_, std::io::Error>(None);
+                    }
+                    match request::parse(&buf) {
+                        Ok(Parsed::Complete(req, _)) => return Ok(Some(req)),
+                        Ok(Parsed::Partial) => continue,
+                        Err(_) => return Ok(None),
+                    }
+                }
+            };
+            let req = match tokio::time::timeout(Duration::from_secs(10), work).await {
+                Ok(Ok(r)) => r,
+                _ => return,
+            };
+            let resp = match req.as_deref().and_then(|r| split_target(&r.target)) {
+                Some(("/metrics", _)) => {
+                    let body = shared
+                        .metrics
+                        .render(shared.backend.name(), &shared.backend.stats().snapshot(), shared.log.dropped())
+                        .into_bytes();
+                    let mut head = Head::new(StatusCode::OK);
+                    head.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                        .header("Content-Length", body.len());
+                    let mut all = head.finish(false);
+                    all.extend_from_slice(&body);
+                    all
+                }
+                _ => {
+                    let r = plain(StatusCode::NOT_FOUND, "metrics are at /metrics", false, false);
+                    let mut all = r.head;
+                    if let crate::response::Body::Bytes(b) = r.body {
+                        all.extend_from_slice(&b);
+                    }
+                    all
+                }
+            };
+            let _ = stream.write_all(&resp).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

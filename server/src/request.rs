@@ -1,0 +1,372 @@
+//! Reading one request head off the wire: `httparse` does the syntax, this
+//! module enforces what a static server must (Host on 1.1, one valid
+//! Content-Length, no Content-Length beside Transfer-Encoding) and turns
+//! every refusal into the status the client should get.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Most bytes a request head may take (request line and headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most header fields a request may carry.
+pub const MAX_HEADERS: usize = 100;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The request target as sent (origin-form or absolute-form).
+    pub target: String,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The header fields.
+    pub headers: HeaderMap,
+    /// Bytes of body that follow the head (from Content-Length).
+    pub body_len: u64,
+    /// The body is chunked (Transfer-Encoding): its length is unknown, so
+    /// the connection must close after the response.
+    pub chunked_body: bool,
+    /// The client wants the connection kept open after the response.
+    pub keep_alive: bool,
+}
+
+/// Why a request head was refused; the connection closes after the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// What was wrong, for the log and the response body.
+    pub reason: &'static str,
+}
+
+fn refuse(status: StatusCode, reason: &'static str) -> Refusal {
+    Refusal { status, reason }
+}
+
+/// The result of looking at the bytes received so far.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A whole head: the request and how many bytes it took.
+    Complete(Box<Request>, usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Parses the head at the start of `buf`.
+pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(refuse(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            ));
+        }
+        Err(httparse::Error::Version) => {
+            return Err(refuse(StatusCode::BAD_REQUEST, "malformed HTTP version"));
+        }
+        Err(e) => return Err(refuse(StatusCode::BAD_REQUEST, describe(e))),
+    };
+    let len = match status {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => {
+            return if buf.len() >= MAX_HEAD {
+                Err(refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request head larger than 16 KiB",
+                ))
+            } else {
+                Ok(Parsed::Partial)
+            };
+        }
+    };
+    if len > MAX_HEAD {
+        return Err(refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head larger than 16 KiB",
+        ));
+    }
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
+        _ => return Err(refuse(StatusCode::BAD_REQUEST, "malformed HTTP version")),
+    };
+    let method = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "malformed method"))?;
+    let target = req.path.unwrap_or_default();
+    if target.is_empty() {
+        return Err(refuse(StatusCode::BAD_REQUEST, "empty request target"));
+    }
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "malformed header name"))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "malformed header value"))?;
+        headers.append(name, value);
+    }
+    let host_count = headers.get_all(header::HOST).iter().count();
+    if host_count > 1 {
+        return Err(refuse(StatusCode::BAD_REQUEST, "more than one Host header"));
+    }
+    if version == Version::HTTP_11 && host_count == 0 {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "HTTP/1.1 request without Host",
+        ));
+    }
+    let (body_len, chunked_body) = body_framing(&headers, version)?;
+    let keep_alive = wants_keep_alive(&headers, version);
+    Ok(Parsed::Complete(
+        Box::new(Request {
+            method,
+            target: target.to_string(),
+            version,
+            headers,
+            body_len,
+            chunked_body,
+            keep_alive,
+        }),
+        len,
+    ))
+}
+
+/// How the request body is framed (RFC 9112 §6.3), refusing the ambiguous
+/// framings that enable request smuggling.
+fn body_framing(headers: &HeaderMap, version: Version) -> Result<(u64, bool), Refusal> {
+    let te: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        if version == Version::HTTP_10 {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        // Only a body whose final coding is chunked has a knowable end.
+        let last = te
+            .last()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|c| c.trim().to_ascii_lowercase());
+        if last.as_deref() != Some("chunked") {
+            return Err(refuse(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported Transfer-Encoding",
+            ));
+        }
+        return Ok((0, true));
+    }
+    match cl.as_slice() {
+        [] => Ok((0, false)),
+        [one] => parse_content_length(one.as_bytes()).map(|n| (n, false)),
+        _ => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "more than one Content-Length",
+        )),
+    }
+}
+
+fn parse_content_length(v: &[u8]) -> Result<u64, Refusal> {
+    let bad = || refuse(StatusCode::BAD_REQUEST, "invalid Content-Length");
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)
+}
+
+/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes
+/// unless told `keep-alive`.
+fn wants_keep_alive(headers: &HeaderMap, version: Version) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for v in headers.get_all(header::CONNECTION) {
+        for token in v.to_str().unwrap_or("").split(',') {
+            let t = token.trim();
+            close |= t.eq_ignore_ascii_case("close");
+            keep |= t.eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    if close {
+        false
+    } else {
+        version == Version::HTTP_11 || keep
+    }
+}
+
+fn describe(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "malformed header name",
+        httparse::Error::HeaderValue => "malformed header value",
+        httparse::Error::NewLine => "malformed line ending",
+        httparse::Error::Token => "malformed request line",
+        httparse::Error::Status | httparse::Error::Version => "malformed HTTP version",
+        httparse::Error::TooManyHeaders => "too many header fields",
+    }
+}
+
+/// The path and query of a request target, for origin-form (`/a?b`) and
+/// absolute-form (`http://host/a?b`) targets. `None` for anything else
+/// (authority-form, `*`, garbage).
+pub fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
+    let rest = if target.starts_with('/') {
+        target
+    } else {
+        let lower = target.get(..8).map(str::to_ascii_lowercase)?;
+        let after = if lower.starts_with("http://") {
+            &target[7..]
+        } else if lower.starts_with("https://") {
+            &target[8..]
+        } else {
+            return None;
+        };
+        match after.find('/') {
+            Some(i) => &after[i..],
+            None => "/",
+        }
+    };
+    // A fragment never belongs in a request target; drop it like a query.
+    let rest = rest.split('#').next().unwrap_or(rest);
+    Some(match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> Request {
+        match parse(raw.as_bytes()) {
+            Ok(Parsed::Complete(r, n)) => {
+                assert_eq!(n, raw.len());
+                *r
+            }
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    fn refused(raw: &[u8]) -> StatusCode {
+        match parse(raw) {
+            Err(r) => r.status,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    #[test]
+    fn simple_get_and_keep_alive_rules() {
+        let r = ok("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            (r.method, r.target.as_str(), r.keep_alive),
+            (Method::GET, "/a", true)
+        );
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(
+            !ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n").keep_alive
+        );
+    }
+
+    #[test]
+    fn partial_until_blank_line() {
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Ok(Parsed::Partial)
+        ));
+        assert!(matches!(parse(b"GE"), Ok(Parsed::Partial)));
+    }
+
+    #[test]
+    fn limits() {
+        let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        assert_eq!(refused(&big), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let mut many = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            many.extend(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend(b"\r\n");
+        assert_eq!(refused(&many), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn smuggling_framings_are_refused() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1,1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(refused(raw), StatusCode::BAD_REQUEST);
+        }
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            StatusCode::NOT_IMPLEMENTED
+        );
+        let r = ok("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(r.chunked_body);
+        assert_eq!(
+            ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n").body_len,
+            12
+        );
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(refused(b"GET / HTTP/1.1\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        ok("GET / HTTP/1.0\r\n\r\n");
+    }
+
+    #[test]
+    fn bad_lines() {
+        for raw in [
+            &b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"[..],
+            b"GET / HTTX/1.1\r\nHost: x\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad\r\n\r\n",
+            b"\x00GET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                refused(raw),
+                StatusCode::BAD_REQUEST,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target("/a/b?x=1"), Some(("/a/b", Some("x=1"))));
+        assert_eq!(split_target("http://h:1/a?q"), Some(("/a", Some("q"))));
+        assert_eq!(split_target("HTTP://h"), Some(("/", None)));
+        assert_eq!(split_target("/a#frag"), Some(("/a", None)));
+        assert_eq!(split_target("*"), None);
+        assert_eq!(split_target("h:80"), None);
+        assert_eq!(split_target("ftp://h/a"), None);
+    }
+}

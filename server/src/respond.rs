@@ -1,0 +1,292 @@
+//! From a parsed request to the response to send: method checks, path
+//! resolution under the root, redirects, listings, preconditions and
+//! ranges. Nothing here touches a socket.
+
+use std::fs::{File, Metadata};
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, StatusCode, header};
+use zcserve_core::{ByteRange, Source};
+
+use crate::http::conditional::{self, Precondition, Validators};
+use crate::http::listing;
+use crate::http::path::{Opened, PathError, Policy, RequestPath, Root};
+use crate::http::range::{self, RangeRequest};
+use crate::request::{Request, split_target};
+use crate::response::{Body, Head, Response, plain, with_body};
+
+/// What is served and how.
+#[derive(Debug)]
+pub struct Site {
+    /// The directory served.
+    pub root: Root,
+    /// Hidden files and symlinks.
+    pub policy: Policy,
+    /// Directory listings on.
+    pub listing: bool,
+    /// Most ranges honoured in one request.
+    pub max_ranges: usize,
+}
+
+/// The response to `req`.
+pub fn respond(req: &Request, site: &Site) -> Response {
+    let keep_alive = req.keep_alive && !req.chunked_body;
+    let head_only = req.method == Method::HEAD;
+    if req.method != Method::GET && !head_only {
+        let status = if is_known_method(&req.method) {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else {
+            StatusCode::NOT_IMPLEMENTED
+        };
+        return plain(status, "", false, keep_alive);
+    }
+    let Some((raw_path, query)) = split_target(&req.target) else {
+        return plain(StatusCode::BAD_REQUEST, "unsupported request target", head_only, keep_alive);
+    };
+    let path = match RequestPath::parse(raw_path) {
+        Ok(p) => p,
+        Err(e) => return path_error(e, head_only, keep_alive),
+    };
+    let ctx = Ctx { req, head_only, keep_alive };
+    match site.root.open_path(&path, &site.policy) {
+        Err(e) => path_error(e, head_only, keep_alive),
+        Ok(Opened::File(file, meta)) => {
+            if path.has_trailing_slash() {
+                // A file is not a directory: /a.txt/ names nothing.
+                return plain(StatusCode::NOT_FOUND, "", head_only, keep_alive);
+            }
+            serve_file(&ctx, file, &meta, last_segment(&path), site.max_ranges)
+        }
+        Ok(Opened::Dir(dir)) => {
+            if !path.has_trailing_slash() {
+                return redirect_to_slash(raw_path, query, head_only, keep_alive);
+            }
+            match dir.open_index(&site.policy) {
+                Ok(Some((file, meta))) => serve_file(&ctx, file, &meta, "index.html", site.max_ranges),
+                Ok(None) if site.listing => match dir.entries(&site.policy) {
+                    Ok(entries) => {
+                        let html = listing::render(&path.decoded(), entries).into_bytes();
+                        let mut head = Head::new(StatusCode::OK);
+                        head.header("Content-Type", "text/html; charset=utf-8")
+                            .header("Content-Length", html.len())
+                            .header("Cache-Control", "no-cache");
+                        with_body(StatusCode::OK, head, html, head_only, keep_alive)
+                    }
+                    Err(e) => {
+                        tracing::warn!("listing {}: {e}", path.decoded());
+                        plain(StatusCode::FORBIDDEN, "", head_only, keep_alive)
+                    }
+                },
+                Ok(None) => plain(StatusCode::FORBIDDEN, "directory listing is off", head_only, keep_alive),
+                Err(e) => path_error(e, head_only, keep_alive),
+            }
+        }
+    }
+}
+
+struct Ctx<'a> {
+    req: &'a Request,
+    head_only: bool,
+    keep_alive: bool,
+}
+
+fn is_known_method(m: &Method) -> bool {
+    [
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ]
+    .contains(m)
+}
+
+fn path_error(e: PathError, head_only: bool, keep_alive: bool) -> Response {
+    let detail = match &e {
+        PathError::BadRequest(why) => why,
+        PathError::Io(errno) => {
+            // EMFILE and the like: the server's trouble, not the client's.
+            tracing::error!("opening a file failed: {}", std::io::Error::from_raw_os_error(*errno));
+            ""
+        }
+        PathError::NotFound | PathError::Forbidden => "",
+    };
+    plain(e.status(), detail, head_only, keep_alive)
+}
+
+fn last_segment(path: &RequestPath) -> &str {
+    path.segments().last().map_or("", String::as_str)
+}
+
+/// 301 to the same path with a slash, query kept. The path is the one the
+/// client sent (still percent-encoded); anything outside visible ASCII is
+/// encoded so the Location header stays a valid field value.
+fn redirect_to_slash(raw_path: &str, query: Option<&str>, head_only: bool, keep_alive: bool) -> Response {
+    let mut location = String::with_capacity(raw_path.len() + 2);
+    for b in raw_path.bytes().chain([b'/']) {
+        if b.is_ascii_graphic() {
+            location.push(b as char);
+        } else {
+            location.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if let Some(q) = query {
+        location.push('?');
+        for b in q.bytes() {
+            if b.is_ascii_graphic() {
+                location.push(b as char);
+            } else {
+                location.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    let body = format!("301 Moved Permanently\n{location}\n").into_bytes();
+    let mut head = Head::new(StatusCode::MOVED_PERMANENTLY);
+    head.header("Location", &location)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Length", body.len());
+    with_body(StatusCode::MOVED_PERMANENTLY, head, body, head_only, keep_alive)
+}
+
+fn content_type(name: &str) -> String {
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
+    let essence = mime.essence_str();
+    let textual = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            essence,
+            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+        );
+    if textual && mime.get_param("charset").is_none() {
+        format!("{essence}; charset=utf-8")
+    } else {
+        mime.to_string()
+    }
+}
+
+fn serve_file(ctx: &Ctx<'_>, file: File, meta: &Metadata, name: &str, max_ranges: usize) -> Response {
+    let len = meta.len();
+    let v = Validators::from_metadata(meta);
+    let headers: &HeaderMap = &ctx.req.headers;
+    let validators = |head: &mut Head| {
+        head.header("ETag", &v.etag)
+            .header("Last-Modified", v.last_modified_http());
+    };
+    match conditional::evaluate(&ctx.req.method, headers, &v) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            let mut head = Head::new(StatusCode::NOT_MODIFIED);
+            validators(&mut head);
+            return Response {
+                status: StatusCode::NOT_MODIFIED,
+                head: head.finish(ctx.keep_alive),
+                body: Body::Empty,
+                body_len: 0,
+                close: !ctx.keep_alive,
+            };
+        }
+        Precondition::Failed => {
+            return plain(StatusCode::PRECONDITION_FAILED, "", ctx.head_only, ctx.keep_alive);
+        }
+    }
+    let ctype = content_type(name);
+    let source = Source::with_len(Arc::new(file), len);
+    let ranges = match headers.get(header::RANGE) {
+        Some(value) if ctx.req.method == Method::GET && conditional::if_range_allows(headers, &v) => {
+            range::parse_range(value.as_bytes(), len, max_ranges)
+        }
+        _ => RangeRequest::Full,
+    };
+    let (status, mut head, body, body_len) = match ranges {
+        RangeRequest::Full => {
+            let mut head = Head::new(StatusCode::OK);
+            head.header("Content-Type", &ctype).header("Content-Length", len);
+            let body = Body::File { source, range: ByteRange::full(len) };
+            (StatusCode::OK, head, body, len)
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut head = Head::new(StatusCode::RANGE_NOT_SATISFIABLE);
+            head.header("Content-Range", range::unsatisfied_range(len))
+                .header("Content-Length", 0);
+            validators(&mut head);
+            let close = !ctx.keep_alive;
+            return Response {
+                status: StatusCode::RANGE_NOT_SATISFIABLE,
+                head: head.finish(ctx.keep_alive),
+                body: Body::Empty,
+                body_len: 0,
+                close,
+            };
+        }
+        RangeRequest::Partial(ranges) if ranges.len() == 1 => {
+            let r = ranges[0];
+            let mut head = Head::new(StatusCode::PARTIAL_CONTENT);
+            head.header("Content-Type", &ctype)
+                .header("Content-Range", range::content_range(r, len))
+                .header("Content-Length", r.len());
+            (StatusCode::PARTIAL_CONTENT, head, Body::File { source, range: r }, r.len())
+        }
+        RangeRequest::Partial(ranges) => {
+            let boundary = boundary(&v.etag);
+            let mut parts = Vec::with_capacity(ranges.len());
+            let mut total = 0u64;
+            for r in ranges {
+                let part = format!(
+                    "\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: {}\r\n\r\n",
+                    range::content_range(r, len)
+                )
+                .into_bytes();
+                total += part.len() as u64 + r.len();
+                parts.push((part, r));
+            }
+            let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+            total += tail.len() as u64;
+            let mut head = Head::new(StatusCode::PARTIAL_CONTENT);
+            head.header("Content-Type", format!("multipart/byteranges; boundary={boundary}"))
+                .header("Content-Length", total);
+            (StatusCode::PARTIAL_CONTENT, head, Body::Multipart { source, parts, tail }, total)
+        }
+    };
+    head.header("Accept-Ranges", "bytes");
+    validators(&mut head);
+    Response {
+        status,
+        head: head.finish(ctx.keep_alive),
+        body: if ctx.head_only { Body::Empty } else { body },
+        body_len,
+        close: !ctx.keep_alive,
+    }
+}
+
+/// A multipart boundary that cannot occur in the parts' headers: derived
+/// from the ETag's hex digits, prefixed so it is never empty.
+fn boundary(etag: &str) -> String {
+    let digits: String = etag.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("zcserve-{digits}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("a.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("a.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("a.json"), "application/json; charset=utf-8");
+        assert_eq!(content_type("a.png"), "image/png");
+        assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn redirect_keeps_query_and_encodes() {
+        let r = redirect_to_slash("/a%20b", Some("x=1"), false, true);
+        let head = String::from_utf8(r.head).unwrap();
+        assert!(head.contains("Location: /a%20b/?x=1\r\n"), "{head}");
+        let r = redirect_to_slash("/d\u{e9}", None, true, true);
+        let head = String::from_utf8(r.head).unwrap();
+        assert!(head.contains("Location: /d%C3%A9/\r\n"), "{head}");
+        assert!(matches!(r.body, Body::Empty));
+    }
+}

@@ -207,15 +207,24 @@ mod tests {
     fn combined_line() {
         let line = combined(&entry("/a", Some("curl/8")));
         assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
-        assert!(line.ends_with("] \"GET /a HTTP/1.1\" 200 5 \"-\" \"curl/8\"\n"), "{line}");
-        assert_eq!(clf_time("Sat, 28 Nov 2026 11:09:08 GMT"), "28/Nov/2026:11:09:08 +0000");
+        assert!(
+            line.ends_with("] \"GET /a HTTP/1.1\" 200 5 \"-\" \"curl/8\"\n"),
+            "{line}"
+        );
+        assert_eq!(
+            clf_time("Sat, 28 Nov 2026 11:09:08 GMT"),
+            "28/Nov/2026:11:09:08 +0000"
+        );
     }
 
     #[test]
     fn client_text_cannot_forge_lines() {
         let line = combined(&entry("/a\"b", Some("x\ny")));
         assert_eq!(line.matches('\n').count(), 1, "{line}");
-        assert!(line.contains("/a\\\"b") && line.contains("x\\x0ay"), "{line}");
+        assert!(
+            line.contains("/a\\\"b") && line.contains("x\\x0ay"),
+            "{line}"
+        );
         let j = json(&entry("/q\"\u{1}", None));
         assert!(j.contains(r#""target":"/q\"\u0001""#), "{j}");
         assert!(j.contains(r#""user_agent":null"#), "{j}");

@@ -54,7 +54,12 @@ enum Head {
 
 /// Serves `stream` until the client leaves, misbehaves, or `stopping`
 /// turns true between requests.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stopping: watch::Receiver<bool>) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stopping: watch::Receiver<bool>,
+) {
     // Small responses must not wait for Nagle behind the client's delayed
     // ACK (~40 ms each); heads are coalesced with bodies by MSG_MORE instead.
     let _ = stream.set_nodelay(true);
@@ -86,9 +91,15 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
             Head::Request(req) => req,
         };
         let mut resp = if req.body_len > MAX_DISCARD {
-            plain(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted", false, false)
+            plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request bodies are not accepted",
+                false,
+                false,
+            )
         } else {
-            if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &shared).await {
+            if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &shared).await
+            {
                 break;
             }
             respond(&req, &shared.site)
@@ -104,14 +115,21 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         let bytes = match &outcome {
             Ok(n) | Err((n, _)) => *n,
         };
-        shared.metrics.body_bytes.fetch_add(bytes, Ordering::Relaxed);
+        shared
+            .metrics
+            .body_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
         if shared.log.enabled() {
             let text = |h: header::HeaderName| req.headers.get(h).and_then(|v| v.to_str().ok());
             shared.log.log(&Entry {
                 peer,
                 method: req.method.as_str(),
                 target: &req.target,
-                version: if req.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" },
+                version: if req.version == Version::HTTP_10 {
+                    "HTTP/1.0"
+                } else {
+                    "HTTP/1.1"
+                },
                 status,
                 bytes,
                 referer: text(header::REFERER),
@@ -146,7 +164,8 @@ async fn read_head(
 ) -> Head {
     // The first request's clock starts at accept; a keep-alive request's
     // clock starts at its first byte, after an idle wait of its own.
-    let mut deadline = (first || !buf.is_empty()).then(|| tokio::time::Instant::now() + shared.header_timeout);
+    let mut deadline =
+        (first || !buf.is_empty()).then(|| tokio::time::Instant::now() + shared.header_timeout);
     loop {
         if !buf.is_empty() {
             match request::parse(buf) {
@@ -165,7 +184,9 @@ async fn read_head(
         let read = async {
             match deadline {
                 Some(at) => timeout_at(at, stream.read_buf(buf)).await.ok(),
-                None => tokio::time::timeout(shared.keepalive_timeout, stream.read_buf(buf)).await.ok(),
+                None => tokio::time::timeout(shared.keepalive_timeout, stream.read_buf(buf))
+                    .await
+                    .ok(),
             }
         };
         let got = tokio::select! {
@@ -176,7 +197,12 @@ async fn read_head(
         };
         match got {
             None if idle => return Head::Gone,
-            None => return Head::Refuse(StatusCode::REQUEST_TIMEOUT, "request head not received in time"),
+            None => {
+                return Head::Refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request head not received in time",
+                );
+            }
             Some(Ok(0)) | Some(Err(_)) => return Head::Gone,
             Some(Ok(_)) => {
                 if deadline.is_none() {
@@ -189,7 +215,12 @@ async fn read_head(
 
 /// Reads and drops `len` body bytes (some may already be in `buf`).
 /// False when the client did not deliver them in time.
-async fn discard_body(stream: &mut TcpStream, buf: &mut Vec<u8>, len: u64, shared: &Shared) -> bool {
+async fn discard_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    len: u64,
+    shared: &Shared,
+) -> bool {
     let in_buf = (len.min(buf.len() as u64)) as usize;
     buf.drain(..in_buf);
     let mut left = len - in_buf as u64;
@@ -217,11 +248,18 @@ fn reannounce_close(mut resp: Response) -> Response {
 
 /// Sends `resp`; returns body bytes sent, or those and the error that cut
 /// the response short.
-async fn send(stream: &mut TcpStream, resp: Response, shared: &Shared) -> Result<u64, (u64, TransferError)> {
+async fn send(
+    stream: &mut TcpStream,
+    resp: Response,
+    shared: &Shared,
+) -> Result<u64, (u64, TransferError)> {
     let head_len = resp.head.len() as u64;
     let write = |stream, bytes| write_all(stream, bytes, shared.send_timeout);
     match resp.body {
-        Body::Empty => write(stream, resp.head).await.map(|_| 0).map_err(|e| (0, e)),
+        Body::Empty => write(stream, resp.head)
+            .await
+            .map(|_| 0)
+            .map_err(|e| (0, e)),
         Body::Bytes(body) => {
             let n = body.len() as u64;
             let mut all = resp.head;
@@ -229,21 +267,42 @@ async fn send(stream: &mut TcpStream, resp: Response, shared: &Shared) -> Result
             write(stream, all).await.map(|_| n).map_err(|e| (0, e))
         }
         Body::File { source, range } => {
-            let mut session = shared.backend.start(&source, range, resp.head).map_err(|e| (0, e))?;
-            let sent = zcserve_core::tokio::send_all(&*stream, session.as_mut(), Some(shared.send_timeout)).await;
+            let mut session = shared
+                .backend
+                .start(&source, range, resp.head)
+                .map_err(|e| (0, e))?;
+            let sent = zcserve_core::tokio::send_all(
+                &*stream,
+                session.as_mut(),
+                Some(shared.send_timeout),
+            )
+            .await;
             let left = session.remaining();
             sent.map(|n| n - head_len)
                 .map_err(|e| ((range.len() + head_len - left).saturating_sub(head_len), e))
         }
-        Body::Multipart { source, parts, tail } => {
+        Body::Multipart {
+            source,
+            parts,
+            tail,
+        } => {
             let mut sent = 0u64;
             let mut prefix = Some(resp.head);
             for (part_head, range) in parts {
                 let mut p = prefix.take().unwrap_or_default();
                 let skip = p.len() as u64;
                 p.extend_from_slice(&part_head);
-                let mut session = shared.backend.start(&source, range, p).map_err(|e| (sent, e))?;
-                match zcserve_core::tokio::send_all(&*stream, session.as_mut(), Some(shared.send_timeout)).await {
+                let mut session = shared
+                    .backend
+                    .start(&source, range, p)
+                    .map_err(|e| (sent, e))?;
+                match zcserve_core::tokio::send_all(
+                    &*stream,
+                    session.as_mut(),
+                    Some(shared.send_timeout),
+                )
+                .await
+                {
                     Ok(n) => sent += n - skip,
                     Err(e) => return Err((sent, e)),
                 }
@@ -256,7 +315,11 @@ async fn send(stream: &mut TcpStream, resp: Response, shared: &Shared) -> Result
 }
 
 /// Writes `bytes` from memory, giving up after `limit` without progress.
-async fn write_all(stream: &mut TcpStream, bytes: Vec<u8>, limit: Duration) -> Result<(), TransferError> {
+async fn write_all(
+    stream: &mut TcpStream,
+    bytes: Vec<u8>,
+    limit: Duration,
+) -> Result<(), TransferError> {
     match tokio::time::timeout(limit, stream.write_all(&bytes)).await {
         Ok(r) => r.map_err(|e| {
             let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));

@@ -31,8 +31,16 @@ fn main() -> ExitCode {
 
 fn list_backends() {
     for b in Backend::ALL {
-        let state = if b.is_available() { "available" } else { "not available here" };
-        let auto = if b == Backend::auto() { "  <- auto" } else { "" };
+        let state = if b.is_available() {
+            "available"
+        } else {
+            "not available here"
+        };
+        let auto = if b == Backend::auto() {
+            "  <- auto"
+        } else {
+            ""
+        };
         println!("{:<9} {state}{auto}", b.name());
     }
 }
@@ -49,7 +57,9 @@ fn run(args: Args) -> Result<(), String> {
     let runtime = if settings.threads == 1 {
         // One thread does everything, like one nginx worker: no hand-offs
         // between an accept thread and workers.
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.threads)
@@ -64,7 +74,11 @@ fn run(args: Args) -> Result<(), String> {
         Server::bind(&settings)?
     };
     let root = std::fs::canonicalize(&settings.root).unwrap_or_else(|_| settings.root.clone());
-    let addrs: Vec<String> = server.local_addrs().iter().map(|a| format!("http://{a}/")).collect();
+    let addrs: Vec<String> = server
+        .local_addrs()
+        .iter()
+        .map(|a| format!("http://{a}/"))
+        .collect();
     let backend = if settings.backend.eq_ignore_ascii_case("auto") {
         format!("{} (auto)", server.backend())
     } else {
@@ -90,7 +104,10 @@ fn run(args: Args) -> Result<(), String> {
 /// Completes on the first SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::error!("cannot watch SIGINT/SIGTERM; stop the server with SIGKILL");
         return std::future::pending().await;
     };

@@ -31,13 +31,19 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one response with `status`.
     pub fn response(&self, status: u16) {
-        let i = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len());
         self.responses[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Responses sent with `status` so far.
     pub fn responses(&self, status: u16) -> u64 {
-        let i = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len());
         self.responses[i].load(Ordering::Relaxed)
     }
 
@@ -49,9 +55,17 @@ impl Metrics {
         let mut family = |name: &str, kind: &str, help: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        family("zcserve_responses_total", "counter", "Responses sent, by status code.");
+        family(
+            "zcserve_responses_total",
+            "counter",
+            "Responses sent, by status code.",
+        );
         for (i, s) in STATUSES.iter().enumerate() {
-            let _ = writeln!(o, "zcserve_responses_total{{status=\"{s}\"}} {}", load(&self.responses[i]));
+            let _ = writeln!(
+                o,
+                "zcserve_responses_total{{status=\"{s}\"}} {}",
+                load(&self.responses[i])
+            );
         }
         let _ = writeln!(
             o,
@@ -61,23 +75,96 @@ impl Metrics {
         let mut simple = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        simple("zcserve_open_connections", "gauge", "Connections open now.", load(&self.open_connections));
-        simple("zcserve_connections_total", "counter", "Connections accepted.", load(&self.accepted));
-        simple("zcserve_body_bytes_total", "counter", "Response body bytes sent.", load(&self.body_bytes));
-        simple("zcserve_aborted_responses_total", "counter", "Responses cut short (peer gone, file shrank, send timeout).", load(&self.aborted));
-        simple("zcserve_accept_errors_total", "counter", "Failed accept calls.", load(&self.accept_errors));
-        simple("zcserve_access_log_dropped_total", "counter", "Access log lines dropped because the writer fell behind.", log_dropped);
+        simple(
+            "zcserve_open_connections",
+            "gauge",
+            "Connections open now.",
+            load(&self.open_connections),
+        );
+        simple(
+            "zcserve_connections_total",
+            "counter",
+            "Connections accepted.",
+            load(&self.accepted),
+        );
+        simple(
+            "zcserve_body_bytes_total",
+            "counter",
+            "Response body bytes sent.",
+            load(&self.body_bytes),
+        );
+        simple(
+            "zcserve_aborted_responses_total",
+            "counter",
+            "Responses cut short (peer gone, file shrank, send timeout).",
+            load(&self.aborted),
+        );
+        simple(
+            "zcserve_accept_errors_total",
+            "counter",
+            "Failed accept calls.",
+            load(&self.accept_errors),
+        );
+        simple(
+            "zcserve_access_log_dropped_total",
+            "counter",
+            "Access log lines dropped because the writer fell behind.",
+            log_dropped,
+        );
         let mut labelled = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{backend=\"{b}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{backend=\"{b}\"}} {v}"
+            );
         };
-        labelled("zcserve_backend_sessions_started_total", "counter", "Transfers started by the backend.", backend.sessions_started);
-        labelled("zcserve_backend_sessions_completed_total", "counter", "Transfers that sent every byte.", backend.sessions_completed);
-        labelled("zcserve_backend_sessions_failed_total", "counter", "Transfers that ended in an error.", backend.sessions_failed);
-        labelled("zcserve_backend_body_bytes_total", "counter", "File bytes the backend put in sockets.", backend.body_bytes);
-        labelled("zcserve_backend_prefix_bytes_total", "counter", "Response head bytes sent ahead of file bytes.", backend.prefix_bytes);
-        labelled("zcserve_backend_copied_in_bytes_total", "counter", "File bytes copied from the kernel into user space.", backend.copied_in);
-        labelled("zcserve_backend_copied_out_bytes_total", "counter", "File bytes copied from user memory into sockets.", backend.copied_out);
-        labelled("zcserve_backend_would_block_total", "counter", "Times a transfer found its socket full.", backend.would_block);
+        labelled(
+            "zcserve_backend_sessions_started_total",
+            "counter",
+            "Transfers started by the backend.",
+            backend.sessions_started,
+        );
+        labelled(
+            "zcserve_backend_sessions_completed_total",
+            "counter",
+            "Transfers that sent every byte.",
+            backend.sessions_completed,
+        );
+        labelled(
+            "zcserve_backend_sessions_failed_total",
+            "counter",
+            "Transfers that ended in an error.",
+            backend.sessions_failed,
+        );
+        labelled(
+            "zcserve_backend_body_bytes_total",
+            "counter",
+            "File bytes the backend put in sockets.",
+            backend.body_bytes,
+        );
+        labelled(
+            "zcserve_backend_prefix_bytes_total",
+            "counter",
+            "Response head bytes sent ahead of file bytes.",
+            backend.prefix_bytes,
+        );
+        labelled(
+            "zcserve_backend_copied_in_bytes_total",
+            "counter",
+            "File bytes copied from the kernel into user space.",
+            backend.copied_in,
+        );
+        labelled(
+            "zcserve_backend_copied_out_bytes_total",
+            "counter",
+            "File bytes copied from user memory into sockets.",
+            backend.copied_out,
+        );
+        labelled(
+            "zcserve_backend_would_block_total",
+            "counter",
+            "Times a transfer found its socket full.",
+            backend.would_block,
+        );
         let _ = writeln!(
             o,
             "# HELP zcserve_backend_syscalls_total System calls made by the backend, by kind.\n# TYPE zcserve_backend_syscalls_total counter"
@@ -104,9 +191,14 @@ mod tests {
         m.response(200);
         m.response(418);
         let text = m.render("sendfile", &Snapshot::default(), 0);
-        assert!(text.contains("zcserve_responses_total{status=\"200\"} 2\n"), "{text}");
+        assert!(
+            text.contains("zcserve_responses_total{status=\"200\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("zcserve_responses_total{status=\"other\"} 1\n"));
-        assert!(text.contains("zcserve_backend_syscalls_total{backend=\"sendfile\",syscall=\"sendfile\"} 0\n"));
+        assert!(text.contains(
+            "zcserve_backend_syscalls_total{backend=\"sendfile\",syscall=\"sendfile\"} 0\n"
+        ));
         assert_eq!(m.responses(200), 2);
     }
 }

@@ -15,7 +15,11 @@ use crate::request::{self, MAX_HEAD, Parsed, split_target};
 use crate::response::{Head, plain};
 
 /// Serves metrics on `listener` until `stopping` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopping: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopping: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -48,7 +52,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopping: wat
                 Some(("/metrics", _)) => {
                     let body = shared
                         .metrics
-                        .render(shared.backend.name(), &shared.backend.stats().snapshot(), shared.log.dropped())
+                        .render(
+                            shared.backend.name(),
+                            &shared.backend.stats().snapshot(),
+                            shared.log.dropped(),
+                        )
                         .into_bytes();
                     let mut head = Head::new(StatusCode::OK);
                     head.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -58,7 +66,12 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopping: wat
                     all
                 }
                 _ => {
-                    let r = plain(StatusCode::NOT_FOUND, "metrics are at /metrics", false, false);
+                    let r = plain(
+                        StatusCode::NOT_FOUND,
+                        "metrics are at /metrics",
+                        false,
+                        false,
+                    );
                     let mut all = r.head;
                     if let crate::response::Body::Bytes(b) = r.body {
                         all.extend_from_slice(&b);

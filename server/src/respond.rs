@@ -41,13 +41,22 @@ pub fn respond(req: &Request, site: &Site) -> Response {
         return plain(status, "", false, keep_alive);
     }
     let Some((raw_path, query)) = split_target(&req.target) else {
-        return plain(StatusCode::BAD_REQUEST, "unsupported request target", head_only, keep_alive);
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "unsupported request target",
+            head_only,
+            keep_alive,
+        );
     };
     let path = match RequestPath::parse(raw_path) {
         Ok(p) => p,
         Err(e) => return path_error(e, head_only, keep_alive),
     };
-    let ctx = Ctx { req, head_only, keep_alive };
+    let ctx = Ctx {
+        req,
+        head_only,
+        keep_alive,
+    };
     match site.root.open_path(&path, &site.policy) {
         Err(e) => path_error(e, head_only, keep_alive),
         Ok(Opened::File(file, meta)) => {
@@ -62,7 +71,9 @@ pub fn respond(req: &Request, site: &Site) -> Response {
                 return redirect_to_slash(raw_path, query, head_only, keep_alive);
             }
             match dir.open_index(&site.policy) {
-                Ok(Some((file, meta))) => serve_file(&ctx, file, &meta, "index.html", site.max_ranges),
+                Ok(Some((file, meta))) => {
+                    serve_file(&ctx, file, &meta, "index.html", site.max_ranges)
+                }
                 Ok(None) if site.listing => match dir.entries(&site.policy) {
                     Ok(entries) => {
                         let html = listing::render(&path.decoded(), entries).into_bytes();
@@ -77,7 +88,12 @@ pub fn respond(req: &Request, site: &Site) -> Response {
                         plain(StatusCode::FORBIDDEN, "", head_only, keep_alive)
                     }
                 },
-                Ok(None) => plain(StatusCode::FORBIDDEN, "directory listing is off", head_only, keep_alive),
+                Ok(None) => plain(
+                    StatusCode::FORBIDDEN,
+                    "directory listing is off",
+                    head_only,
+                    keep_alive,
+                ),
                 Err(e) => path_error(e, head_only, keep_alive),
             }
         }
@@ -108,7 +124,10 @@ fn path_error(e: PathError, head_only: bool, keep_alive: bool) -> Response {
         PathError::BadRequest(why) => why,
         PathError::Io(errno) => {
             // EMFILE and the like: the server's trouble, not the client's.
-            tracing::error!("opening a file failed: {}", std::io::Error::from_raw_os_error(*errno));
+            tracing::error!(
+                "opening a file failed: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            );
             ""
         }
         PathError::NotFound | PathError::Forbidden => "",
@@ -123,7 +142,12 @@ fn last_segment(path: &RequestPath) -> &str {
 /// 301 to the same path with a slash, query kept. The path is the one the
 /// client sent (still percent-encoded); anything outside visible ASCII is
 /// encoded so the Location header stays a valid field value.
-fn redirect_to_slash(raw_path: &str, query: Option<&str>, head_only: bool, keep_alive: bool) -> Response {
+fn redirect_to_slash(
+    raw_path: &str,
+    query: Option<&str>,
+    head_only: bool,
+    keep_alive: bool,
+) -> Response {
     let mut location = String::with_capacity(raw_path.len() + 2);
     for b in raw_path.bytes().chain([b'/']) {
         if b.is_ascii_graphic() {
@@ -147,7 +171,13 @@ fn redirect_to_slash(raw_path: &str, query: Option<&str>, head_only: bool, keep_
     head.header("Location", &location)
         .header("Content-Type", "text/plain; charset=utf-8")
         .header("Content-Length", body.len());
-    with_body(StatusCode::MOVED_PERMANENTLY, head, body, head_only, keep_alive)
+    with_body(
+        StatusCode::MOVED_PERMANENTLY,
+        head,
+        body,
+        head_only,
+        keep_alive,
+    )
 }
 
 fn content_type(name: &str) -> String {
@@ -165,7 +195,13 @@ fn content_type(name: &str) -> String {
     }
 }
 
-fn serve_file(ctx: &Ctx<'_>, file: File, meta: &Metadata, name: &str, max_ranges: usize) -> Response {
+fn serve_file(
+    ctx: &Ctx<'_>,
+    file: File,
+    meta: &Metadata,
+    name: &str,
+    max_ranges: usize,
+) -> Response {
     let len = meta.len();
     let v = Validators::from_metadata(meta);
     let headers: &HeaderMap = &ctx.req.headers;
@@ -187,13 +223,20 @@ fn serve_file(ctx: &Ctx<'_>, file: File, meta: &Metadata, name: &str, max_ranges
             };
         }
         Precondition::Failed => {
-            return plain(StatusCode::PRECONDITION_FAILED, "", ctx.head_only, ctx.keep_alive);
+            return plain(
+                StatusCode::PRECONDITION_FAILED,
+                "",
+                ctx.head_only,
+                ctx.keep_alive,
+            );
         }
     }
     let ctype = content_type(name);
     let source = Source::with_len(Arc::new(file), len);
     let ranges = match headers.get(header::RANGE) {
-        Some(value) if ctx.req.method == Method::GET && conditional::if_range_allows(headers, &v) => {
+        Some(value)
+            if ctx.req.method == Method::GET && conditional::if_range_allows(headers, &v) =>
+        {
             range::parse_range(value.as_bytes(), len, max_ranges)
         }
         _ => RangeRequest::Full,
@@ -201,8 +244,12 @@ fn serve_file(ctx: &Ctx<'_>, file: File, meta: &Metadata, name: &str, max_ranges
     let (status, mut head, body, body_len) = match ranges {
         RangeRequest::Full => {
             let mut head = Head::new(StatusCode::OK);
-            head.header("Content-Type", &ctype).header("Content-Length", len);
-            let body = Body::File { source, range: ByteRange::full(len) };
+            head.header("Content-Type", &ctype)
+                .header("Content-Length", len);
+            let body = Body::File {
+                source,
+                range: ByteRange::full(len),
+            };
             (StatusCode::OK, head, body, len)
         }
         RangeRequest::Unsatisfiable => {
@@ -225,7 +272,12 @@ fn serve_file(ctx: &Ctx<'_>, file: File, meta: &Metadata, name: &str, max_ranges
             head.header("Content-Type", &ctype)
                 .header("Content-Range", range::content_range(r, len))
                 .header("Content-Length", r.len());
-            (StatusCode::PARTIAL_CONTENT, head, Body::File { source, range: r }, r.len())
+            (
+                StatusCode::PARTIAL_CONTENT,
+                head,
+                Body::File { source, range: r },
+                r.len(),
+            )
         }
         RangeRequest::Partial(ranges) => {
             let boundary = boundary(&v.etag);
@@ -243,9 +295,21 @@ fn serve_file(ctx: &Ctx<'_>, file: File, meta: &Metadata, name: &str, max_ranges
             let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
             total += tail.len() as u64;
             let mut head = Head::new(StatusCode::PARTIAL_CONTENT);
-            head.header("Content-Type", format!("multipart/byteranges; boundary={boundary}"))
-                .header("Content-Length", total);
-            (StatusCode::PARTIAL_CONTENT, head, Body::Multipart { source, parts, tail }, total)
+            head.header(
+                "Content-Type",
+                format!("multipart/byteranges; boundary={boundary}"),
+            )
+            .header("Content-Length", total);
+            (
+                StatusCode::PARTIAL_CONTENT,
+                head,
+                Body::Multipart {
+                    source,
+                    parts,
+                    tail,
+                },
+                total,
+            )
         }
     };
     head.header("Accept-Ranges", "bytes");

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen, setsockopt, socket,
-    sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen, setsockopt,
+    socket, sockopt,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -58,7 +58,9 @@ impl Server {
         }
         let metrics_listener = settings
             .metrics
-            .map(|addr| listen_on(addr).map_err(|e| format!("cannot listen for metrics on {addr}: {e}")))
+            .map(|addr| {
+                listen_on(addr).map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))
+            })
             .transpose()?;
         let log = Logger::start(&settings.access_log, settings.log_format)?;
         let shared = Arc::new(Shared {
@@ -90,12 +92,17 @@ impl Server {
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Where metrics are served, if they are.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The backend in use.
@@ -133,7 +140,11 @@ impl Server {
         if let Some(l) = self.metrics_listener
             && let Ok(l) = TcpListener::from_std(l)
         {
-            tokio::spawn(crate::metrics_http::serve(l, self.shared.clone(), stop_rx.clone()));
+            tokio::spawn(crate::metrics_http::serve(
+                l,
+                self.shared.clone(),
+                stop_rx.clone(),
+            ));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -142,7 +153,10 @@ impl Server {
         }
         // Every connection holds a slot; all slots back means all done.
         let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        if tokio::time::timeout(self.grace, slots.acquire_many(all)).await.is_err() {
+        if tokio::time::timeout(self.grace, slots.acquire_many(all))
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 "{} connections still busy after the {:?} grace period; closing them",
                 self.shared.metrics.open_connections.load(Ordering::Relaxed),
@@ -174,10 +188,16 @@ async fn accept_loop(
                 let shared = shared.clone();
                 let stop = stopping.clone();
                 shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                shared.metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .metrics
+                    .open_connections
+                    .fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     conn::serve(stream, peer, shared.clone(), stop).await;
-                    shared.metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .open_connections
+                        .fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 });
             }

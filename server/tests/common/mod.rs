@@ -16,7 +16,10 @@ pub use zcserve_tests::TempDir;
 
 /// The backend names this machine can run.
 pub fn backends() -> Vec<&'static str> {
-    Backend::available().into_iter().map(Backend::name).collect()
+    Backend::available()
+        .into_iter()
+        .map(Backend::name)
+        .collect()
 }
 
 /// A server on 127.0.0.1:<free port>, stopped and joined on drop.
@@ -60,7 +63,13 @@ impl TestServer {
             }));
             rt.shutdown_timeout(Duration::from_millis(100));
         });
-        TestServer { addr, metrics, metrics_addr, stop: Some(tx), thread: Some(thread) }
+        TestServer {
+            addr,
+            metrics,
+            metrics_addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// `http://addr/path`.
@@ -123,7 +132,10 @@ impl RawResponse {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -136,22 +148,39 @@ pub fn parse_responses(mut bytes: &[u8], head_only: &[bool]) -> Vec<RawResponse>
         let mut r = httparse::Response::new(&mut slots);
         let n = match r.parse(bytes) {
             Ok(httparse::Status::Complete(n)) => n,
-            other => panic!("unparsable response ({other:?}): {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])),
+            other => panic!(
+                "unparsable response ({other:?}): {:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ),
         };
         let status = r.code.unwrap();
         let headers: Vec<(String, String)> = r
             .headers
             .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect();
         let len: usize = headers
             .iter()
             .find(|(n, _)| n == "content-length")
             .map_or(0, |(_, v)| v.parse().unwrap());
-        let no_body = head_only.get(out.len()).copied().unwrap_or(false) || status == 304 || status == 204;
+        let no_body =
+            head_only.get(out.len()).copied().unwrap_or(false) || status == 304 || status == 204;
         let len = if no_body { 0 } else { len };
-        assert!(bytes.len() >= n + len, "truncated body: want {len}, have {}", bytes.len() - n);
-        out.push(RawResponse { status, headers, body: bytes[n..n + len].to_vec() });
+        assert!(
+            bytes.len() >= n + len,
+            "truncated body: want {len}, have {}",
+            bytes.len() - n
+        );
+        out.push(RawResponse {
+            status,
+            headers,
+            body: bytes[n..n + len].to_vec(),
+        });
         bytes = &bytes[n + len..];
     }
     out
@@ -175,15 +204,25 @@ pub async fn hyper_request(
 ) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
     use http_body_util::BodyExt;
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let mut req = http::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = send.send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap()).await.unwrap();
+    let resp = send
+        .send_request(
+            req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes().to_vec();
     (parts.status, parts.headers, body)

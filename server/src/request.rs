@@ -120,6 +120,11 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
             "HTTP/1.1 request without Host",
         ));
     }
+    if let Some(host) = headers.get(header::HOST)
+        && !valid_host(host.as_bytes())
+    {
+        return Err(refuse(StatusCode::BAD_REQUEST, "invalid Host"));
+    }
     let (body_len, chunked_body) = body_framing(&headers, version)?;
     let keep_alive = wants_keep_alive(&headers, version);
     Ok(Parsed::Complete(
@@ -134,6 +139,46 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
         }),
         len,
     ))
+}
+
+/// RFC 9112 §3.2: Host is `uri-host [ ":" port ]` (RFC 3986), or empty
+/// when the target has no authority. No userinfo, no spaces.
+fn valid_host(v: &[u8]) -> bool {
+    if v.is_empty() {
+        return true;
+    }
+    let Ok(text) = std::str::from_utf8(v) else {
+        return false;
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        // An IP literal: the bracketed part, then an optional port.
+        let Some((literal, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if literal.is_empty()
+            || !literal
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b":.vV".contains(&b))
+        {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(port) => ("x", Some(port)),
+            None if after.is_empty() => ("x", None),
+            None => return false,
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        }
+    };
+    // reg-name: unreserved / pct-encoded / sub-delims.
+    let host_ok = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let port_ok = port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
 }
 
 /// How the request body is framed (RFC 9112 §6.3), refusing the ambiguous
@@ -328,6 +373,26 @@ mod tests {
             ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n").body_len,
             12
         );
+    }
+
+    #[test]
+    fn host_values() {
+        for good in [
+            "x",
+            "a.example:8080",
+            "127.0.0.1:80",
+            "[::1]:8000",
+            "[::1]",
+            "",
+            "h:",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "bad host", "u@h", "h:8x", "[::1", "[::1]x", "[]", "a/b", "h\\x", "a:b:c",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
     }
 
     #[test]

@@ -224,9 +224,10 @@ fn percent_decode_strict(raw: &[u8]) -> Result<Vec<u8>, PathError> {
 /// The directory being served.
 #[derive(Debug)]
 pub struct Root {
-    /// `O_PATH | O_DIRECTORY` descriptor every lookup starts from.
+    /// `O_PATH | O_DIRECTORY` descriptor every lookup starts from, shared
+    /// with the directories opened under it.
     #[cfg(target_os = "linux")]
-    fd: std::os::fd::OwnedFd,
+    fd: std::sync::Arc<std::os::fd::OwnedFd>,
     /// The path as given, for messages.
     path: PathBuf,
     /// The canonical path, for the canonicalise-and-check fallback.
@@ -262,7 +263,7 @@ impl Root {
         }
         Ok(Root {
             #[cfg(target_os = "linux")]
-            fd,
+            fd: std::sync::Arc::new(fd),
             path: dir.to_path_buf(),
             canonical,
         })
@@ -304,6 +305,9 @@ impl Root {
                 meta,
                 path: lexical,
                 root: self.canonical.clone(),
+                #[cfg(target_os = "linux")]
+                root_fd: self.fd.clone(),
+                rel: p.segments().join("/"),
             }))
         } else {
             Err(PathError::Forbidden)
@@ -330,6 +334,12 @@ pub struct Dir {
     path: PathBuf,
     /// Canonical root path.
     root: PathBuf,
+    /// The root's descriptor: `index.html` is resolved from the root, so a
+    /// symlink to elsewhere inside the root is followed like any other.
+    #[cfg(target_os = "linux")]
+    root_fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    /// The directory relative to the root ("" for the root itself).
+    rel: String,
 }
 
 impl Dir {
@@ -344,10 +354,15 @@ impl Dir {
         const INDEX: &str = "index.html";
         let lexical = self.path.join(INDEX);
         #[cfg(target_os = "linux")]
-        let base = Some(self.file.as_fd());
+        let base = Some(self.root_fd.as_fd());
         #[cfg(not(target_os = "linux"))]
         let base = None;
-        let file = match open_beneath(base, INDEX, &lexical, &self.root, policy) {
+        let rel = if self.rel.is_empty() {
+            INDEX.to_owned()
+        } else {
+            format!("{}/{INDEX}", self.rel)
+        };
+        let file = match open_beneath(base, &rel, &lexical, &self.root, policy) {
             Ok(file) => file,
             Err(PathError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
@@ -389,9 +404,19 @@ impl Dir {
                 Err(e) => return Err(e.into()),
             };
             if file_kind(&stat) == SFlag::S_IFLNK {
+                // Listed only if a request for it would be served: the same
+                // resolution as `open_path`, from the root.
                 let inside = || {
-                    std::fs::canonicalize(self.path.join(name))
-                        .is_ok_and(|target| target.starts_with(&self.root))
+                    #[cfg(target_os = "linux")]
+                    let base = Some(self.root_fd.as_fd());
+                    #[cfg(not(target_os = "linux"))]
+                    let base = None;
+                    let rel = if self.rel.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{}/{name}", self.rel)
+                    };
+                    open_beneath(base, &rel, &self.path.join(name), &self.root, policy).is_ok()
                 };
                 if !policy.follow_symlinks && !inside() {
                     continue;
@@ -517,9 +542,7 @@ static OPENAT2_MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// Opens `rel` (relative, no `..`) beneath the directory `base`.
 ///
 /// `lexical` is the same file as an absolute path under `root` (the
-/// canonical root), used when `base` is unusable: no `openat2`, or a symlink
-/// that `RESOLVE_BENEATH` refused but which may still stay inside the root
-/// (an absolute symlink, or one leaving `base` but not the root).
+/// canonical root), used only when `openat2` is missing.
 #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
 fn open_beneath(
     base: Option<BorrowedFd<'_>>,
@@ -541,9 +564,11 @@ fn open_beneath(
             let how = OpenHow::new().flags(open_flags()).resolve(resolve);
             match openat2(base, rel, how) {
                 Ok(fd) => return Ok(File::from(fd)),
-                Err(Errno::EXDEV) if !policy.follow_symlinks => {
-                    return open_canonical_inside(lexical, root);
-                }
+                // RESOLVE_BENEATH refuses any symlink whose resolution
+                // leaves the root even for a moment (absolute ones
+                // included), before looking at what lies beyond it: the
+                // answer is the same whether that exists or not.
+                Err(Errno::EXDEV) if !policy.follow_symlinks => return Err(PathError::Forbidden),
                 Err(Errno::ENOSYS) => OPENAT2_MISSING.store(true, Ordering::Relaxed),
                 // Unknown flags or `open_how` size: an older kernel.
                 Err(Errno::EINVAL | Errno::E2BIG) => {}
@@ -552,26 +577,6 @@ fn open_beneath(
         }
     }
     open_canonical_checked(lexical, root, policy)
-}
-
-/// After `RESOLVE_BENEATH` refused a symlink: resolves `lexical` and, if the
-/// result is inside `root`, opens that symlink-free path with
-/// `RESOLVE_NO_SYMLINKS`, so a symlink swapped in after the check makes the
-/// open fail instead of escaping.
-#[cfg(target_os = "linux")]
-fn open_canonical_inside(lexical: &Path, root: &Path) -> Result<File, PathError> {
-    use nix::fcntl::{AT_FDCWD, OpenHow, ResolveFlag, openat2};
-
-    let canonical = std::fs::canonicalize(lexical).map_err(|e| PathError::from_io(&e))?;
-    if !canonical.starts_with(root) {
-        return Err(PathError::Forbidden);
-    }
-    let how = OpenHow::new()
-        .flags(open_flags())
-        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-    openat2(AT_FDCWD, &canonical, how)
-        .map(File::from)
-        .map_err(PathError::from_errno)
 }
 
 /// The portable fallback: canonicalise, check the result is inside `root`
@@ -899,7 +904,11 @@ mod tests {
     fn symlinks_inside_the_root_are_followed() {
         let t = Tree::new();
         assert_eq!(t.read("/link_inside", DEFAULT).unwrap(), "hello");
-        assert_eq!(t.read("/link_abs_inside", DEFAULT).unwrap(), "hello");
+        // RESOLVE_BENEATH treats every absolute symlink as leaving the root.
+        assert!(matches!(
+            t.open("/link_abs_inside", DEFAULT),
+            Err(PathError::Forbidden)
+        ));
         assert_eq!(t.read("/sub/up_inside", DEFAULT).unwrap(), "hello");
         assert_eq!(t.read("/linkdir_inside/a.txt", DEFAULT).unwrap(), "a");
         assert!(matches!(
@@ -1020,7 +1029,6 @@ mod tests {
             ("dirindex", true),
             ("emptydir", true),
             ("hello.txt", false),
-            ("link_abs_inside", false),
             ("link_inside", false),
             ("link_to_dotfile", false),
             ("linkdir_inside", true),

@@ -172,8 +172,18 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-                toml::from_str(&text)
-                    .map_err(|e| format!("config file {}: {}", path.display(), e.message()))?
+                toml::from_str(&text).map_err(|e| {
+                    // Point at the offending line, which names the key.
+                    let at = e
+                        .span()
+                        .and_then(|span| {
+                            let line_no = text.get(..span.start)?.matches('\n').count() + 1;
+                            let line = text.lines().nth(line_no - 1)?.trim();
+                            Some(format!(", line {line_no} (`{line}`)"))
+                        })
+                        .unwrap_or_default();
+                    format!("config file {}{at}: {}", path.display(), e.message())
+                })?
             }
         };
         let defaults = zcserve_backends::Config::default();
@@ -317,8 +327,8 @@ mod tests {
     fn bad_inputs_say_what_to_fix() {
         let e = with_file("backnd = \"x\"\n", &[]).unwrap_err();
         assert!(e.contains("unknown field `backnd`"), "{e}");
-        let e = with_file("threads = \"many\"\n", &[]).unwrap_err();
-        assert!(e.contains("threads") || e.contains("invalid type"), "{e}");
+        let e = with_file("backend = \"copy\"\nthreads = \"many\"\n", &[]).unwrap_err();
+        assert!(e.contains("line 2 (`threads = \"many\"`)"), "{e}");
         assert!(parse(&["--threads", "0"]).unwrap_err().contains("threads"));
         assert!(
             parse(&["--header-timeout", "0"])

@@ -67,12 +67,13 @@ fn run(args: Args) -> Result<(), String> {
             .build()
     }
     .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let server = {
-        // Binding registers nothing with tokio yet, but keep it inside the
-        // runtime so a future change to that stays correct.
-        let _guard = runtime.enter();
-        Server::bind(&settings)?
-    };
+    // Inside the runtime from here: signal streams need its driver.
+    let entered = runtime.enter();
+    let server = Server::bind(&settings)?;
+    // Watch SIGINT/SIGTERM before announcing the server: a signal that
+    // arrives right after the start line must stop it gracefully, not kill
+    // it with the default action.
+    let shutdown = shutdown_signal()?;
     let root = std::fs::canonicalize(&settings.root).unwrap_or_else(|_| settings.root.clone());
     let addrs: Vec<String> = server
         .local_addrs()
@@ -95,25 +96,25 @@ fn run(args: Args) -> Result<(), String> {
         settings.threads,
         if settings.threads == 1 { "" } else { "s" },
     );
-    runtime.block_on(server.run(shutdown_signal()));
+    runtime.block_on(server.run(shutdown));
+    drop(entered);
     // Connections past the grace period are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// A future that completes on the first SIGINT or SIGTERM; the handlers
+/// are installed when this is called, not when the future is first polled.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot watch SIGINT/SIGTERM; stop the server with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: no new connections, finishing responses in flight");
+    let watch = |kind| signal(kind).map_err(|e| format!("cannot watch signals: {e}"));
+    let mut int = watch(SignalKind::interrupt())?;
+    let mut term = watch(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: no new connections, finishing responses in flight");
+    })
 }

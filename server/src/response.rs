@@ -75,10 +75,13 @@ impl Head {
     pub fn header(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Self {
         self.buf.extend_from_slice(name.as_bytes());
         self.buf.extend_from_slice(b": ");
-        let mut s = String::new();
-        let _ = write!(s, "{value}");
-        debug_assert!(!s.contains(['\r', '\n']), "header {name} with a line break");
-        self.buf.extend_from_slice(s.as_bytes());
+        let start = self.buf.len();
+        // Straight into the head: no String per header.
+        let _ = write!(Appender(&mut self.buf), "{value}");
+        debug_assert!(
+            !self.buf[start..].contains(&b'\r') && !self.buf[start..].contains(&b'\n'),
+            "header {name} with a line break"
+        );
         self.buf.extend_from_slice(b"\r\n");
         self
     }
@@ -91,6 +94,16 @@ impl Head {
             b"Connection: close\r\n\r\n".as_slice()
         });
         self.buf
+    }
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Appender<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Appender<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 

@@ -80,7 +80,24 @@ impl Validators {
     /// `last_modified` as an IMF-fixdate, the value of `Last-Modified`.
     #[must_use]
     pub fn last_modified_http(&self) -> String {
-        httpdate::fmt_http_date(self.last_modified)
+        thread_local! {
+            // Formatting a date costs more than the rest of a small
+            // response head; a hot file asks for the same one again and
+            // again.
+            static LAST: std::cell::RefCell<Option<(SystemTime, String)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        LAST.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            match &*cell {
+                Some((t, s)) if *t == self.last_modified => s.clone(),
+                _ => {
+                    let s = httpdate::fmt_http_date(self.last_modified);
+                    *cell = Some((self.last_modified, s.clone()));
+                    s
+                }
+            }
+        })
     }
 }
 

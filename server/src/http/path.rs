@@ -1198,7 +1198,9 @@ mod tests {
             })
             .unwrap();
         // The generator does reach real files, so the check above bites.
-        assert!(opened.get() > 50, "only {} files opened", opened.get());
+        // (About 40 of 2000 cases open a file since absolute symlinks are
+        // refused; 20 keeps the guard meaningful without flaking.)
+        assert!(opened.get() > 20, "only {} files opened", opened.get());
     }
 
     /// The portable fallback, exercised directly (it is what non-Linux

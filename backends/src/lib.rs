@@ -149,10 +149,15 @@ impl Backend {
 
     /// The backend `auto` stands for here.
     ///
-    /// On Linux, `sendfile`: it sent the most bytes per second of all
-    /// backends from 16 MiB files up on this project's loopback bench, uses
-    /// no user-space copy, and costs the fewest syscalls per transfer (see
-    /// README, "Backend benchmark"). Elsewhere, `copy`, the portable one.
+    /// On Linux, `sendfile`. Measured on this project's 2-core VM over
+    /// loopback (README, "Results"): sendfile and splice tie within the
+    /// round-to-round noise for 4 KiB and 1 MiB files, both far ahead of
+    /// copy and mmap at 1 MiB; copy wins 4 KiB requests and large single
+    /// downloads by a few percent there, because loopback makes the receiver
+    /// copy anyway. sendfile copies nothing through user space, makes one
+    /// syscall per chunk where splice makes two, and holds no pipe, so it is
+    /// the pick until zcbench's CPU-per-GB figures say otherwise.
+    /// Elsewhere, `copy`, the portable one.
     pub const fn auto() -> Backend {
         if cfg!(target_os = "linux") {
             Backend::Sendfile

@@ -1,0 +1,754 @@
+//! The load generator: closed-loop, keep-alive HTTP/1.1 `GET`s of one path
+//! over many connections for a fixed duration.
+//!
+//! Each client thread runs one edge-triggered [`mio`] event loop over its
+//! share of the connections. A connection is a small state machine: write the
+//! request (one fixed byte string, built once) → read the response head into
+//! the connection's 8 KiB head buffer and parse it with [`httparse`] → read
+//! exactly `Content-Length` body bytes into the thread's 256 KiB scratch
+//! buffer, discarding them → record the latency → write the next request.
+//! Nothing is allocated per request.
+//!
+//! Every response must have the expected status and `Content-Length`; one
+//! that does not, a parse error, or a connection closed or reset by the
+//! server counts as one error, and the connection is closed and opened again
+//! (at most [`MAX_FAILURES`] times per connection, then it is given up).
+//!
+//! All connections are established before the clock starts; when the
+//! duration is over, no more requests are issued and responses still in
+//! flight are counted neither as requests nor as errors.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+/// Size of each connection's response-head buffer: a head must fit in it.
+pub const HEAD_BUF: usize = 8 * 1024;
+/// Size of each thread's scratch buffer that bodies are read into.
+pub const SCRATCH_BUF: usize = 256 * 1024;
+/// Failures (errors) after which a connection is given up for the run.
+pub const MAX_FAILURES: u32 = 10;
+/// How many error descriptions [`LoadOutcome::error_samples`] keeps.
+pub const MAX_ERROR_SAMPLES: usize = 8;
+/// Largest latency the histogram tracks (60 s), in microseconds; larger
+/// values are recorded as this.
+pub const LATENCY_MAX_US: u64 = 60_000_000;
+/// How long establishing one connection before the run may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Headers a response may have.
+const MAX_HEADERS: usize = 64;
+
+/// What to load and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadSpec {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The request target, e.g. `/4KiB.bin`.
+    pub path: String,
+    /// The `Host` header value.
+    pub host: String,
+    /// Total connections, spread round-robin over the threads.
+    pub conns: usize,
+    /// Event-loop threads; clamped to `1..=conns`.
+    pub threads: usize,
+    /// Thread `i` is pinned to `cpus[i % cpus.len()]`; empty: no pinning.
+    pub cpus: Vec<usize>,
+    /// How long the load runs once every connection is established.
+    pub duration: Duration,
+    /// The status every response must have, normally 200.
+    pub expect_status: u16,
+    /// The `Content-Length` every response must have.
+    pub expect_len: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct LoadOutcome {
+    /// Complete, valid responses received within the duration.
+    pub requests: u64,
+    /// Body bytes of the valid responses.
+    pub bytes: u64,
+    /// Responses with a wrong status or length, unparsable responses, and
+    /// connections closed, reset or refused by the server.
+    pub errors: u64,
+    /// The first few errors, described (at most [`MAX_ERROR_SAMPLES`]).
+    pub error_samples: Vec<String>,
+    /// Latency of each valid response in microseconds (1 µs to 60 s, 3
+    /// significant figures), merged over the threads.
+    pub latency_us: Histogram<u64>,
+    /// How long the load ran: the duration, or less if every connection
+    /// was given up earlier.
+    pub elapsed: Duration,
+}
+
+impl LoadOutcome {
+    /// Valid responses per second.
+    pub fn req_per_s(&self) -> f64 {
+        per_second(self.requests as f64, self.elapsed)
+    }
+
+    /// Body megabytes (1e6 bytes) of valid responses per second.
+    pub fn mb_per_s(&self) -> f64 {
+        per_second(self.bytes as f64 / 1e6, self.elapsed)
+    }
+}
+
+fn per_second(amount: f64, elapsed: Duration) -> f64 {
+    let s = elapsed.as_secs_f64();
+    if s > 0.0 { amount / s } else { 0.0 }
+}
+
+/// A new, empty latency histogram with the bounds [`LoadOutcome`] uses.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// Runs the load described by `spec` and returns what it measured.
+///
+/// Fails when a connection cannot be established before the run (the
+/// server is not listening, say), when a thread cannot be pinned, or when
+/// the event loop fails; errors of the server during the run are counted in
+/// the outcome instead.
+pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
+    if spec.conns == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "load needs at least one connection",
+        ));
+    }
+    if let Some(&cpu) = spec.cpus.iter().find(|&&c| c >= max_cpus()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot pin to CPU {cpu}"),
+        ));
+    }
+    let threads = spec.threads.clamp(1, spec.conns);
+    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", spec.path, spec.host).into_bytes();
+
+    let mut groups: Vec<Vec<std::net::TcpStream>> = (0..threads)
+        .map(|_| Vec::with_capacity(spec.conns.div_ceil(threads)))
+        .collect();
+    for i in 0..spec.conns {
+        let stream = std::net::TcpStream::connect_timeout(&spec.addr, CONNECT_TIMEOUT)
+            .map_err(|e| io::Error::new(e.kind(), format!("connecting to {}: {e}", spec.addr)))?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        groups[i % threads].push(stream);
+    }
+
+    let shared = Shared {
+        barrier: Barrier::new(threads),
+        start: OnceLock::new(),
+        failed: AtomicBool::new(false),
+    };
+    let request = &request[..];
+    let shared = &shared;
+    let results: Vec<io::Result<Option<ThreadOutcome>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .enumerate()
+            .map(|(t, streams)| {
+                let cpu = (!spec.cpus.is_empty()).then(|| spec.cpus[t % spec.cpus.len()]);
+                scope.spawn(move || thread_main(spec, request, cpu, streams, shared))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("load thread panicked")))
+            })
+            .collect()
+    });
+
+    let start = shared.start.get().copied();
+    let mut out = LoadOutcome {
+        requests: 0,
+        bytes: 0,
+        errors: 0,
+        error_samples: Vec::new(),
+        latency_us: latency_histogram(),
+        elapsed: Duration::ZERO,
+    };
+    // A thread that failed to start reports why; the others stop at once
+    // and report nothing.
+    for t in results
+        .into_iter()
+        .collect::<io::Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
+        out.requests += t.requests;
+        out.bytes += t.bytes;
+        out.errors += t.errors;
+        for s in t.samples {
+            if out.error_samples.len() < MAX_ERROR_SAMPLES {
+                out.error_samples.push(s);
+            }
+        }
+        out.latency_us
+            .add(&t.latency)
+            .map_err(|e| io::Error::other(format!("merging latencies: {e:?}")))?;
+        if let Some(start) = start {
+            out.elapsed = out.elapsed.max(t.end.saturating_duration_since(start));
+        }
+    }
+    Ok(out)
+}
+
+/// What the threads share: they start the clock together.
+struct Shared {
+    barrier: Barrier,
+    start: OnceLock<Instant>,
+    failed: AtomicBool,
+}
+
+/// What one thread measured.
+struct ThreadOutcome {
+    requests: u64,
+    bytes: u64,
+    errors: u64,
+    samples: Vec<String>,
+    latency: Histogram<u64>,
+    /// When it stopped (at most the deadline).
+    end: Instant,
+}
+
+fn thread_main(
+    spec: &LoadSpec,
+    request: &[u8],
+    cpu: Option<usize>,
+    streams: Vec<std::net::TcpStream>,
+    shared: &Shared,
+) -> io::Result<Option<ThreadOutcome>> {
+    let worker = Worker::new(spec, request, cpu, streams);
+    if worker.is_err() {
+        shared.failed.store(true, Ordering::SeqCst);
+    }
+    shared.barrier.wait();
+    let start = *shared.start.get_or_init(Instant::now);
+    let mut worker = worker?;
+    if shared.failed.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
+    let end = worker.run(start, start + spec.duration)?;
+    Ok(Some(ThreadOutcome {
+        requests: worker.requests,
+        bytes: worker.bytes,
+        errors: worker.errors,
+        samples: worker.samples,
+        latency: worker.latency,
+        end,
+    }))
+}
+
+/// The CPUs a `cpu_set_t` can name.
+fn max_cpus() -> usize {
+    libc::CPU_SETSIZE as usize
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= max_cpus() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot pin to CPU {cpu}"),
+        ));
+    }
+    // SAFETY: `cpu_set_t` is a plain bit array for which all-zero bytes are
+    // a valid (empty) set; `CPU_SET` sets one bit inside it, and `cpu` is
+    // below `CPU_SETSIZE` (checked above) so the bit is in bounds;
+    // `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes from a valid
+    // reference, and pid 0 means the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(
+            e.kind(),
+            format!("pinning to CPU {cpu}: {e}"),
+        ))
+    }
+}
+
+/// Where a connection is in its request/response cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A reconnect is in progress.
+    Connecting,
+    /// `written` bytes of the request are written.
+    Writing,
+    /// Reading the response head into `head`.
+    Head,
+    /// `body_left` body bytes still to read.
+    Body,
+    /// Given up after too many failures.
+    Dead,
+}
+
+struct Conn {
+    stream: Option<TcpStream>,
+    phase: Phase,
+    written: usize,
+    head: Box<[u8]>,
+    head_len: usize,
+    body_left: u64,
+    /// When the current request was started.
+    started: Instant,
+    failures: u32,
+}
+
+/// Why a connection failed.
+#[derive(Debug)]
+enum Fault {
+    Closed,
+    Io(&'static str, io::Error),
+    Parse(httparse::Error),
+    HeadTooLarge,
+    Status(u16),
+    Length(Option<u64>),
+    BadLength,
+    Chunked,
+    ExtraBytes(u64),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Closed => write!(f, "connection closed by the server"),
+            Fault::Io(what, e) => write!(f, "{what}: {e}"),
+            Fault::Parse(e) => write!(f, "unparsable response head: {e}"),
+            Fault::HeadTooLarge => write!(f, "response head larger than {HEAD_BUF} bytes"),
+            Fault::Status(s) => write!(f, "status {s}"),
+            Fault::Length(Some(n)) => write!(f, "Content-Length {n}"),
+            Fault::Length(None) => write!(f, "no Content-Length"),
+            Fault::BadLength => write!(f, "invalid Content-Length"),
+            Fault::Chunked => write!(f, "Transfer-Encoding instead of Content-Length"),
+            Fault::ExtraBytes(n) => write!(f, "{n} bytes after the response body"),
+        }
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ParsedHead {
+    /// Bytes of the head, including the blank line.
+    len: usize,
+    status: u16,
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+/// Parses a response head from the start of `buf`; `Ok(None)` if it is
+/// not complete yet.
+fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, Fault> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Fault::Parse(e)),
+    };
+    let mut content_length = None;
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(h.value).ok_or(Fault::BadLength)?;
+            if content_length.is_some_and(|m| m != n) {
+                return Err(Fault::BadLength);
+            }
+            content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        }
+    }
+    Ok(Some(ParsedHead {
+        len,
+        status: resp.code.unwrap_or(0),
+        content_length,
+        chunked,
+    }))
+}
+
+/// Parses a `Content-Length` value: decimal digits, optional surrounding
+/// spaces or tabs.
+fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+struct Worker<'a> {
+    poll: Poll,
+    conns: Vec<Conn>,
+    live: usize,
+    scratch: Box<[u8]>,
+    request: &'a [u8],
+    addr: SocketAddr,
+    expect_status: u16,
+    expect_len: u64,
+    deadline: Instant,
+    /// The deadline passed while handling events.
+    stopped: bool,
+    requests: u64,
+    bytes: u64,
+    errors: u64,
+    samples: Vec<String>,
+    latency: Histogram<u64>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        spec: &LoadSpec,
+        request: &'a [u8],
+        cpu: Option<usize>,
+        streams: Vec<std::net::TcpStream>,
+    ) -> io::Result<Worker<'a>> {
+        if let Some(cpu) = cpu {
+            pin_current_thread(cpu)?;
+        }
+        let poll = Poll::new()?;
+        let now = Instant::now();
+        let mut conns = Vec::with_capacity(streams.len());
+        for (i, s) in streams.into_iter().enumerate() {
+            let mut stream = TcpStream::from_std(s);
+            poll.registry().register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            conns.push(Conn {
+                stream: Some(stream),
+                phase: Phase::Writing,
+                written: 0,
+                head: vec![0; HEAD_BUF].into_boxed_slice(),
+                head_len: 0,
+                body_left: 0,
+                started: now,
+                failures: 0,
+            });
+        }
+        Ok(Worker {
+            poll,
+            live: conns.len(),
+            conns,
+            scratch: vec![0; SCRATCH_BUF].into_boxed_slice(),
+            request,
+            addr: spec.addr,
+            expect_status: spec.expect_status,
+            expect_len: spec.expect_len,
+            deadline: now,
+            stopped: false,
+            requests: 0,
+            bytes: 0,
+            errors: 0,
+            samples: Vec::new(),
+            latency: latency_histogram(),
+        })
+    }
+
+    /// Runs the loop from `start` until `deadline` or until every
+    /// connection is given up; returns when it stopped (at most
+    /// `deadline`).
+    fn run(&mut self, start: Instant, deadline: Instant) -> io::Result<Instant> {
+        self.deadline = deadline;
+        let mut events = Events::with_capacity(self.conns.len().clamp(16, 1024));
+        for i in 0..self.conns.len() {
+            self.conns[i].started = start;
+            self.write_request(i);
+        }
+        loop {
+            let now = Instant::now();
+            if self.stopped || self.live == 0 || now >= deadline {
+                return Ok(now.min(deadline));
+            }
+            match self.poll.poll(&mut events, Some(deadline - now)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                self.on_event(ev.token().0);
+                if self.stopped {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize) {
+        match self.conns[i].phase {
+            Phase::Dead => {}
+            Phase::Connecting => self.finish_connect(i),
+            Phase::Writing => {
+                // Rare: the request did not fit in the socket buffer. Once
+                // it is written, read too, in case the server already
+                // answered (an edge is not reported twice).
+                if self.write_request(i) {
+                    self.read_response(i);
+                }
+            }
+            Phase::Head | Phase::Body => self.read_response(i),
+        }
+    }
+
+    /// Checks a reconnect in progress; once connected, starts a request.
+    fn finish_connect(&mut self, i: usize) {
+        let Some(stream) = self.conns[i].stream.as_ref() else {
+            return;
+        };
+        match stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return self.fail(i, Fault::Io("reconnecting", e)),
+        }
+        match stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return self.fail(i, Fault::Io("reconnecting", e)),
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            return self.fail(i, Fault::Io("setting TCP_NODELAY", e));
+        }
+        let c = &mut self.conns[i];
+        c.phase = Phase::Writing;
+        c.written = 0;
+        c.started = Instant::now();
+        if self.write_request(i) {
+            self.read_response(i);
+        }
+    }
+
+    /// Writes (the rest of) the request; true once it is all written.
+    fn write_request(&mut self, i: usize) -> bool {
+        let c = &mut self.conns[i];
+        let Some(stream) = c.stream.as_mut() else {
+            return false;
+        };
+        loop {
+            match stream.write(&self.request[c.written..]) {
+                Ok(0) => {
+                    self.fail(i, Fault::Closed);
+                    return false;
+                }
+                Ok(n) => {
+                    c.written += n;
+                    if c.written == self.request.len() {
+                        c.phase = Phase::Head;
+                        c.head_len = 0;
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(i, Fault::Io("writing", e));
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Reads what has arrived of the response. A read that returns less
+    /// than asked for has emptied the socket's receive queue (TCP on Linux
+    /// copies all queued data up to the buffer's size), and data arriving
+    /// after it raises a new edge, so it ends the reading without the extra
+    /// `read` that would only say `WouldBlock`.
+    fn read_response(&mut self, i: usize) {
+        loop {
+            let c = &mut self.conns[i];
+            let Some(stream) = c.stream.as_mut() else {
+                return;
+            };
+            let (res, want) = match c.phase {
+                Phase::Head => {
+                    let want = HEAD_BUF - c.head_len;
+                    (stream.read(&mut c.head[c.head_len..]), want)
+                }
+                Phase::Body => {
+                    let want = c.body_left.min(SCRATCH_BUF as u64) as usize;
+                    (stream.read(&mut self.scratch[..want]), want)
+                }
+                _ => return,
+            };
+            let n = match res {
+                Ok(0) => return self.fail(i, Fault::Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(i, Fault::Io("reading", e)),
+            };
+            if c.phase == Phase::Head {
+                c.head_len += n;
+                let head = match parse_head(&c.head[..c.head_len]) {
+                    Ok(Some(h)) => h,
+                    Ok(None) if c.head_len == HEAD_BUF => {
+                        return self.fail(i, Fault::HeadTooLarge);
+                    }
+                    Ok(None) if n < want => return,
+                    Ok(None) => continue,
+                    Err(f) => return self.fail(i, f),
+                };
+                if head.status != self.expect_status {
+                    return self.fail(i, Fault::Status(head.status));
+                }
+                if head.chunked {
+                    return self.fail(i, Fault::Chunked);
+                }
+                if head.content_length != Some(self.expect_len) {
+                    return self.fail(i, Fault::Length(head.content_length));
+                }
+                let in_head = (c.head_len - head.len) as u64;
+                if in_head > self.expect_len {
+                    return self.fail(i, Fault::ExtraBytes(in_head - self.expect_len));
+                }
+                c.body_left = self.expect_len - in_head;
+                c.phase = Phase::Body;
+            } else {
+                c.body_left -= n as u64;
+            }
+            if c.body_left == 0 {
+                return self.complete(i);
+            }
+            if n < want {
+                return;
+            }
+        }
+    }
+
+    /// A valid response is complete: record it and send the next request.
+    fn complete(&mut self, i: usize) {
+        let now = Instant::now();
+        if now >= self.deadline {
+            self.stopped = true;
+            return;
+        }
+        let c = &mut self.conns[i];
+        let us = u64::try_from(now.duration_since(c.started).as_micros()).unwrap_or(u64::MAX);
+        self.latency.saturating_record(us.clamp(1, LATENCY_MAX_US));
+        self.requests += 1;
+        self.bytes += self.expect_len;
+        c.started = now;
+        c.written = 0;
+        c.head_len = 0;
+        c.phase = Phase::Writing;
+        self.write_request(i);
+    }
+
+    /// Counts an error, closes the connection and opens it again, unless it
+    /// has failed [`MAX_FAILURES`] times.
+    fn fail(&mut self, i: usize, mut fault: Fault) {
+        loop {
+            self.errors += 1;
+            if self.samples.len() < MAX_ERROR_SAMPLES {
+                self.samples.push(format!("connection {i}: {fault}"));
+            }
+            let c = &mut self.conns[i];
+            // Closing the socket also removes it from the poll.
+            c.stream = None;
+            c.failures += 1;
+            if c.failures >= MAX_FAILURES {
+                c.phase = Phase::Dead;
+                self.live -= 1;
+                return;
+            }
+            let res = TcpStream::connect(self.addr).and_then(|mut s| {
+                self.poll.registry().register(
+                    &mut s,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(s)
+            });
+            match res {
+                Ok(s) => {
+                    c.stream = Some(s);
+                    c.phase = Phase::Connecting;
+                    return;
+                }
+                Err(e) => fault = Fault::Io("reconnecting", e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(parse_content_length(b"4096"), Some(4096));
+        assert_eq!(parse_content_length(b" 0\t"), Some(0));
+        assert_eq!(parse_content_length(b""), None);
+        assert_eq!(parse_content_length(b"12a"), None);
+        assert_eq!(parse_content_length(b"-1"), None);
+        assert_eq!(parse_content_length(b"99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn heads_parse_partially_and_completely() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello";
+        for cut in 0..full.len() - 5 {
+            assert!(matches!(parse_head(&full[..cut]), Ok(None)), "cut at {cut}");
+        }
+        let h = parse_head(full).ok().flatten().expect("complete");
+        assert_eq!(
+            h,
+            ParsedHead {
+                len: full.len() - 5,
+                status: 200,
+                content_length: Some(5),
+                chunked: false
+            }
+        );
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .ok()
+            .flatten()
+            .expect("complete");
+        assert!(h.chunked && h.content_length.is_none());
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(Fault::BadLength)
+        ));
+        assert!(matches!(
+            parse_head(b"garbage\r\n\r\n"),
+            Err(Fault::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn zero_connections_is_an_error() {
+        let spec = LoadSpec {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            path: "/".into(),
+            host: "x".into(),
+            conns: 0,
+            threads: 1,
+            cpus: vec![],
+            duration: Duration::from_millis(10),
+            expect_status: 200,
+            expect_len: 0,
+        };
+        assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+}

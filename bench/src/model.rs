@@ -1,0 +1,254 @@
+//! What a zcbench run measures and records: one [`RunResult`] per target,
+//! scenario and round, summarised into medians by [`summarise`].
+
+use serde::{Deserialize, Serialize};
+
+/// One file size loaded with one number of connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Scenario {
+    /// File size in bytes.
+    pub size: u64,
+    /// Keep-alive connections, closed loop.
+    pub conns: usize,
+}
+
+/// The result of loading one target with one scenario for one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// `zcserve-sendfile`, `nginx`, ...
+    pub target: String,
+    /// The zcserve backend, or `None` for a peer server.
+    pub backend: Option<String>,
+    /// File size in bytes.
+    pub size: u64,
+    /// Connections.
+    pub conns: usize,
+    /// Round number, from 1.
+    pub round: u32,
+    /// Seconds the load ran.
+    pub seconds: f64,
+    /// Complete, valid responses.
+    pub requests: u64,
+    /// Body bytes received in valid responses.
+    pub bytes: u64,
+    /// Responses with a wrong status or length, and connection errors.
+    pub errors: u64,
+    /// requests / seconds.
+    pub req_per_s: f64,
+    /// bytes / seconds / 1e6.
+    pub mb_per_s: f64,
+    /// Latency percentiles in microseconds.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Server CPU seconds (user + system, children included) during the
+    /// load, when the server's pid is known.
+    pub cpu_s: Option<f64>,
+    /// Server CPU seconds per GB (1e9 bytes) of body sent.
+    pub cpu_s_per_gb: Option<f64>,
+    /// Server peak resident set (VmHWM) in KiB at the end of the run.
+    pub peak_rss_kib: Option<u64>,
+    /// Backend syscalls per request, from zcserve's `/metrics`.
+    pub syscalls_per_req: Option<f64>,
+    /// False when any error occurred: the numbers are not to be trusted.
+    pub valid: bool,
+}
+
+/// Median with min and max of one figure over rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// The median.
+    pub median: f64,
+    /// The smallest round.
+    pub min: f64,
+    /// The largest round.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when there are none.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// All rounds of one target and scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The target.
+    pub target: String,
+    /// Its backend, for zcserve.
+    pub backend: Option<String>,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Rounds summarised.
+    pub rounds: usize,
+    /// Requests per second.
+    pub req_per_s: Spread,
+    /// MB per second.
+    pub mb_per_s: Spread,
+    /// Median over rounds of each round's p50 / p99 / p99.9 latency (µs).
+    pub p50_us: f64,
+    /// See `p50_us`.
+    pub p99_us: f64,
+    /// See `p50_us`.
+    pub p999_us: f64,
+    /// Server CPU seconds per GB, when measured.
+    pub cpu_s_per_gb: Option<Spread>,
+    /// Largest peak RSS over rounds (KiB).
+    pub peak_rss_kib: Option<u64>,
+    /// Syscalls per request, median.
+    pub syscalls_per_req: Option<f64>,
+    /// True only if every round was valid.
+    pub valid: bool,
+}
+
+/// Groups `results` by target and scenario, in first-seen target order and
+/// ascending scenario order.
+pub fn summarise(results: &[RunResult]) -> Vec<Summary> {
+    let mut targets: Vec<&str> = Vec::new();
+    for r in results {
+        if !targets.contains(&r.target.as_str()) {
+            targets.push(&r.target);
+        }
+    }
+    let mut scenarios: Vec<Scenario> = results
+        .iter()
+        .map(|r| Scenario {
+            size: r.size,
+            conns: r.conns,
+        })
+        .collect();
+    scenarios.sort();
+    scenarios.dedup();
+    let mut out = Vec::new();
+    for t in &targets {
+        for s in &scenarios {
+            let rs: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| r.target == *t && r.size == s.size && r.conns == s.conns)
+                .collect();
+            if rs.is_empty() {
+                continue;
+            }
+            let col = |f: fn(&RunResult) -> f64| rs.iter().map(|r| f(r)).collect::<Vec<f64>>();
+            let opt = |f: fn(&RunResult) -> Option<f64>| {
+                rs.iter().filter_map(|r| f(r)).collect::<Vec<f64>>()
+            };
+            let med = |v: Vec<f64>| Spread::of(&v).map_or(0.0, |s| s.median);
+            out.push(Summary {
+                target: t.to_string(),
+                backend: rs[0].backend.clone(),
+                scenario: *s,
+                rounds: rs.len(),
+                req_per_s: Spread::of(&col(|r| r.req_per_s)).expect("non-empty"),
+                mb_per_s: Spread::of(&col(|r| r.mb_per_s)).expect("non-empty"),
+                p50_us: med(col(|r| r.p50_us as f64)),
+                p99_us: med(col(|r| r.p99_us as f64)),
+                p999_us: med(col(|r| r.p999_us as f64)),
+                cpu_s_per_gb: Spread::of(&opt(|r| r.cpu_s_per_gb)),
+                peak_rss_kib: rs.iter().filter_map(|r| r.peak_rss_kib).max(),
+                syscalls_per_req: Spread::of(&opt(|r| r.syscalls_per_req)).map(|s| s.median),
+                valid: rs.iter().all(|r| r.valid),
+            });
+        }
+    }
+    out
+}
+
+/// The machine a run came from, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `model name` from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Online CPUs.
+    pub cores: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// When the run started (RFC 3339, UTC).
+    pub date: String,
+    /// CPUs the servers were pinned to.
+    pub server_cpus: Vec<usize>,
+    /// CPUs the load generator was pinned to.
+    pub client_cpus: Vec<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(target: &str, size: u64, round: u32, rps: f64) -> RunResult {
+        RunResult {
+            target: target.into(),
+            backend: None,
+            size,
+            conns: 1,
+            round,
+            seconds: 1.0,
+            requests: rps as u64,
+            bytes: rps as u64 * size,
+            errors: 0,
+            req_per_s: rps,
+            mb_per_s: rps * size as f64 / 1e6,
+            p50_us: 10,
+            p90_us: 20,
+            p99_us: 30,
+            p999_us: 40,
+            cpu_s: None,
+            cpu_s_per_gb: None,
+            peak_rss_kib: Some(round as u64),
+            syscalls_per_req: None,
+            valid: round != 2,
+        }
+    }
+
+    #[test]
+    fn spread_median_even_and_odd() {
+        assert_eq!(Spread::of(&[3.0, 1.0, 2.0]).unwrap().median, 2.0);
+        let s = Spread::of(&[4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+        assert!(Spread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn summaries_group_by_target_and_scenario() {
+        let rs = vec![
+            r("b", 4096, 1, 10.0),
+            r("a", 4096, 1, 30.0),
+            r("b", 4096, 2, 20.0),
+            r("b", 1024, 1, 5.0),
+            r("b", 4096, 3, 40.0),
+        ];
+        let s = summarise(&rs);
+        let names: Vec<(&str, u64)> = s
+            .iter()
+            .map(|s| (s.target.as_str(), s.scenario.size))
+            .collect();
+        assert_eq!(names, vec![("b", 1024), ("b", 4096), ("a", 4096)]);
+        let b4k = &s[1];
+        assert_eq!(b4k.rounds, 3);
+        assert_eq!(b4k.req_per_s.median, 20.0);
+        assert_eq!(b4k.peak_rss_kib, Some(3));
+        assert!(!b4k.valid, "round 2 was invalid");
+        assert!(s[0].valid);
+    }
+}

@@ -1,0 +1,226 @@
+//! Integration tests of the load generator against tiny in-process HTTP
+//! servers: a correct one, and ones that answer a wrong status or length,
+//! close after a few responses, answer one byte per write, or answer slowly.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use zcserve_bench::load::{self, LoadSpec, MAX_FAILURES};
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// 200 with the body.
+    Ok,
+    /// This status, with the body.
+    Status(u16),
+    /// 200 with a body of this length instead.
+    Len(usize),
+    /// Close the connection after this many responses.
+    CloseAfter(usize),
+    /// Write the response one byte per `write`.
+    Split,
+    /// Wait this long before each response.
+    Slow(Duration),
+}
+
+/// Starts a keep-alive server answering every GET with `body_len` bytes
+/// as `mode` says; it lives until the test process ends.
+fn serve(mode: Mode, body_len: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            thread::spawn(move || answer(s, mode, body_len));
+        }
+    });
+    addr
+}
+
+fn answer(mut s: TcpStream, mode: Mode, body_len: usize) {
+    s.set_nodelay(true).unwrap();
+    let (status, len) = match mode {
+        Mode::Status(c) => (c, body_len),
+        Mode::Len(n) => (200, n),
+        _ => (200, body_len),
+    };
+    let mut resp = format!("HTTP/1.1 {status} X\r\nServer: test\r\nContent-Length: {len}\r\n\r\n")
+        .into_bytes();
+    resp.resize(resp.len() + len, b'x');
+    let mut have = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut served = 0;
+    loop {
+        let end = loop {
+            if let Some(p) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => have.extend_from_slice(&buf[..n]),
+            }
+        };
+        assert!(have.starts_with(b"GET /f HTTP/1.1\r\nHost: test\r\n"));
+        have.drain(..end);
+        if let Mode::Slow(d) = mode {
+            thread::sleep(d);
+        }
+        let res = if let Mode::Split = mode {
+            resp.iter()
+                .try_for_each(|b| s.write_all(std::slice::from_ref(b)))
+        } else {
+            s.write_all(&resp)
+        };
+        if res.is_err() {
+            return;
+        }
+        served += 1;
+        if let Mode::CloseAfter(n) = mode {
+            if served == n {
+                return;
+            }
+        }
+    }
+}
+
+fn spec(addr: SocketAddr, conns: usize, threads: usize, ms: u64, len: u64) -> LoadSpec {
+    LoadSpec {
+        addr,
+        path: "/f".into(),
+        host: "test".into(),
+        conns,
+        threads,
+        cpus: vec![],
+        duration: Duration::from_millis(ms),
+        expect_status: 200,
+        expect_len: len,
+    }
+}
+
+#[test]
+fn valid_responses_are_counted_with_latencies() {
+    let addr = serve(Mode::Ok, 1000);
+    let out = load::run(&spec(addr, 5, 3, 300, 1000)).unwrap();
+    assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+    assert!(out.requests > 50, "only {} requests", out.requests);
+    assert_eq!(out.bytes, out.requests * 1000);
+    assert_eq!(out.latency_us.len(), out.requests);
+    assert!(out.latency_us.min() >= 1);
+    assert_eq!(out.elapsed, Duration::from_millis(300));
+    assert!(out.req_per_s() > 0.0 && out.mb_per_s() > 0.0);
+}
+
+#[test]
+fn more_threads_than_connections_and_pinning() {
+    let addr = serve(Mode::Ok, 10);
+    let mut s = spec(addr, 2, 8, 200, 10);
+    s.cpus = vec![0];
+    let out = load::run(&s).unwrap();
+    assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+    assert!(out.requests > 0);
+}
+
+#[test]
+fn pinning_to_a_missing_cpu_fails() {
+    let addr = serve(Mode::Ok, 10);
+    let mut s = spec(addr, 2, 2, 5000, 10);
+    s.cpus = vec![0, 1023];
+    let t = Instant::now();
+    let err = load::run(&s).unwrap_err();
+    assert!(err.to_string().contains("CPU 1023"), "{err}");
+    s.cpus = vec![1 << 20];
+    assert_eq!(
+        load::run(&s).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn wrong_status_is_an_error_and_reconnects() {
+    let addr = serve(Mode::Status(404), 1000);
+    let t = Instant::now();
+    let out = load::run(&spec(addr, 2, 1, 3000, 1000)).unwrap();
+    assert_eq!(out.requests, 0);
+    assert_eq!(out.bytes, 0);
+    assert_eq!(out.errors, 2 * u64::from(MAX_FAILURES));
+    assert!(
+        out.error_samples[0].contains("status 404"),
+        "{:?}",
+        out.error_samples
+    );
+    assert!(out.error_samples.len() <= load::MAX_ERROR_SAMPLES);
+    // Every connection was given up, so the run ended early.
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(out.elapsed < Duration::from_secs(2));
+}
+
+#[test]
+fn wrong_length_is_an_error() {
+    let addr = serve(Mode::Len(10), 1000);
+    let out = load::run(&spec(addr, 1, 1, 3000, 1000)).unwrap();
+    assert_eq!(out.requests, 0);
+    assert_eq!(out.errors, u64::from(MAX_FAILURES));
+    assert!(
+        out.error_samples[0].contains("Content-Length 10"),
+        "{:?}",
+        out.error_samples
+    );
+}
+
+#[test]
+fn closed_connections_count_once_and_reconnect() {
+    let addr = serve(Mode::CloseAfter(3), 100);
+    let out = load::run(&spec(addr, 2, 2, 3000, 100)).unwrap();
+    assert_eq!(
+        out.errors,
+        2 * u64::from(MAX_FAILURES),
+        "{:?}",
+        out.error_samples
+    );
+    assert_eq!(out.requests, 2 * 3 * u64::from(MAX_FAILURES));
+    assert_eq!(out.bytes, out.requests * 100);
+    assert_eq!(out.latency_us.len(), out.requests);
+}
+
+#[test]
+fn responses_split_into_single_bytes() {
+    let addr = serve(Mode::Split, 200);
+    let out = load::run(&spec(addr, 2, 1, 300, 200)).unwrap();
+    assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+    assert!(out.requests > 0);
+    assert_eq!(out.bytes, out.requests * 200);
+}
+
+#[test]
+fn large_bodies_stream_through() {
+    let len = 8 << 20;
+    let addr = serve(Mode::Ok, len);
+    let out = load::run(&spec(addr, 2, 1, 500, len as u64)).unwrap();
+    assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+    assert!(out.requests > 0);
+    assert_eq!(out.bytes, out.requests * len as u64);
+}
+
+#[test]
+fn in_flight_responses_at_the_end_are_not_counted() {
+    let addr = serve(Mode::Slow(Duration::from_millis(100)), 10);
+    let out = load::run(&spec(addr, 1, 1, 250, 10)).unwrap();
+    assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+    assert!((1..=2).contains(&out.requests), "{} requests", out.requests);
+    assert!(out.latency_us.min() >= 100_000, "{}", out.latency_us.min());
+    assert_eq!(out.elapsed, Duration::from_millis(250));
+}
+
+#[test]
+fn unreachable_port_fails_promptly() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let t = Instant::now();
+    let err = load::run(&spec(addr, 4, 2, 5000, 10)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(t.elapsed() < Duration::from_secs(1));
+}

@@ -1,0 +1,477 @@
+//! The report writer on synthetic runs: CSV, JSON, Markdown, crossovers,
+//! SVG charts and the files `write_all` leaves in a directory.
+
+use std::path::PathBuf;
+
+use zcserve_bench::model::{Machine, RunResult, summarise};
+use zcserve_bench::report::{self, Crossover, Report};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+const SIZES: [u64; 5] = [4 * KIB, 64 * KIB, MIB, 16 * MIB, 256 * MIB];
+const CONNS: [usize; 2] = [1, 16];
+
+/// MB/s of `target` at the size with index `i`, chosen so that:
+/// `zcserve-sendfile` beats copy from 1 MiB up; `zcserve-mmap` never does;
+/// `zcserve-splice` beats it at 4 KiB, loses at 64 KiB, then beats it from
+/// 1 MiB up (non-monotonic).
+fn mb_per_s(target: &str, i: usize) -> f64 {
+    let copy = [400.0, 1500.0, 2400.0, 2600.0, 2700.0][i];
+    let factor = match target {
+        "zcserve-copy" => 1.0,
+        "zcserve-sendfile" => [0.9, 0.95, 1.1, 1.3, 1.4][i],
+        "zcserve-splice" => [1.05, 0.9, 1.2, 1.2, 1.25][i],
+        "zcserve-mmap" => [0.8, 0.85, 0.9, 0.95, 0.99][i],
+        "nginx" => [1.1, 1.0, 1.0, 1.1, 1.2][i],
+        _ => 0.5,
+    };
+    copy * factor
+}
+
+/// CPU s/GB: sendfile below copy from 64 KiB up; splice never; mmap from
+/// 16 MiB up; `go` not measured.
+fn cpu_s_per_gb(target: &str, i: usize) -> Option<f64> {
+    let copy = [2.5, 0.7, 0.45, 0.4, 0.38][i];
+    let factor = match target {
+        "zcserve-copy" => 1.0,
+        "zcserve-sendfile" => [1.1, 0.8, 0.6, 0.5, 0.5][i],
+        "zcserve-splice" => [1.2, 1.1, 1.05, 1.02, 1.01][i],
+        "zcserve-mmap" => [1.3, 1.2, 1.1, 0.9, 0.85][i],
+        "nginx" => [0.9, 0.9, 0.9, 0.9, 0.9][i],
+        _ => return None,
+    };
+    Some(copy * factor)
+}
+
+const TARGETS: [&str; 6] = [
+    "zcserve-sendfile",
+    "zcserve-splice",
+    "zcserve-mmap",
+    "zcserve-copy",
+    "nginx",
+    "go",
+];
+
+/// Three rounds of every target and scenario, rounds spread ±5 % around
+/// the figures above. `nginx` at 16 MiB × 16 has an error in round 2.
+fn fixture() -> Vec<RunResult> {
+    let mut out = Vec::new();
+    for round in 1..=3u32 {
+        for target in TARGETS {
+            for &conns in &CONNS {
+                for (i, &size) in SIZES.iter().enumerate() {
+                    let spread = [1.0, 0.95, 1.05][round as usize - 1];
+                    let mb = mb_per_s(target, i) * spread * if conns == 1 { 0.6 } else { 1.0 };
+                    let rps = mb * 1e6 / size as f64;
+                    let seconds = 2.0;
+                    let requests = (rps * seconds).round() as u64;
+                    let bytes = requests * size;
+                    let errors = u64::from(
+                        target == "nginx" && size == 16 * MIB && conns == 16 && round == 2,
+                    );
+                    let cpu_s_per_gb = cpu_s_per_gb(target, i);
+                    let p50 = (size / 4096 + 40) * conns as u64;
+                    out.push(RunResult {
+                        target: target.to_string(),
+                        backend: target.strip_prefix("zcserve-").map(str::to_string),
+                        size,
+                        conns,
+                        round,
+                        seconds,
+                        requests,
+                        bytes,
+                        errors,
+                        req_per_s: rps,
+                        mb_per_s: mb,
+                        p50_us: p50,
+                        p90_us: p50 * 2,
+                        p99_us: p50 * 4,
+                        p999_us: p50 * 9,
+                        cpu_s: cpu_s_per_gb.map(|c| c * bytes as f64 / 1e9),
+                        cpu_s_per_gb,
+                        peak_rss_kib: (target != "go").then_some(3000 + size / 1024 / 64),
+                        syscalls_per_req: target
+                            .starts_with("zcserve")
+                            .then_some(2.0 + (size / MIB) as f64 / 8.0),
+                        valid: errors == 0,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn machine() -> Machine {
+    Machine {
+        cpu_model: "Synthetic CPU @ 3.0GHz".into(),
+        cores: 2,
+        kernel: "6.1.0-test".into(),
+        date: "2025-01-02T03:04:05Z".into(),
+        server_cpus: vec![0],
+        client_cpus: vec![1],
+    }
+}
+
+const COMMAND: &str = "zcbench --rounds 3 --peer nginx=http://127.0.0.1:8080/";
+
+fn report<'a>(machine: &'a Machine, results: &'a [RunResult]) -> Report<'a> {
+    Report {
+        machine,
+        results,
+        baseline_backend: "copy",
+        first_peer: Some("nginx"),
+        command: COMMAND,
+    }
+}
+
+/// A fresh, unique directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "zcbench-report-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn csv_has_a_header_and_one_row_per_result_that_parses_back() {
+    let results = fixture();
+    let text = report::csv(&results);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), results.len() + 1);
+    let header: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(header[0], "target");
+    assert!(header.contains(&"cpu_s_per_gb"));
+    assert!(header.contains(&"valid"));
+    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    for (line, r) in lines[1..].iter().zip(&results) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), header.len(), "{line}");
+        let opt_f = |s: &str| (!s.is_empty()).then(|| s.parse::<f64>().unwrap());
+        let back = RunResult {
+            target: f[col("target")].to_string(),
+            backend: (!f[col("backend")].is_empty()).then(|| f[col("backend")].to_string()),
+            size: f[col("size")].parse().unwrap(),
+            conns: f[col("conns")].parse().unwrap(),
+            round: f[col("round")].parse().unwrap(),
+            seconds: f[col("seconds")].parse().unwrap(),
+            requests: f[col("requests")].parse().unwrap(),
+            bytes: f[col("bytes")].parse().unwrap(),
+            errors: f[col("errors")].parse().unwrap(),
+            req_per_s: f[col("req_per_s")].parse().unwrap(),
+            mb_per_s: f[col("mb_per_s")].parse().unwrap(),
+            p50_us: f[col("p50_us")].parse().unwrap(),
+            p90_us: f[col("p90_us")].parse().unwrap(),
+            p99_us: f[col("p99_us")].parse().unwrap(),
+            p999_us: f[col("p999_us")].parse().unwrap(),
+            cpu_s: opt_f(f[col("cpu_s")]),
+            cpu_s_per_gb: opt_f(f[col("cpu_s_per_gb")]),
+            peak_rss_kib: (!f[col("peak_rss_kib")].is_empty())
+                .then(|| f[col("peak_rss_kib")].parse().unwrap()),
+            syscalls_per_req: opt_f(f[col("syscalls_per_req")]),
+            valid: f[col("valid")].parse().unwrap(),
+        };
+        assert_eq!(&back, r, "row {line}");
+    }
+}
+
+#[test]
+fn csv_quotes_awkward_names() {
+    let mut r = fixture().remove(0);
+    r.target = "nginx, \"sendfile off\"".into();
+    let text = report::csv(&[r]);
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.starts_with("\"nginx, \"\"sendfile off\"\"\","), "{row}");
+}
+
+/// Equal, floats to within an ulp or two: the JSON holds the shortest
+/// decimal that reads back exactly, but serde_json's default parser
+/// (without its `float_roundtrip` feature) may land one ulp off.
+fn same_run(a: &RunResult, b: &RunResult) -> bool {
+    let close =
+        |x: f64, y: f64| x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs());
+    let close_opt = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => close(x, y),
+        (None, None) => true,
+        _ => false,
+    };
+    let floats_equal = close(a.seconds, b.seconds)
+        && close(a.req_per_s, b.req_per_s)
+        && close(a.mb_per_s, b.mb_per_s)
+        && close_opt(a.cpu_s, b.cpu_s)
+        && close_opt(a.cpu_s_per_gb, b.cpu_s_per_gb)
+        && close_opt(a.syscalls_per_req, b.syscalls_per_req);
+    let mut a2 = a.clone();
+    (a2.seconds, a2.req_per_s, a2.mb_per_s) = (b.seconds, b.req_per_s, b.mb_per_s);
+    (a2.cpu_s, a2.cpu_s_per_gb, a2.syscalls_per_req) =
+        (b.cpu_s, b.cpu_s_per_gb, b.syscalls_per_req);
+    floats_equal && a2 == *b
+}
+
+#[test]
+fn json_parses_and_round_trips_the_results() {
+    let (m, results) = (machine(), fixture());
+    let text = report::json(&report(&m, &results));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    for key in ["machine", "command", "results", "summaries", "crossovers"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["command"], COMMAND);
+    let back: Vec<RunResult> = serde_json::from_value(v["results"].clone()).unwrap();
+    assert_eq!(back.len(), results.len());
+    for (b, r) in back.iter().zip(&results) {
+        assert!(same_run(b, r), "{b:?}\n!=\n{r:?}");
+    }
+    let m_back: Machine = serde_json::from_value(v["machine"].clone()).unwrap();
+    assert_eq!(m_back, m);
+    let summaries: Vec<zcserve_bench::model::Summary> =
+        serde_json::from_value(v["summaries"].clone()).unwrap();
+    let expected = summarise(&results);
+    assert_eq!(summaries.len(), expected.len());
+    for (s, e) in summaries.iter().zip(&expected) {
+        assert_eq!(
+            (&s.target, s.scenario, s.rounds, s.valid),
+            (&e.target, e.scenario, e.rounds, e.valid)
+        );
+    }
+    let cross: Vec<Crossover> = serde_json::from_value(v["crossovers"].clone()).unwrap();
+    assert_eq!(cross, report::crossovers(&expected, "copy"));
+}
+
+#[test]
+fn markdown_has_every_target_and_scenario_and_the_ratios() {
+    let (m, results) = (machine(), fixture());
+    let md = report::markdown(&report(&m, &results));
+    assert!(md.starts_with("# "));
+    for needle in [
+        "Synthetic CPU @ 3.0GHz",
+        "6.1.0-test",
+        "2025-01-02T03:04:05Z",
+        COMMAND,
+        "loopback",
+        "MSG_ZEROCOPY",
+    ] {
+        assert!(md.contains(needle), "missing {needle}");
+    }
+    for t in TARGETS {
+        assert!(md.contains(&format!("| {t} |")), "missing row for {t}");
+    }
+    for size in ["4 KiB", "64 KiB", "1 MiB", "16 MiB", "256 MiB"] {
+        for conns in ["1 connection\n", "16 connections\n"] {
+            let heading = format!("## {size} × {conns}");
+            assert!(md.contains(&heading), "missing {heading:?}");
+        }
+    }
+    assert!(md.contains("| vs copy | vs nginx |"));
+    // sendfile at 1 MiB × 16: 1.1× copy; nginx there is 1.0× copy, so 1.10×
+    // nginx too. At 256 MiB × 16: 1.4 / 1.0 and 1.4 / 1.2 = 1.17.
+    let section = |heading: &str| {
+        let start = md.find(heading).expect(heading);
+        let rest = &md[start..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+        rest[..end].to_string()
+    };
+    let row = |sec: &str, target: &str| {
+        sec.lines()
+            .find(|l| l.starts_with(&format!("| {target} |")))
+            .expect(target)
+            .to_string()
+    };
+    let s = section("## 1 MiB × 16 connections");
+    let sendfile = row(&s, "zcserve-sendfile");
+    assert!(sendfile.contains("| 1.10× | 1.10× |"), "{sendfile}");
+    assert!(row(&s, "zcserve-copy").contains("| 1.00× |"));
+    let s = section("## 256 MiB × 16 connections");
+    let sendfile = row(&s, "zcserve-sendfile");
+    assert!(sendfile.contains("| 1.40× | 1.17× |"), "{sendfile}");
+    assert!(sendfile.ends_with("| ✓ |"), "{sendfile}");
+    // The invalid run is flagged.
+    let s = section("## 16 MiB × 16 connections");
+    assert!(
+        row(&s, "nginx").contains("⚠ invalid: 1 error in 1 of 3 rounds"),
+        "{s}"
+    );
+    // Crossovers and charts.
+    let cross = section("## Crossovers");
+    assert!(
+        cross.contains("| zcserve-sendfile | 16 | 64 KiB | 1 MiB |"),
+        "{cross}"
+    );
+    assert!(
+        cross.contains("| zcserve-mmap | 16 | 16 MiB | none within the sizes measured |"),
+        "{cross}"
+    );
+    assert!(!cross.contains("| go |"), "peers have no crossover");
+    assert!(md.contains("(throughput-c16.svg)"));
+    assert!(md.contains("(cpu-c1.svg)"));
+    assert!(md.contains("(latency-256MiB-c16.svg)"));
+}
+
+#[test]
+fn crossovers_on_constructed_data() {
+    let summaries = summarise(&fixture());
+    let cross = report::crossovers(&summaries, "copy");
+    let find = |t: &str, c: usize| {
+        cross
+            .iter()
+            .find(|x| x.target == t && x.conns == c)
+            .unwrap_or_else(|| panic!("no crossover for {t} × {c}"))
+            .clone()
+    };
+    for c in CONNS {
+        let sendfile = find("zcserve-sendfile", c);
+        assert_eq!(sendfile.by_throughput, Some(MIB));
+        assert_eq!(sendfile.by_cpu, Some(64 * KIB));
+        let mmap = find("zcserve-mmap", c);
+        assert_eq!(mmap.by_throughput, None, "never beats copy");
+        assert_eq!(mmap.by_cpu, Some(16 * MIB));
+        let splice = find("zcserve-splice", c);
+        assert_eq!(
+            splice.by_throughput,
+            Some(MIB),
+            "beats at 4 KiB, not 64 KiB"
+        );
+        assert_eq!(splice.by_cpu, None);
+    }
+    assert_eq!(
+        cross.len(),
+        3 * CONNS.len(),
+        "only zero-copy backends: {cross:?}"
+    );
+    // The baseline can be named by target too.
+    assert_eq!(report::crossovers(&summaries, "zcserve-copy"), cross);
+    // No baseline, no crossovers.
+    assert!(report::crossovers(&summaries, "nonesuch").is_empty());
+}
+
+#[test]
+fn an_invalid_run_breaks_a_crossover() {
+    let mut results = fixture();
+    for r in &mut results {
+        if r.target == "zcserve-copy" && r.size == 256 * MIB && r.conns == 16 {
+            r.valid = false;
+            r.errors = 1;
+        }
+    }
+    let cross = report::crossovers(&summarise(&results), "copy");
+    let s = cross
+        .iter()
+        .find(|x| x.target == "zcserve-sendfile" && x.conns == 16)
+        .unwrap();
+    assert_eq!(s.by_throughput, None, "the largest size is not trustworthy");
+}
+
+#[test]
+fn svgs_name_every_target() {
+    let summaries = summarise(&fixture());
+    for (name, svg) in [
+        ("throughput", report::svg_throughput(&summaries, 16)),
+        ("cpu", report::svg_cpu(&summaries, 16)),
+        ("latency", report::svg_latency(&summaries, MIB, 16)),
+    ] {
+        assert!(svg.starts_with("<svg"), "{name}: {}", &svg[..40]);
+        assert!(svg.trim_end().ends_with("</svg>"), "{name}");
+        for t in TARGETS {
+            if name == "cpu" && t == "go" {
+                assert!(
+                    !svg.contains(">go\n") && !svg.contains(">\ngo\n"),
+                    "go has no CPU data"
+                );
+                continue;
+            }
+            assert!(svg.contains(t), "{name} lacks {t}");
+        }
+    }
+    let tput = report::svg_throughput(&summaries, 16);
+    for label in ["4 KiB", "1 MiB", "256 MiB", "MB/s", "file size"] {
+        assert!(tput.contains(label), "throughput lacks {label}");
+    }
+    let lat = report::svg_latency(&summaries, 16 * MIB, 16);
+    for label in ["p50", "p99", "p99.9", "nginx (invalid)"] {
+        assert!(lat.contains(label), "latency lacks {label}");
+    }
+    // Nothing measured: still an SVG.
+    assert!(report::svg_throughput(&[], 1).starts_with("<svg"));
+    assert!(report::svg_latency(&[], 4096, 1).starts_with("<svg"));
+}
+
+#[test]
+fn write_all_writes_every_file() {
+    let (m, results) = (machine(), fixture());
+    let dir = TempDir::new("write-all");
+    let out = dir.0.join("nested/out");
+    let written = report::write_all(&report(&m, &results), &out).expect("written");
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut expected: Vec<String> = ["results.csv", "results.json", "report.md"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for c in CONNS {
+        expected.push(format!("throughput-c{c}.svg"));
+        expected.push(format!("cpu-c{c}.svg"));
+    }
+    for size in ["4KiB", "64KiB", "1MiB", "16MiB", "256MiB"] {
+        for c in CONNS {
+            expected.push(format!("latency-{size}-c{c}.svg"));
+        }
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(&names[..3], ["results.csv", "results.json", "report.md"]);
+    for p in &written {
+        assert!(p.starts_with(&out));
+        let meta = std::fs::metadata(p).expect("exists");
+        assert!(meta.len() > 100, "{} is nearly empty", p.display());
+    }
+    // Every chart the report links to was written.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for name in names.iter().filter(|n| n.ends_with(".svg")) {
+        assert!(
+            md.contains(&format!("({name})")),
+            "report.md does not link {name}"
+        );
+    }
+    drop(dir);
+    assert!(!out.exists());
+}
+
+/// Not a check: writes sample charts to look at, into `$ZCBENCH_SAMPLE_DIR`
+/// (default: the temp dir). `cargo test -p zcserve-bench --test report --
+/// --ignored`.
+#[test]
+#[ignore]
+fn render_sample_charts() {
+    let dir = std::env::var_os("ZCBENCH_SAMPLE_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let (m, results) = (machine(), fixture());
+    let out = dir.join("zcbench-sample");
+    let written = report::write_all(&report(&m, &results), &out).unwrap();
+    let summaries = summarise(&results);
+    std::fs::write(
+        dir.join("zcbench-sample.svg"),
+        report::svg_throughput(&summaries, 16),
+    )
+    .unwrap();
+    for p in written {
+        println!("{}", p.display());
+    }
+}

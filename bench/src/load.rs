@@ -73,7 +73,10 @@ pub struct LoadSpec {
 pub struct LoadOutcome {
     /// Complete, valid responses received within the duration.
     pub requests: u64,
-    /// Body bytes of the valid responses.
+    /// Body bytes received within the duration, counted as they arrive,
+    /// so responses still in flight at the end count their part: with large
+    /// files and many connections a run may end before any response does,
+    /// and MB/s must still be right.
     pub bytes: u64,
     /// Responses with a wrong status or length, unparsable responses, and
     /// connections closed, reset or refused by the server.
@@ -94,7 +97,7 @@ impl LoadOutcome {
         per_second(self.requests as f64, self.elapsed)
     }
 
-    /// Body megabytes (1e6 bytes) of valid responses per second.
+    /// Body megabytes (1e6 bytes) received per second.
     pub fn mb_per_s(&self) -> f64 {
         per_second(self.bytes as f64 / 1e6, self.elapsed)
     }
@@ -623,8 +626,10 @@ impl<'a> Worker<'a> {
                 }
                 c.body_left = self.expect_len - in_head;
                 c.phase = Phase::Body;
+                self.bytes += in_head;
             } else {
                 c.body_left -= n as u64;
+                self.bytes += n as u64;
             }
             if c.body_left == 0 {
                 return self.complete(i);
@@ -646,7 +651,6 @@ impl<'a> Worker<'a> {
         let us = u64::try_from(now.duration_since(c.started).as_micros()).unwrap_or(u64::MAX);
         self.latency.saturating_record(us.clamp(1, LATENCY_MAX_US));
         self.requests += 1;
-        self.bytes += self.expect_len;
         c.started = now;
         c.written = 0;
         c.head_len = 0;

@@ -208,51 +208,6 @@ fn one(s: &TestServer, method: &str, target: &str, extra: &[(&str, &str)]) -> Ra
     r.remove(0)
 }
 
-/// The first response in `bytes`, if it is all there, and its length.
-fn try_parse(bytes: &[u8], head_only: bool) -> Option<(RawResponse, usize)> {
-    let mut slots = [httparse::EMPTY_HEADER; 64];
-    let mut r = httparse::Response::new(&mut slots);
-    let n = match r.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return None,
-        Err(e) => panic!(
-            "unparsable response ({e}): {:?}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-        ),
-    };
-    let status = r.code.unwrap();
-    let headers: Vec<(String, String)> = r
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_ascii_lowercase(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let len = if head_only || status == 304 || status == 204 {
-        0
-    } else {
-        len
-    };
-    if bytes.len() < n + len {
-        return None;
-    }
-    Some((
-        RawResponse {
-            status,
-            headers,
-            body: bytes[n..n + len].to_vec(),
-        },
-        n + len,
-    ))
-}
-
 /// Reads exactly `head_only.len()` responses off a kept-alive connection.
 fn read_responses(stream: &mut TcpStream, head_only: &[bool]) -> Vec<RawResponse> {
     let mut buf = Vec::new();

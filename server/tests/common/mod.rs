@@ -139,49 +139,65 @@ impl RawResponse {
     }
 }
 
+/// The first response in `bytes`, if it is all there, and its length.
+pub fn try_parse(bytes: &[u8], head_only: bool) -> Option<(RawResponse, usize)> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut slots);
+    let n = match r.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return None,
+        Err(e) => panic!(
+            "unparsable response ({e}): {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        ),
+    };
+    let status = r.code.unwrap();
+    let headers: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let len = if head_only || status == 304 || status == 204 {
+        0
+    } else {
+        len
+    };
+    if bytes.len() < n + len {
+        return None;
+    }
+    Some((
+        RawResponse {
+            status,
+            headers,
+            body: bytes[n..n + len].to_vec(),
+        },
+        n + len,
+    ))
+}
+
 /// Splits `bytes` into consecutive responses. `head_only[i]` says the i-th
 /// response answers a HEAD (no body despite Content-Length).
 pub fn parse_responses(mut bytes: &[u8], head_only: &[bool]) -> Vec<RawResponse> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        let mut slots = [httparse::EMPTY_HEADER; 64];
-        let mut r = httparse::Response::new(&mut slots);
-        let n = match r.parse(bytes) {
-            Ok(httparse::Status::Complete(n)) => n,
-            other => panic!(
-                "unparsable response ({other:?}): {:?}",
+        let head = head_only.get(out.len()).copied().unwrap_or(false);
+        let Some((r, n)) = try_parse(bytes, head) else {
+            panic!(
+                "truncated response: {:?}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            ),
+            );
         };
-        let status = r.code.unwrap();
-        let headers: Vec<(String, String)> = r
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map_or(0, |(_, v)| v.parse().unwrap());
-        let no_body =
-            head_only.get(out.len()).copied().unwrap_or(false) || status == 304 || status == 204;
-        let len = if no_body { 0 } else { len };
-        assert!(
-            bytes.len() >= n + len,
-            "truncated body: want {len}, have {}",
-            bytes.len() - n
-        );
-        out.push(RawResponse {
-            status,
-            headers,
-            body: bytes[n..n + len].to_vec(),
-        });
-        bytes = &bytes[n + len..];
+        out.push(r);
+        bytes = &bytes[n..];
     }
     out
 }

@@ -153,12 +153,7 @@ fn hreq(
 /// Several GETs through hyper on one connection.
 async fn hyper_on_one_connection(addr: SocketAddr, paths: &[&str]) -> Vec<(StatusCode, Vec<u8>)> {
     use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = hyper_connect(addr).await;
     let mut out = Vec::new();
     for p in paths {
         send.ready().await.unwrap();

@@ -211,6 +211,18 @@ pub async fn hyper_get(
     hyper_request(addr, http::Method::GET, path, headers).await
 }
 
+/// A hyper HTTP/1 client connection to `addr`, its driver spawned.
+pub async fn hyper_connect(
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
 /// Any method through hyper's HTTP/1 client.
 pub async fn hyper_request(
     addr: SocketAddr,
@@ -219,12 +231,7 @@ pub async fn hyper_request(
     headers: &[(&str, &str)],
 ) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
     use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = hyper_connect(addr).await;
     let mut req = http::Request::builder()
         .method(method)
         .uri(path)

@@ -12,6 +12,14 @@ const STATUSES: [u16; 17] = [
     200, 206, 301, 304, 400, 403, 404, 405, 408, 412, 413, 416, 431, 500, 501, 503, 505,
 ];
 
+/// The counter index of `status`; the last one is "other".
+fn slot(status: u16) -> usize {
+    STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(STATUSES.len())
+}
+
 /// Live server counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -31,20 +39,12 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one response with `status`.
     pub fn response(&self, status: u16) {
-        let i = STATUSES
-            .iter()
-            .position(|&s| s == status)
-            .unwrap_or(STATUSES.len());
-        self.responses[i].fetch_add(1, Ordering::Relaxed);
+        self.responses[slot(status)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Responses sent with `status` so far.
     pub fn responses(&self, status: u16) -> u64 {
-        let i = STATUSES
-            .iter()
-            .position(|&s| s == status)
-            .unwrap_or(STATUSES.len());
-        self.responses[i].load(Ordering::Relaxed)
+        self.responses[slot(status)].load(Ordering::Relaxed)
     }
 
     /// The Prometheus exposition text of these counters and `backend`'s.

@@ -148,22 +148,17 @@ fn redirect_to_slash(
     head_only: bool,
     keep_alive: bool,
 ) -> Response {
+    let query = query.map(|q| ["?", q]).unwrap_or_default();
     let mut location = String::with_capacity(raw_path.len() + 2);
-    for b in raw_path.bytes().chain([b'/']) {
+    let bytes = raw_path
+        .bytes()
+        .chain([b'/'])
+        .chain(query.concat().into_bytes());
+    for b in bytes {
         if b.is_ascii_graphic() {
             location.push(b as char);
         } else {
             location.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if let Some(q) = query {
-        location.push('?');
-        for b in q.bytes() {
-            if b.is_ascii_graphic() {
-                location.push(b as char);
-            } else {
-                location.push_str(&format!("%{b:02X}"));
-            }
         }
     }
     let body = format!("301 Moved Permanently\n{location}\n").into_bytes();

@@ -251,7 +251,11 @@ fn run(args: &Args) -> Result<bool, String> {
             };
             for &size in &sizes {
                 for &conns in &args.conns {
-                    bar.set_message(format!("round {round} {} {} x{conns}", t.name, human(size)));
+                    bar.set_message(format!(
+                        "round {round} {} {} x{conns}",
+                        t.name,
+                        report::human_size(size)
+                    ));
                     let path = format!("{base}{}.bin", human_file(size));
                     let spec = LoadSpec {
                         addr,
@@ -329,7 +333,7 @@ fn measure(
         eprintln!(
             "{} {} x{}: {} errors, e.g. {:?}",
             t.name,
-            human(spec.expect_len),
+            report::human_size(spec.expect_len),
             spec.conns,
             out.errors,
             out.error_samples
@@ -530,10 +534,6 @@ fn human_file(size: u64) -> String {
         }
     }
     format!("{size}B")
-}
-
-fn human(size: u64) -> String {
-    human_file(size)
 }
 
 /// `http://127.0.0.1:8080/some/dir/` -> (addr, "/some/dir/").

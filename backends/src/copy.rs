@@ -161,7 +161,7 @@ impl Step for CopyStep {
         }
     }
 
-    fn close(&mut self, p: &Progress) {
+    fn close(&mut self, p: &mut Progress) {
         self.release(p, true);
     }
 }

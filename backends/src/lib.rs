@@ -18,6 +18,7 @@
 //! | `splice` | `splice(2)` file -> pooled pipe -> socket | Linux |
 //! | `mmap` | map the range, `send` from the mapping | Unix |
 //! | `copy` | `pread` into a pooled buffer, `send` | Unix |
+//! | `uring` | io_uring `SPLICE` file -> pipe -> socket, completion-driven | Linux with io_uring enabled |
 //!
 //! One file per backend; Linux-only ones are compiled only on Linux.
 //! Writes from memory use `MSG_NOSIGNAL`; `sendfile` and `splice` take no
@@ -33,6 +34,8 @@ pub use zcserve_core::{Transfer, TransferError};
 
 mod copy;
 mod mmap;
+#[cfg(target_os = "linux")]
+mod pipe;
 mod pool;
 #[cfg(target_os = "linux")]
 mod sendfile;
@@ -40,6 +43,8 @@ mod sigpipe;
 mod sock;
 #[cfg(target_os = "linux")]
 mod splice;
+#[cfg(target_os = "linux")]
+mod uring;
 
 pub use copy::Copy;
 pub use mmap::Mmap;
@@ -47,6 +52,8 @@ pub use mmap::Mmap;
 pub use sendfile::{MAX_SENDFILE, Sendfile};
 #[cfg(target_os = "linux")]
 pub use splice::Splice;
+#[cfg(target_os = "linux")]
+pub use uring::Uring;
 
 /// Knobs of the backends; each backend reads the ones it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,15 +117,18 @@ pub enum Backend {
     Mmap,
     /// `pread` + `send`.
     Copy,
+    /// io_uring splice through a pipe.
+    Uring,
 }
 
 impl Backend {
     /// Every backend, available here or not.
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::Sendfile,
         Backend::Splice,
         Backend::Mmap,
         Backend::Copy,
+        Backend::Uring,
     ];
 
     /// The name used on the command line.
@@ -128,15 +138,47 @@ impl Backend {
             Backend::Splice => "splice",
             Backend::Mmap => "mmap",
             Backend::Copy => "copy",
+            Backend::Uring => "uring",
         }
     }
 
-    /// True when this build can run the backend on this platform.
-    pub const fn is_available(self) -> bool {
+    /// Whether this build on this kernel can run the backend, and if not,
+    /// why. `uring` is probed once per process (the kernel or a policy may
+    /// refuse io_uring at run time); the others depend on the platform only.
+    pub fn check(self) -> Result<(), TransferError> {
+        let unavailable = |reason: &str| {
+            Err(TransferError::Unavailable {
+                backend: self.name(),
+                reason: reason.into(),
+            })
+        };
         match self {
-            Backend::Sendfile | Backend::Splice => cfg!(target_os = "linux"),
-            Backend::Mmap | Backend::Copy => true,
+            Backend::Mmap | Backend::Copy => Ok(()),
+            Backend::Sendfile | Backend::Splice if cfg!(target_os = "linux") => Ok(()),
+            Backend::Sendfile | Backend::Splice => unavailable("it needs Linux"),
+            #[cfg(target_os = "linux")]
+            Backend::Uring => {
+                static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+                match PROBE.get_or_init(|| {
+                    Uring::new(&Config::default())
+                        .map(drop)
+                        .map_err(|e| match e {
+                            TransferError::Unavailable { reason, .. } => reason,
+                            other => other.to_string(),
+                        })
+                }) {
+                    Ok(()) => Ok(()),
+                    Err(reason) => unavailable(reason),
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            Backend::Uring => unavailable("it needs Linux"),
         }
+    }
+
+    /// True when [`Backend::check`] passes.
+    pub fn is_available(self) -> bool {
+        self.check().is_ok()
     }
 
     /// The backends this platform can run.
@@ -168,11 +210,9 @@ impl Backend {
 
     /// Makes the backend with `config`.
     pub fn build(self, config: &Config) -> Result<Arc<dyn Transfer>, TransferError> {
-        if !self.is_available() {
-            return Err(TransferError::Unavailable {
-                backend: self.name(),
-                reason: "it needs Linux".into(),
-            });
+        if !matches!(self, Backend::Uring) {
+            // uring's constructor says itself, in more detail, why not.
+            self.check()?;
         }
         Ok(match self {
             #[cfg(target_os = "linux")]
@@ -181,8 +221,12 @@ impl Backend {
             Backend::Splice => Arc::new(Splice::new(config)?),
             Backend::Mmap => Arc::new(Mmap::new(config)?),
             Backend::Copy => Arc::new(Copy::new(config)?),
+            #[cfg(target_os = "linux")]
+            Backend::Uring => Arc::new(Uring::new(config)?),
             #[cfg(not(target_os = "linux"))]
-            Backend::Sendfile | Backend::Splice => unreachable!("checked by is_available"),
+            Backend::Sendfile | Backend::Splice | Backend::Uring => {
+                unreachable!("checked above")
+            }
         })
     }
 }
@@ -231,7 +275,7 @@ mod tests {
         let err = "sendfiel".parse::<Backend>().unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("\"sendfiel\"") && msg.contains("splice, mmap, copy, auto"),
+            msg.contains("\"sendfiel\"") && msg.contains("splice, mmap, copy, uring, auto"),
             "{msg}"
         );
     }

@@ -166,7 +166,7 @@ impl Step for MmapStep {
         }
     }
 
-    fn close(&mut self, p: &Progress) {
+    fn close(&mut self, p: &mut Progress) {
         if self.map.is_some() {
             p.stats().syscall(Syscall::Munmap);
         }

@@ -10,18 +10,18 @@
 //! closed, never reused, so those bytes cannot leak into another response.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
-use nix::unistd::pipe2;
+use nix::fcntl::{SpliceFFlags, splice};
 use zcserve_core::{
     ByteRange, Progress, Pump, Session, Source, Stats, Step, Syscall, Tracked, Transfer,
     TransferError,
 };
 
 use crate::Config;
+use crate::pipe::Pipe;
 use crate::pool::Pool;
 use crate::sock::send_prefix;
 
@@ -37,13 +37,6 @@ struct Shared {
     pipes: Pool<Pipe>,
     pipe_size: usize,
     max_chunk: usize,
-}
-
-#[derive(Debug)]
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    capacity: usize,
 }
 
 impl Splice {
@@ -77,27 +70,7 @@ impl Splice {
 
 impl Shared {
     fn new_pipe(&self) -> Result<Pipe, TransferError> {
-        self.stats.syscall(Syscall::Pipe);
-        let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .map_err(|e| TransferError::sys(Syscall::Pipe, e))?;
-        let want = i32::try_from(self.pipe_size).unwrap_or(i32::MAX);
-        self.stats.syscall(Syscall::Fcntl);
-        let capacity = match fcntl(&write, FcntlArg::F_SETPIPE_SZ(want)) {
-            Ok(n) => n as usize,
-            // Above /proc/sys/fs/pipe-max-size or the user's pipe budget:
-            // keep the default size rather than fail the request.
-            Err(Errno::EPERM | Errno::EBUSY) => {
-                self.stats.syscall(Syscall::Fcntl);
-                fcntl(&write, FcntlArg::F_GETPIPE_SZ)
-                    .map_err(|e| TransferError::sys(Syscall::Fcntl, e))? as usize
-            }
-            Err(e) => return Err(TransferError::sys(Syscall::Fcntl, e)),
-        };
-        Ok(Pipe {
-            read,
-            write,
-            capacity,
-        })
+        Pipe::new(self.pipe_size, &self.stats)
     }
 }
 
@@ -216,7 +189,7 @@ impl Step for SpliceStep {
     /// A session dropped mid-transfer (peer gone, server shutting down) may
     /// leave bytes in its pipe: `release` keeps such a pipe out of the pool
     /// and it closes with the step.
-    fn close(&mut self, p: &Progress) {
+    fn close(&mut self, p: &mut Progress) {
         self.release(p, false);
     }
 }

@@ -1,6 +1,7 @@
 //! Runs a session to the end on the calling thread, waiting with `poll(2)`
-//! whenever the socket is full. For benches, tests and tools; a server uses
-//! the async driver.
+//! whenever the socket is full (or, for a completion-based backend, until
+//! its completions arrive). For benches, tests and tools; a server uses the
+//! async driver.
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -15,8 +16,9 @@ use crate::{Pump, Session, Syscall, TransferError};
 ///
 /// Works on blocking sockets (the kernel then waits inside the send call)
 /// and non-blocking ones (this function waits in `poll`). With `timeout`,
-/// a socket that stays full for that long ends the transfer with
-/// [`TransferError::TimedOut`] instead of waiting forever on a stalled peer.
+/// a socket that stays full (or kernel work that stays pending) for that
+/// long ends the transfer with [`TransferError::TimedOut`] instead of
+/// waiting forever on a stalled peer.
 pub fn send_all(
     session: &mut dyn Session,
     sock: BorrowedFd<'_>,
@@ -27,14 +29,24 @@ pub fn send_all(
         match session.pump(sock)? {
             Pump::Done => return Ok(total - session.remaining()),
             Pump::Yield => {}
-            Pump::WouldBlock => wait_writable(session, sock, timeout)?,
+            Pump::WouldBlock => wait(session, sock, PollFlags::POLLOUT, timeout)?,
+            Pump::Pending => {
+                let fd = session.completion_fd().ok_or(TransferError::Unavailable {
+                    backend: "driver",
+                    reason: "a session answered Pending without a completion fd".into(),
+                })?;
+                wait(session, fd, PollFlags::POLLIN, timeout)?
+            }
         }
     }
 }
 
-fn wait_writable(
+/// Waits until `fd` reports one of `events` (or an error, which the next
+/// pump reports with its errno).
+fn wait(
     session: &dyn Session,
-    sock: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
     timeout: Option<Duration>,
 ) -> Result<(), TransferError> {
     let deadline = timeout.map(|t| (Instant::now() + t, t));
@@ -51,7 +63,7 @@ fn wait_writable(
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [PollFd::new(sock, PollFlags::POLLOUT)];
+        let mut fds = [PollFd::new(fd, events)];
         session.stats().syscall(Syscall::Poll);
         match poll(&mut fds, wait) {
             // POLLERR and POLLHUP count as ready: the next send reports the

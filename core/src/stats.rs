@@ -35,11 +35,17 @@ pub enum Syscall {
     Poll,
     /// `sigaction(2)`, made once when a backend is built.
     Sigaction,
+    /// `io_uring_setup(2)`, once per ring.
+    UringSetup,
+    /// `io_uring_enter(2)`: submitting, and cancelling, io_uring work.
+    UringEnter,
+    /// `io_uring_register(2)`, once when the backend probes the kernel.
+    UringRegister,
 }
 
 impl Syscall {
     /// Every syscall kind, in counter order.
-    pub const ALL: [Syscall; 13] = [
+    pub const ALL: [Syscall; 16] = [
         Syscall::Sendfile,
         Syscall::Splice,
         Syscall::Pread,
@@ -53,6 +59,9 @@ impl Syscall {
         Syscall::Fcntl,
         Syscall::Poll,
         Syscall::Sigaction,
+        Syscall::UringSetup,
+        Syscall::UringEnter,
+        Syscall::UringRegister,
     ];
 
     /// The syscall's name as `strace` prints it.
@@ -71,6 +80,9 @@ impl Syscall {
             Syscall::Fcntl => "fcntl",
             Syscall::Poll => "poll",
             Syscall::Sigaction => "rt_sigaction",
+            Syscall::UringSetup => "io_uring_setup",
+            Syscall::UringEnter => "io_uring_enter",
+            Syscall::UringRegister => "io_uring_register",
         }
     }
 
@@ -101,6 +113,7 @@ pub struct Stats {
     copied_in: AtomicU64,
     copied_out: AtomicU64,
     would_block: AtomicU64,
+    pending: AtomicU64,
     syscalls: [AtomicU64; NSYSCALLS],
 }
 
@@ -160,6 +173,12 @@ impl Stats {
         bump(&self.would_block, 1);
     }
 
+    /// Counts one time a session waited for kernel work to complete
+    /// ([`crate::Pump::Pending`]).
+    pub fn pending(&self) {
+        bump(&self.pending, 1);
+    }
+
     /// A consistent-enough copy of every counter (each read on its own).
     pub fn snapshot(&self) -> Snapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -172,6 +191,7 @@ impl Stats {
             copied_in: load(&self.copied_in),
             copied_out: load(&self.copied_out),
             would_block: load(&self.would_block),
+            pending: load(&self.pending),
             syscalls: std::array::from_fn(|i| load(&self.syscalls[i])),
         }
     }
@@ -196,6 +216,8 @@ pub struct Snapshot {
     pub copied_out: u64,
     /// Times a session found the socket full.
     pub would_block: u64,
+    /// Times a session waited for in-flight kernel work to complete.
+    pub pending: u64,
     syscalls: [u64; NSYSCALLS],
 }
 
@@ -221,6 +243,7 @@ impl Snapshot {
             copied_in: self.copied_in - earlier.copied_in,
             copied_out: self.copied_out - earlier.copied_out,
             would_block: self.would_block - earlier.would_block,
+            pending: self.pending - earlier.pending,
             syscalls: std::array::from_fn(|i| self.syscalls[i] - earlier.syscalls[i]),
         }
     }
@@ -238,7 +261,7 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sessions {}/{} ok ({} failed), body {} B, prefix {} B, copied in {} B, out {} B, would-block {}, syscalls:",
+            "sessions {}/{} ok ({} failed), body {} B, prefix {} B, copied in {} B, out {} B, would-block {}, pending {}, syscalls:",
             self.sessions_completed,
             self.sessions_started,
             self.sessions_failed,
@@ -246,7 +269,8 @@ impl fmt::Display for Snapshot {
             self.prefix_bytes,
             self.copied_in,
             self.copied_out,
-            self.would_block
+            self.would_block,
+            self.pending
         )?;
         for (call, n) in self.syscall_counts() {
             write!(f, " {call}={n}")?;

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -53,6 +53,10 @@ impl<T: AsRawFd + AsFd + Send + Sync> AsyncSocket for AsyncFd<T> {
 /// Sends everything `session` holds into `sock` and returns the number of
 /// bytes sent. The socket must be non-blocking (tokio's always are).
 ///
+/// A session that answers [`Pump::Pending`] is pumped again when its
+/// [`Session::completion_fd`] turns readable; that descriptor is registered
+/// with tokio for the rest of this call.
+///
 /// With `stall`, a peer that takes no bytes for that long (more exactly:
 /// one pump budget's worth of progress takes longer) ends the transfer with
 /// [`TransferError::TimedOut`], like nginx's `send_timeout`, so a client
@@ -63,29 +67,91 @@ pub async fn send_all<S: AsyncSocket>(
     stall: Option<Duration>,
 ) -> Result<u64, TransferError> {
     let total = session.remaining();
+    let fd = sock.as_fd();
+    let mut completions: Option<AsyncFd<Completions>> = None;
+    let mut next = Wait::Writable;
     loop {
-        let fd = sock.as_fd();
-        let io = sock.write_io(|| match session.pump(fd) {
-            Ok(Pump::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
-            other => Ok(other),
-        });
-        let step = match stall {
-            None => io.await,
-            Some(limit) => match tokio::time::timeout(limit, io).await {
-                Ok(step) => step,
-                Err(_) => return Err(TransferError::TimedOut(limit)),
-            },
+        let step = match next {
+            Wait::Writable => {
+                let io = sock.write_io(|| match session.pump(fd) {
+                    Ok(Pump::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+                    other => Ok(other),
+                });
+                with_stall(stall, io).await?
+            }
+            Wait::Completions => {
+                let afd = match &completions {
+                    Some(afd) => afd,
+                    None => completions.insert(register(&*session)?),
+                };
+                let io = afd.async_io(Interest::READABLE, |_| match session.pump(fd) {
+                    Ok(Pump::Pending) => Err(io::ErrorKind::WouldBlock.into()),
+                    other => Ok(other),
+                });
+                with_stall(stall, io).await?
+            }
         };
         match step {
-            Ok(Ok(Pump::Done)) => return Ok(total - session.remaining()),
-            Ok(Ok(Pump::Yield)) => tokio::task::yield_now().await,
-            Ok(Ok(Pump::WouldBlock)) => unreachable!("WouldBlock is turned into a wait above"),
-            Ok(Err(e)) => return Err(e),
-            // Only the readiness machinery itself fails here.
-            Err(e) => {
-                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32));
-                return Err(TransferError::sys(Syscall::Poll, errno));
+            Ok(Pump::Done) => return Ok(total - session.remaining()),
+            Ok(Pump::Yield) => {
+                tokio::task::yield_now().await;
+                next = Wait::Writable;
             }
+            Ok(Pump::WouldBlock) => next = Wait::Writable,
+            Ok(Pump::Pending) => next = Wait::Completions,
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// What the next pump waits for.
+#[derive(Clone, Copy)]
+enum Wait {
+    Writable,
+    Completions,
+}
+
+/// A session's completion descriptor, borrowed for as long as the session
+/// lives (the contract of [`Session::completion_fd`]); never closed here.
+struct Completions(RawFd);
+
+impl AsRawFd for Completions {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+fn register(session: &dyn Session) -> Result<AsyncFd<Completions>, TransferError> {
+    let fd = session
+        .completion_fd()
+        .ok_or(TransferError::Unavailable {
+            backend: "driver",
+            reason: "a session answered Pending without a completion fd".into(),
+        })?
+        .as_raw_fd();
+    // SAFETY: `Session::completion_fd` promises the descriptor stays open
+    // and the same until the session is dropped, and `send_all` drops this
+    // registration before it returns, while it still borrows the session.
+    unsafe { AsyncFd::register_with_interest(Completions(fd), Interest::READABLE) }
+        .map_err(|e| readiness_error(e.into_parts().1))
+}
+
+async fn with_stall<R>(
+    stall: Option<Duration>,
+    io: impl Future<Output = io::Result<R>>,
+) -> Result<R, TransferError> {
+    let r = match stall {
+        None => io.await,
+        Some(limit) => match tokio::time::timeout(limit, io).await {
+            Ok(r) => r,
+            Err(_) => return Err(TransferError::TimedOut(limit)),
+        },
+    };
+    r.map_err(readiness_error)
+}
+
+/// Only the readiness machinery itself fails with an `io::Error` here.
+fn readiness_error(e: io::Error) -> TransferError {
+    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32));
+    TransferError::sys(Syscall::Poll, errno)
 }

@@ -57,6 +57,10 @@ pub enum Pump {
     /// The session used up its per-call budget while the socket could still
     /// take more; call again after letting other work run.
     Yield,
+    /// Work is in flight in the kernel (a completion-based backend such as
+    /// io_uring): wait until [`Session::completion_fd`] is readable, then
+    /// pump again. The socket's own readiness says nothing here.
+    Pending,
 }
 
 /// A way of moving file bytes into a socket (sendfile, splice, ...).
@@ -97,6 +101,18 @@ pub trait Session: Send {
 
     /// The counters this session reports into.
     fn stats(&self) -> &Stats;
+
+    /// The descriptor that turns readable when work behind
+    /// [`Pump::Pending`] has completed; `None` for sessions that never
+    /// answer `Pending`.
+    ///
+    /// Once a session has answered `Pending`, this is the same open
+    /// descriptor until the session is dropped, so a driver may register it
+    /// with its event loop once and keep it registered until the transfer
+    /// ends.
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// How one backend moves bytes: the half of a session that differs from
@@ -112,8 +128,15 @@ pub trait Step: Send {
     /// session just ended in an error, so bytes it holds must be discarded.
     fn release(&mut self, _p: &Progress, _failed: bool) {}
 
-    /// Called once when the session is dropped, finished or not.
-    fn close(&mut self, _p: &Progress) {}
+    /// Called once when the session is dropped, finished or not. Bytes
+    /// that still reach the socket while in-flight work is wound down are
+    /// recorded in `p`.
+    fn close(&mut self, _p: &mut Progress) {}
+
+    /// See [`Session::completion_fd`].
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// A [`Step`] with its [`Progress`]: a complete [`Session`].
@@ -147,11 +170,15 @@ impl<S: Step> Session for Tracked<S> {
     fn stats(&self) -> &Stats {
         self.progress.stats()
     }
+
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.step.completion_fd()
+    }
 }
 
 impl<S: Step> Drop for Tracked<S> {
     fn drop(&mut self) {
-        self.step.close(&self.progress);
+        self.step.close(&mut self.progress);
     }
 }
 
@@ -275,6 +302,7 @@ impl Progress {
             }
             Ok(Pump::WouldBlock) => self.stats.would_block(),
             Ok(Pump::Yield) => {}
+            Ok(Pump::Pending) => self.stats.pending(),
             Err(_) => {
                 if self.state == State::Running {
                     self.stats.session_failed();

@@ -31,10 +31,9 @@ fn main() -> ExitCode {
 
 fn list_backends() {
     for b in Backend::ALL {
-        let state = if b.is_available() {
-            "available"
-        } else {
-            "not available here"
+        let state = match b.check() {
+            Ok(()) => "available".to_string(),
+            Err(e) => format!("not available here: {e}"),
         };
         let auto = if b == Backend::auto() {
             "  <- auto"

@@ -165,6 +165,12 @@ impl Metrics {
             "Times a transfer found its socket full.",
             backend.would_block,
         );
+        labelled(
+            "zcserve_backend_pending_total",
+            "counter",
+            "Times a transfer waited for in-flight kernel work (io_uring completions).",
+            backend.pending,
+        );
         let _ = writeln!(
             o,
             "# HELP zcserve_backend_syscalls_total System calls made by the backend, by kind.\n# TYPE zcserve_backend_syscalls_total counter"

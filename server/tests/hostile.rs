@@ -8,7 +8,7 @@
 mod common;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ fn read_until_end(c: &mut TcpStream) -> (Vec<u8>, bool) {
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        match c.read(&mut buf) {
+        match c.read_r(&mut buf) {
             Ok(0) => return (bytes, true),
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -1124,7 +1124,7 @@ fn file_truncated_during_download_ends_the_response() {
                 break i + 4;
             }
             let n = c
-                .read(&mut buf)
+                .read_r(&mut buf)
                 .unwrap_or_else(|e| panic!("{b}: reading the head: {e}"));
             assert!(n > 0, "{b}: closed before the head: {}", show(&got));
             got.extend_from_slice(&buf[..n]);
@@ -1145,7 +1145,7 @@ fn file_truncated_during_download_ends_the_response() {
         while body.len() < READ_BEFORE {
             let want = (READ_BEFORE - body.len()).min(buf.len());
             let n = c
-                .read(&mut buf[..want])
+                .read_r(&mut buf[..want])
                 .unwrap_or_else(|e| panic!("{b}: reading the body: {e}"));
             assert!(
                 n > 0,
@@ -1178,7 +1178,7 @@ fn file_truncated_during_download_ends_the_response() {
                 break false;
             }
             c.set_read_timeout(Some(left)).unwrap();
-            match c.read(&mut buf) {
+            match c.read_r(&mut buf) {
                 Ok(0) => break true,
                 Ok(n) => {
                     // Whatever arrives must be the file's original bytes at

@@ -16,7 +16,7 @@ mod common;
 use common::*;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -214,7 +214,7 @@ fn read_responses(stream: &mut TcpStream, head_only: &[bool]) -> Vec<RawResponse
             buf.drain(..n);
             continue;
         }
-        match stream.read(&mut chunk) {
+        match stream.read_r(&mut chunk) {
             Ok(0) => panic!(
                 "connection closed after {} of {} responses",
                 out.len(),
@@ -241,7 +241,7 @@ fn read_responses(stream: &mut TcpStream, head_only: &[bool]) -> Vec<RawResponse
 fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     stream.set_read_timeout(Some(within)).unwrap();
     let mut b = [0u8; 1];
-    matches!(stream.read(&mut b), Ok(0))
+    matches!(stream.read_r(&mut b), Ok(0))
 }
 
 fn says_close(r: &RawResponse) -> bool {
@@ -1927,6 +1927,7 @@ fn metrics_count_responses_bytes_and_syscalls() {
             "splice" => calls("splice"),
             "mmap" => calls("sendto") + calls("sendmsg"),
             "copy" => calls("pread64"),
+            "uring" => calls("io_uring_enter"),
             other => panic!("unknown backend {other}"),
         };
         assert!(main > 0.0, "{b}: its main syscall never counted in\n{text}");

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -41,7 +41,7 @@ fn download(
     // The head.
     let (head_len, len) = loop {
         let n = c
-            .read(&mut buf[have..])
+            .read_r(&mut buf[have..])
             .map_err(|e| format!("reading the head: {e}"))?;
         if n == 0 {
             return Err(format!(
@@ -77,7 +77,7 @@ fn download(
     hasher.update(&buf[head_len..have]);
     let mut got = (have - head_len) as u64;
     loop {
-        match c.read(&mut buf) {
+        match c.read_r(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 hasher.update(&buf[..n]);

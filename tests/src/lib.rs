@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{setsockopt, sockopt};
 use zcserve_backends::{Backend, Config};
-use zcserve_core::{Source, Transfer};
+use zcserve_core::{Pump, Session, Source, Transfer};
 
 /// Deterministic pseudo-random bytes (xorshift64*), fast enough to fill
 /// megabytes per test case and reproducible from the seed proptest shrinks.
@@ -219,12 +220,46 @@ impl Reader {
     }
 }
 
-/// Every available backend, built with `config`.
+/// Every available backend, built with `config`. A backend this kernel
+/// refuses (io_uring disabled, say) is left out with its reason printed, so
+/// a suite run elsewhere says what it skipped.
 pub fn backends(config: &Config) -> Vec<Arc<dyn Transfer>> {
-    Backend::available()
+    Backend::ALL
         .into_iter()
+        .filter(|b| match b.check() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("skipping backend {b}: {e}");
+                false
+            }
+        })
         .map(|b| b.build(config).expect("build backend"))
         .collect()
+}
+
+/// Pumps `session` into `sock` until the socket is full, as a peer that
+/// stopped reading would leave it. A completion-based session never
+/// answers `WouldBlock`: its chain waits inside the kernel for the socket
+/// instead, so no completion within 20 ms is taken to mean the
+/// same. Fails if the whole transfer fit.
+pub fn pump_until_full(session: &mut dyn Session, sock: BorrowedFd<'_>) -> Result<(), String> {
+    for _ in 0..100_000 {
+        match session.pump(sock).map_err(|e| e.to_string())? {
+            Pump::WouldBlock => return Ok(()),
+            Pump::Yield => {}
+            Pump::Done => return Err("the whole transfer fit in the socket".into()),
+            Pump::Pending => {
+                let fd = session
+                    .completion_fd()
+                    .ok_or("Pending without a completion fd")?;
+                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+                if poll(&mut fds, PollTimeout::from(20u16)).map_err(|e| e.to_string())? == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err("the socket never filled".into())
 }
 
 /// Settings small enough that the pipe, buffer and chunk edges are hit by

@@ -130,8 +130,8 @@ fn check(backend: &dyn Transfer, c: &Case) -> Result<(), TestCaseError> {
 }
 
 fn run(backend: Backend) {
-    if !backend.is_available() {
-        eprintln!("skipping {backend}: not available on this platform");
+    if let Err(e) = backend.check() {
+        eprintln!("skipping {backend}: {e}");
         return;
     }
     // One backend of each config for the whole run, as a server has: the
@@ -195,6 +195,11 @@ fn mmap_sends_exactly_the_range() {
 #[test]
 fn copy_sends_exactly_the_range() {
     run(Backend::Copy);
+}
+
+#[test]
+fn uring_sends_exactly_the_range() {
+    run(Backend::Uring);
 }
 
 /// Every edge size, whole and with a range cut at both ends, on both socket

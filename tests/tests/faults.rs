@@ -9,10 +9,10 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use zcserve_backends::Config;
-use zcserve_core::{ByteRange, Pump, Source, Transfer, TransferError};
+use zcserve_core::{ByteRange, Source, Transfer, TransferError};
 use zcserve_tests::{
     Driver, Link, Reader, STALL, SockKind, Speed, TempDir, TestFile, backends, drive, expected,
-    small_config, transfer,
+    pump_until_full, small_config, transfer,
 };
 
 const MIB: u64 = 1 << 20;
@@ -36,15 +36,8 @@ fn with_change_mid_transfer(
     let mut session = backend
         .start(&file.source(), ByteRange::full(4 * MIB), Vec::new())
         .unwrap();
-    let mut pumps = 0;
-    loop {
-        match session.pump(link.fd()).unwrap() {
-            Pump::WouldBlock => break,
-            Pump::Yield => pumps += 1,
-            Pump::Done => panic!("{}: 4 MiB fit in a 4 KiB socket", backend.name()),
-        }
-        assert!(pumps < 1000, "no WouldBlock from a full socket");
-    }
+    pump_until_full(session.as_mut(), link.fd())
+        .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
     assert!(
         session.remaining() > 2 * MIB,
         "{}: too much sent before the change",

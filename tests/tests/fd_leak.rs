@@ -6,9 +6,10 @@
 use std::fs::OpenOptions;
 
 use zcserve_backends::Config;
-use zcserve_core::{ByteRange, Pump, TransferError};
+use zcserve_core::{ByteRange, TransferError};
 use zcserve_tests::{
-    Driver, Link, SockKind, Speed, TestFile, backends, drive, open_fds, small_config, transfer,
+    Driver, Link, SockKind, Speed, TestFile, backends, drive, open_fds, pump_until_full,
+    small_config, transfer,
 };
 
 #[test]
@@ -72,7 +73,7 @@ fn a_thousand_transfers_leak_no_descriptor() {
                         let mut s = backend
                             .start(&good.source(), ByteRange::full(200 << 10), Vec::new())
                             .unwrap();
-                        while s.pump(link.fd()).unwrap() != Pump::WouldBlock {}
+                        pump_until_full(s.as_mut(), link.fd()).unwrap();
                     }
                     // Truncated file under a session.
                     3 => {

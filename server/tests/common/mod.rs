@@ -110,7 +110,7 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     loop {
-        match s.read(&mut buf) {
+        match s.read_r(&mut buf) {
             Ok(0) | Err(_) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
         }
@@ -249,4 +249,25 @@ pub async fn hyper_request(
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes().to_vec();
     (parts.status, parts.headers, body)
+}
+
+/// `read` that retries `EINTR`, as every client must. The in-process server
+/// makes it happen here: a thread that built a `uring` backend is a user of
+/// its rings, and the kernel interrupts that thread's blocking calls with a
+/// task-work notification when such a ring closes; a read with a timeout
+/// then fails with `EINTR` instead of restarting.
+pub trait ReadRetry {
+    /// Reads like [`Read::read`], again after `Interrupted`.
+    fn read_r(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl<T: Read> ReadRetry for T {
+    fn read_r(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
 }

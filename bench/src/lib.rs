@@ -3,8 +3,12 @@
 //! over loopback and writes tables and charts of what each costs.
 //!
 //! The pieces: [`model`] (what is recorded), [`load`] (the load
-//! generator), [`report`] (CSV, JSON, Markdown and SVG output).
+//! generator), [`report`] (CSV, JSON, Markdown and SVG output), [`procs`]
+//! (a server's process tree: CPU time, memory, stopping it) and [`peer`]
+//! (commands that start peer servers).
 
 pub mod load;
 pub mod model;
+pub mod peer;
+pub mod procs;
 pub mod report;

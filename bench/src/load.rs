@@ -695,6 +695,227 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// Reads one response from a blocking `stream` into `buf` (its head must
+/// fit) and checks its status and `Content-Length`; the body is read and
+/// discarded. `buf` is scratch space of at least [`HEAD_BUF`] bytes.
+/// A failed response: none at all, or a wrong one.
+enum Answer {
+    None(String),
+    Wrong(String),
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::None(e) | Answer::Wrong(e) => f.write_str(e),
+        }
+    }
+}
+
+fn read_one_response(
+    stream: &mut std::net::TcpStream,
+    buf: &mut [u8],
+    expect_status: u16,
+    expect_len: u64,
+) -> Result<(), Answer> {
+    let mut have = 0;
+    let head = loop {
+        let n = match stream.read(&mut buf[have..]) {
+            Ok(0) => return Err(Answer::None(Fault::Closed.to_string())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Answer::None(format!("reading: {e}"))),
+        };
+        have += n;
+        match parse_head(&buf[..have]) {
+            Ok(Some(h)) => break h,
+            Ok(None) if have == buf.len() => {
+                return Err(Answer::Wrong(Fault::HeadTooLarge.to_string()));
+            }
+            Ok(None) => {}
+            Err(f) => return Err(Answer::Wrong(f.to_string())),
+        }
+    };
+    if head.status != expect_status {
+        return Err(Answer::Wrong(Fault::Status(head.status).to_string()));
+    }
+    if head.chunked {
+        return Err(Answer::Wrong(Fault::Chunked.to_string()));
+    }
+    if head.content_length != Some(expect_len) {
+        return Err(Answer::Wrong(
+            Fault::Length(head.content_length).to_string(),
+        ));
+    }
+    let in_buf = (have - head.len) as u64;
+    if in_buf > expect_len {
+        return Err(Answer::Wrong(
+            Fault::ExtraBytes(in_buf - expect_len).to_string(),
+        ));
+    }
+    let mut left = expect_len - in_buf;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        match stream.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(Answer::Wrong(
+                    "connection closed before the body ended".into(),
+                ));
+            }
+            Ok(n) => left -= n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Answer::Wrong(format!("reading the body: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Why a [`probe`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// No response: nothing listening, a timeout, the connection closed
+    /// early. A server still starting fails so.
+    NoAnswer(String),
+    /// A response, but not the one expected (status, length): the server
+    /// is up and serves something else.
+    Wrong(String),
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeError::NoAnswer(e) | ProbeError::Wrong(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One `GET path` on a new connection to `addr`, which must be answered
+/// with `expect_status` and a body of `expect_len` bytes within `timeout`:
+/// checks that a server is up and serves the fixture.
+pub fn probe(
+    addr: SocketAddr,
+    path: &str,
+    expect_status: u16,
+    expect_len: u64,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    let no = |e: io::Error| ProbeError::NoAnswer(e.to_string());
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(no)?;
+    s.set_read_timeout(Some(timeout)).map_err(no)?;
+    s.set_write_timeout(Some(timeout)).map_err(no)?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).map_err(no)?;
+    let mut buf = vec![0u8; HEAD_BUF];
+    read_one_response(&mut s, &mut buf, expect_status, expect_len).map_err(|e| match e {
+        Answer::None(e) => ProbeError::NoAnswer(e),
+        Answer::Wrong(e) => ProbeError::Wrong(e),
+    })
+}
+
+/// Keep-alive connections held open and idle, for measuring what they cost
+/// a server. Closed on drop.
+#[derive(Debug)]
+pub struct IdleConns {
+    /// Connections established, each with its one response read.
+    pub streams: Vec<std::net::TcpStream>,
+    /// Connections whose `GET` was answered as expected.
+    pub answered: usize,
+    /// The first few failures, described (at most [`MAX_ERROR_SAMPLES`]).
+    pub errors: Vec<String>,
+}
+
+impl IdleConns {
+    /// How many of the connections the server still holds open: a read
+    /// that would block means open; end of file or an error means closed.
+    pub fn still_open(&self) -> usize {
+        let mut one = [0u8; 1];
+        self.streams
+            .iter()
+            .filter(|s| {
+                if s.set_nonblocking(true).is_err() {
+                    return false;
+                }
+                let open = match (&**s).read(&mut one) {
+                    Ok(0) => false,
+                    Ok(_) => true,
+                    Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+                };
+                let _ = s.set_nonblocking(false);
+                open
+            })
+            .count()
+    }
+}
+
+/// Opens `n` keep-alive connections to `addr`, sends one `GET path` on
+/// each (all requests first, then the responses are read), checks every
+/// response like [`run`] does, and returns the connections open and idle.
+///
+/// Never fails: a connection that cannot be made stops the opening (a
+/// descriptor limit, say) and is recorded as an error; reading all the
+/// responses gives up after `timeout` overall.
+pub fn open_idle(
+    addr: SocketAddr,
+    path: &str,
+    expect_status: u16,
+    expect_len: u64,
+    n: usize,
+    timeout: Duration,
+) -> IdleConns {
+    let deadline = Instant::now() + timeout;
+    let mut out = IdleConns {
+        streams: Vec::with_capacity(n),
+        answered: 0,
+        errors: Vec::new(),
+    };
+    let note = |errors: &mut Vec<String>, e: String| {
+        if errors.len() < MAX_ERROR_SAMPLES {
+            errors.push(e);
+        }
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    for i in 0..n {
+        match std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                out.streams.push(s);
+            }
+            Err(e) => {
+                note(&mut out.errors, format!("connection {i}: connecting: {e}"));
+                break;
+            }
+        }
+    }
+    let mut sent = vec![false; out.streams.len()];
+    for (i, s) in out.streams.iter_mut().enumerate() {
+        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+        match s.write_all(request.as_bytes()) {
+            Ok(()) => sent[i] = true,
+            Err(e) => note(&mut out.errors, format!("connection {i}: writing: {e}")),
+        }
+    }
+    let mut buf = vec![0u8; HEAD_BUF];
+    for (i, s) in out.streams.iter_mut().enumerate() {
+        if !sent[i] {
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            note(
+                &mut out.errors,
+                format!("connection {i}: no answer in time"),
+            );
+            break;
+        }
+        let _ = s.set_read_timeout(Some(left));
+        match read_one_response(s, &mut buf, expect_status, expect_len) {
+            Ok(()) => out.answered += 1,
+            Err(e) => note(&mut out.errors, format!("connection {i}: {e}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -175,6 +175,60 @@ pub fn summarise(results: &[RunResult]) -> Vec<Summary> {
     out
 }
 
+/// What `N` idle keep-alive connections cost one server in memory: its
+/// resident set (summed over its process tree) just after it started, and
+/// again with `N` connections open, each having made one small `GET`, left
+/// idle for a moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleResult {
+    /// The target, as in [`RunResult::target`].
+    pub target: String,
+    /// Its backend, for zcserve.
+    pub backend: Option<String>,
+    /// Connections asked for.
+    pub conns: usize,
+    /// Connections whose `GET` was answered with the expected status and
+    /// length.
+    pub answered: usize,
+    /// Connections the server still held open when the memory was read.
+    pub still_open: usize,
+    /// Processes in the server's tree when the memory was read (nginx:
+    /// master and worker); 0 when its pid is unknown.
+    pub processes: usize,
+    /// Sum of `VmRSS` over the tree before the connections (KiB).
+    pub rss_before_kib: Option<u64>,
+    /// Sum of `VmRSS` over the tree with the connections open and idle (KiB).
+    pub rss_after_kib: Option<u64>,
+    /// `rss_after_kib - rss_before_kib` (may be negative: pages reclaimed).
+    pub rss_delta_kib: Option<i64>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// True when every connection was answered and still open, and no error
+    /// occurred.
+    pub valid: bool,
+}
+
+impl IdleResult {
+    /// Sets the derived fields, `rss_delta_kib` and `valid`, from the
+    /// others.
+    pub fn derive(mut self) -> IdleResult {
+        self.rss_delta_kib = match (self.rss_before_kib, self.rss_after_kib) {
+            (Some(a), Some(b)) => Some(b as i64 - a as i64),
+            _ => None,
+        };
+        self.valid =
+            self.error.is_none() && self.answered == self.conns && self.still_open == self.conns;
+        self
+    }
+
+    /// Memory per connection in KiB (the delta over the connections asked
+    /// for).
+    pub fn per_conn_kib(&self) -> Option<f64> {
+        let d = self.rss_delta_kib?;
+        (self.conns > 0).then(|| d as f64 / self.conns as f64)
+    }
+}
+
 /// The machine a run came from, for the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {

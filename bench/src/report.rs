@@ -19,7 +19,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Machine, RunResult, Scenario, Summary, summarise};
+use crate::model::{IdleResult, Machine, RunResult, Scenario, Summary, summarise};
 
 /// Everything a report is made from.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +36,9 @@ pub struct Report<'a> {
     pub first_peer: Option<&'a str>,
     /// The command line that produced the run.
     pub command: &'a str,
+    /// Memory of idle keep-alive connections, one per target measured
+    /// (empty: not measured).
+    pub idle: &'a [IdleResult],
 }
 
 /// From which file size a zero-copy backend beats the baseline, at one
@@ -59,9 +62,9 @@ pub struct Crossover {
     pub by_throughput: Option<u64>,
 }
 
-/// Writes `results.csv`, `results.json`, `report.md` and the SVG charts
-/// into `dir` (created if missing) and returns the paths written, in that
-/// order.
+/// Writes `results.csv`, `results.json`, `report.md`, `idle.csv` (when idle
+/// connections were measured) and the SVG charts into `dir` (created if
+/// missing) and returns the paths written, in that order.
 ///
 /// Charts: `throughput-c{N}.svg` for each number of connections,
 /// `cpu-c{N}.svg` for each number of connections where any target's CPU was
@@ -80,6 +83,9 @@ pub fn write_all(report: &Report<'_>, dir: &Path) -> std::io::Result<Vec<PathBuf
     put("results.csv", &csv(report.results))?;
     put("results.json", &json(report))?;
     put("report.md", &markdown(report))?;
+    if !report.idle.is_empty() {
+        put("idle.csv", &idle_csv(report.idle))?;
+    }
     for chart in charts(&summaries) {
         let svg = match chart.kind {
             ChartKind::Throughput { conns } => svg_throughput(&summaries, conns),
@@ -153,6 +159,49 @@ pub fn csv(results: &[RunResult]) -> String {
     out
 }
 
+const IDLE_CSV_HEADER: [&str; 12] = [
+    "target",
+    "backend",
+    "conns",
+    "answered",
+    "still_open",
+    "processes",
+    "rss_before_kib",
+    "rss_after_kib",
+    "rss_delta_kib",
+    "per_conn_kib",
+    "valid",
+    "error",
+];
+
+/// The idle-connection memory, one row per target after a header row,
+/// written like [`csv`]: fields in [`IdleResult`]'s order (with
+/// `per_conn_kib` derived), missing values empty.
+pub fn idle_csv(idle: &[IdleResult]) -> String {
+    let mut out = IDLE_CSV_HEADER.join(",");
+    out.push('\n');
+    for r in idle {
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let fields = [
+            csv_field(&r.target),
+            csv_field(r.backend.as_deref().unwrap_or("")),
+            r.conns.to_string(),
+            r.answered.to_string(),
+            r.still_open.to_string(),
+            r.processes.to_string(),
+            opt(r.rss_before_kib),
+            opt(r.rss_after_kib),
+            r.rss_delta_kib.map(|v| v.to_string()).unwrap_or_default(),
+            r.per_conn_kib().map(|v| v.to_string()).unwrap_or_default(),
+            r.valid.to_string(),
+            csv_field(r.error.as_deref().unwrap_or("")),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 /// `s`, quoted (with quotes doubled) if it holds a comma, quote or line
 /// break.
 fn csv_field(s: &str) -> String {
@@ -174,11 +223,13 @@ struct JsonReport<'a> {
     results: &'a [RunResult],
     summaries: Vec<Summary>,
     crossovers: Vec<Crossover>,
+    idle: &'a [IdleResult],
 }
 
 /// The whole run, pretty-printed: `machine`, `command`, `baseline`,
 /// `first_peer`, `results` (every [`RunResult`]), `summaries` (see
-/// [`summarise`]) and `crossovers` (see [`crossovers`]).
+/// [`summarise`]), `crossovers` (see [`crossovers`]) and `idle` (every
+/// [`IdleResult`]).
 pub fn json(report: &Report<'_>) -> String {
     let summaries = summarise(report.results);
     let crossovers = crossovers(&summaries, report.baseline_backend);
@@ -190,6 +241,7 @@ pub fn json(report: &Report<'_>) -> String {
         results: report.results,
         summaries,
         crossovers,
+        idle: report.idle,
     };
     // Only plain structs, strings and numbers (non-finite floats become
     // `null`): serialising cannot fail.
@@ -398,6 +450,8 @@ pub fn markdown(report: &Report<'_>) -> String {
         o.push('\n');
     }
 
+    idle_section(&mut o, report.idle);
+
     let _ = writeln!(o, "## Crossovers\n");
     let cross = crossovers(&summaries, base);
     if cross.is_empty() {
@@ -482,6 +536,84 @@ pub fn markdown(report: &Report<'_>) -> String {
 }
 
 const NONE_MEASURED: &str = "none within the sizes measured";
+
+/// The target this project set: 1,000 idle keep-alive connections cost at
+/// most 30 MiB of RSS, i.e. 30.72 KiB each.
+pub const IDLE_TARGET_KIB_PER_CONN: f64 = 30.0 * 1024.0 / 1000.0;
+
+/// The "Memory: N idle keep-alive connections" section, when measured.
+fn idle_section(o: &mut String, idle: &[IdleResult]) {
+    if idle.is_empty() {
+        return;
+    }
+    let mut ns: Vec<usize> = idle.iter().map(|r| r.conns).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let n = ns
+        .iter()
+        .map(|&n| {
+            if n >= 1000 {
+                fmt_count(n as f64)
+            } else {
+                n.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let _ = writeln!(o, "## Memory: {n} idle keep-alive connections\n");
+    let _ = writeln!(
+        o,
+        "Each server's resident set (`VmRSS`, summed over its process tree: nginx's \
+         master and worker, a launcher script and what it started) just after it \
+         started, then with the connections open, each having made one small `GET` \
+         and left idle for half a second. Shared pages count once per process. \
+         Target: 1,000 idle keep-alive connections cost ≤ 30 MiB, i.e. ≤ {} KiB \
+         per connection.\n",
+        fmt_trim(IDLE_TARGET_KIB_PER_CONN)
+    );
+    o.push_str(
+        "| target | conns | processes | RSS before MiB | RSS with conns MiB | delta MiB | \
+         KiB per conn | ≤ target | valid |\n|---|--:|--:|--:|--:|--:|--:|---|---|\n",
+    );
+    let mib =
+        |k: Option<u64>| k.map_or_else(|| "–".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+    for r in idle {
+        let per = r.per_conn_kib();
+        let verdict = match per {
+            Some(p) if r.valid && p <= IDLE_TARGET_KIB_PER_CONN => "✓ yes",
+            Some(_) if r.valid => "✗ no",
+            _ => "–",
+        };
+        let valid = if r.valid {
+            "✓".to_string()
+        } else {
+            let mut why = format!(
+                "⚠ {} of {} answered, {} still open",
+                r.answered, r.conns, r.still_open
+            );
+            if let Some(e) = &r.error {
+                why.push_str(": ");
+                why.push_str(e);
+            }
+            md_cell(&why)
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_cell(&r.target),
+            r.conns,
+            r.processes,
+            mib(r.rss_before_kib),
+            mib(r.rss_after_kib),
+            r.rss_delta_kib
+                .map_or_else(|| "–".to_string(), |d| format!("{:.1}", d as f64 / 1024.0)),
+            per.map_or_else(|| "–".to_string(), |p| format!("{p:.1}")),
+            verdict,
+            valid,
+        );
+    }
+    o.push('\n');
+}
 
 /// `✓`, or a warning naming the errors of the target's runs in the
 /// scenario.

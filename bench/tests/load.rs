@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use zcserve_bench::load::{self, LoadSpec, MAX_FAILURES};
+use zcserve_bench::load::{self, LoadSpec, MAX_FAILURES, ProbeError};
 
 #[derive(Debug, Clone, Copy)]
 enum Mode {
@@ -61,7 +61,7 @@ fn answer(mut s: TcpStream, mode: Mode, body_len: usize) {
                 Ok(n) => have.extend_from_slice(&buf[..n]),
             }
         };
-        assert!(have.starts_with(b"GET /f HTTP/1.1\r\nHost: test\r\n"));
+        assert!(have.starts_with(b"GET /f HTTP/1.1\r\nHost: "));
         have.drain(..end);
         if let Mode::Slow(d) = mode {
             thread::sleep(d);
@@ -234,4 +234,86 @@ fn unreachable_port_fails_promptly() {
     let err = load::run(&spec(addr, 4, 2, 5000, 10)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn probes_tell_no_answer_from_a_wrong_one() {
+    let t = Duration::from_secs(2);
+    assert_eq!(load::probe(serve(Mode::Ok, 100), "/f", 200, 100, t), Ok(()));
+    assert_eq!(
+        load::probe(serve(Mode::Split, 100), "/f", 200, 100, t),
+        Ok(())
+    );
+    let wrong = |r| matches!(r, Err(ProbeError::Wrong(_)));
+    assert!(wrong(load::probe(
+        serve(Mode::Status(404), 100),
+        "/f",
+        200,
+        100,
+        t
+    )));
+    assert!(wrong(load::probe(
+        serve(Mode::Len(99), 100),
+        "/f",
+        200,
+        100,
+        t
+    )));
+    // Nothing listens there any more.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(matches!(
+        load::probe(closed, "/f", 200, 100, t),
+        Err(ProbeError::NoAnswer(_))
+    ));
+}
+
+#[test]
+fn idle_connections_are_opened_answered_and_left_open() {
+    let t = Duration::from_secs(5);
+    let idle = load::open_idle(serve(Mode::Ok, 1000), "/f", 200, 1000, 50, t);
+    assert_eq!(
+        (idle.streams.len(), idle.answered),
+        (50, 50),
+        "{:?}",
+        idle.errors
+    );
+    assert!(idle.errors.is_empty());
+    assert_eq!(idle.still_open(), 50);
+    // Asking twice changes nothing.
+    assert_eq!(idle.still_open(), 50);
+
+    // A server that closes after each response keeps none.
+    let idle = load::open_idle(serve(Mode::CloseAfter(1), 10), "/f", 200, 10, 20, t);
+    assert_eq!(idle.answered, 20);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while idle.still_open() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(idle.still_open(), 0);
+
+    // Wrong answers are counted and described.
+    let idle = load::open_idle(serve(Mode::Status(500), 10), "/f", 200, 10, 5, t);
+    assert_eq!(idle.answered, 0);
+    assert!(idle.errors[0].contains("status 500"), "{:?}", idle.errors);
+
+    // A server that never answers costs the timeout, not one per connection.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    let idle = load::open_idle(
+        silent.local_addr().unwrap(),
+        "/f",
+        200,
+        10,
+        20,
+        Duration::from_millis(300),
+    );
+    assert_eq!(idle.answered, 0);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }

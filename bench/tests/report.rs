@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use zcserve_bench::model::{Machine, RunResult, summarise};
+use zcserve_bench::model::{IdleResult, Machine, RunResult, summarise};
 use zcserve_bench::report::{self, Crossover, Report};
 
 const KIB: u64 = 1024;
@@ -122,6 +122,7 @@ fn report<'a>(machine: &'a Machine, results: &'a [RunResult]) -> Report<'a> {
         baseline_backend: "copy",
         first_peer: Some("nginx"),
         command: COMMAND,
+        idle: &[],
     }
 }
 
@@ -453,6 +454,116 @@ fn write_all_writes_every_file() {
     }
     drop(dir);
     assert!(!out.exists());
+}
+
+fn idle_rows() -> Vec<IdleResult> {
+    let row = |target: &str, before: u64, after: u64, answered: usize, error: Option<&str>| {
+        IdleResult {
+            target: target.into(),
+            backend: target.strip_prefix("zcserve-").map(str::to_string),
+            conns: 1000,
+            answered,
+            still_open: answered,
+            processes: if target == "nginx" { 2 } else { 1 },
+            rss_before_kib: Some(before),
+            rss_after_kib: Some(after),
+            rss_delta_kib: None,
+            error: error.map(str::to_string),
+            valid: false,
+        }
+        .derive()
+    };
+    vec![
+        row("zcserve-sendfile", 6000, 6000 + 12_000, 1000, None),
+        // 40 MiB: over the 30 MiB target.
+        row("zcserve-mmap", 6000, 6000 + 40 * 1024, 1000, None),
+        row("nginx", 10_000, 10_300, 1000, None),
+        row(
+            "go",
+            8000,
+            9000,
+            400,
+            Some("connection 400: connecting: refused"),
+        ),
+    ]
+}
+
+#[test]
+fn idle_memory_is_derived_and_reported() {
+    let idle = idle_rows();
+    assert_eq!(idle[0].rss_delta_kib, Some(12_000));
+    assert_eq!(idle[0].per_conn_kib(), Some(12.0));
+    assert!(idle[0].valid && !idle[3].valid);
+    let shrunk = IdleResult {
+        rss_before_kib: Some(10),
+        rss_after_kib: Some(4),
+        ..idle[0].clone()
+    }
+    .derive();
+    assert_eq!(shrunk.rss_delta_kib, Some(-6));
+
+    let (m, results) = (machine(), fixture());
+    let rep = Report {
+        idle: &idle,
+        ..report(&m, &results)
+    };
+    let md = report::markdown(&rep);
+    assert!(
+        md.contains("## Memory: 1,000 idle keep-alive connections"),
+        "{md}"
+    );
+    let line = |t: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {t} |")) && l.matches('|').count() == 10)
+            .unwrap_or_else(|| panic!("no idle row for {t}:\n{md}"))
+            .to_string()
+    };
+    assert!(
+        line("zcserve-sendfile").contains("| 11.7 | 12.0 | ✓ yes | ✓ |"),
+        "{md}"
+    );
+    assert!(
+        line("zcserve-mmap").contains("| 40.0 | 41.0 | ✗ no | ✓ |"),
+        "{md}"
+    );
+    let go = line("go");
+    assert!(
+        go.contains("⚠ 400 of 1000 answered") && go.contains("refused"),
+        "{go}"
+    );
+    // The section sits before the crossovers.
+    assert!(md.find("## Memory").unwrap() < md.find("## Crossovers").unwrap());
+    // Not measured: no section.
+    assert!(!report::markdown(&report(&m, &results)).contains("## Memory"));
+
+    let csv = report::idle_csv(&idle);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "target,backend,conns,answered,still_open,processes,rss_before_kib,rss_after_kib,rss_delta_kib,per_conn_kib,valid,error"
+        )
+    );
+    assert_eq!(
+        lines.next(),
+        Some("zcserve-sendfile,sendfile,1000,1000,1000,1,6000,18000,12000,12,true,")
+    );
+    assert_eq!(csv.lines().count(), 5);
+
+    let json: serde_json::Value = serde_json::from_str(&report::json(&rep)).unwrap();
+    let back: Vec<IdleResult> = serde_json::from_value(json["idle"].clone()).unwrap();
+    assert_eq!(back, idle);
+
+    let dir = TempDir::new("idle");
+    let written = report::write_all(&rep, &dir.0).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        &names[..4],
+        ["results.csv", "results.json", "report.md", "idle.csv"]
+    );
 }
 
 /// Not a check: writes sample charts to look at, into `$ZCBENCH_SAMPLE_DIR`

@@ -60,3 +60,227 @@ fn unknown_flag_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(err.contains("--bogus"), "{err}");
 }
+
+/// Runs zcbench on a one-file fixture (so nothing big is written) with
+/// `args`; returns the exit code, stderr and the output directory (removed
+/// by the caller).
+fn zcbench_small(tag: &str, args: &[&str]) -> (i32, String, std::path::PathBuf) {
+    let out = std::env::temp_dir().join(format!("zcbench-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_zcbench"))
+        .args(["--conns", "1", "--rounds", "1"])
+        .args(if args.contains(&"--sizes") {
+            &[][..]
+        } else {
+            &["--sizes", "4KiB"][..]
+        })
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    (o.status.code().unwrap_or(-1), err, out)
+}
+
+/// Whether any process's command line contains `marker`.
+fn process_running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(marker)
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn peer_cmd_mistakes_exit_2_with_one_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--peer-cmd", "nginx"], "NAME=COMMAND"),
+        (
+            &["--peer-cmd", "x=srv {prot}"],
+            "unknown placeholder {prot}",
+        ),
+        (
+            &["--peer-cmd", "x=srv --root {root}"],
+            "must contain {port}",
+        ),
+        (&["--peer-cmd", "x=  "], "COMMAND is empty"),
+        (
+            &["--peer-cmd", "x=srv {port}", "--peer-cmd", "x=srv {port}"],
+            "two targets are named x",
+        ),
+        (
+            &["--peer", "n=http://127.0.0.1:1/", "--peer-pid", "m=1"],
+            "no --peer m=URL",
+        ),
+        (&["--peer-start-timeout", "0"], "--peer-start-timeout"),
+        (&["--idle-conns", "1000000000"], "RLIMIT_NOFILE"),
+        // Exits at once, with and without a word on stderr.
+        (&["--peer-cmd", "x=false {port}"], "exited (exit status: 1)"),
+        (
+            &["--peer-cmd", "x=echo it broke >&2; exit 3 # {port}"],
+            "\"it broke\"",
+        ),
+        (
+            &["--peer-cmd", "x=/nonexistent/server --port {port}"],
+            "not found",
+        ),
+        // Nothing listens at a URL peer.
+        (&["--peer", "n=http://127.0.0.1:1/"], "was not answered"),
+    ];
+    for (i, (args, want)) in cases.iter().enumerate() {
+        let mut all = vec!["--backends", ""];
+        all.extend_from_slice(args);
+        let (code, err, out) = zcbench_small(&format!("bad{i}"), &all);
+        let _ = std::fs::remove_dir_all(&out);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn peer_cmd_that_never_listens_times_out_and_is_stopped() {
+    let marker = format!("sleep 31.{}", std::process::id());
+    let cmd = format!("x={marker} # {{port}}");
+    let t = std::time::Instant::now();
+    let (code, err, out) = zcbench_small(
+        "silent",
+        &[
+            "--backends",
+            "",
+            "--peer-cmd",
+            &cmd,
+            "--peer-start-timeout",
+            "1",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nothing answered") && err.contains("within 1 s"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(15), "{err}");
+    // Its whole process group was stopped: the shell and its sleep.
+    assert!(!process_running(&marker), "{marker} was left running");
+}
+
+/// The zcserve binary beside zcbench, built by `cargo test --workspace` and
+/// `cargo build`; the tests needing it are skipped without it.
+fn zcserve_bin() -> Option<String> {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_zcbench")).with_file_name("zcserve");
+    if p.is_file() {
+        Some(p.to_string_lossy().into_owned())
+    } else {
+        eprintln!(
+            "skipped: no zcserve at {} (cargo build -p zcserve)",
+            p.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn peer_cmd_serving_the_wrong_files_is_named() {
+    let Some(zc) = zcserve_bin() else { return };
+    let empty = std::env::temp_dir().join(format!("zcbench-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let cmd = format!(
+        "x=exec {zc} --root {} --listen 127.0.0.1:{{port}} --access-log off",
+        empty.display()
+    );
+    let (code, err, out) = zcbench_small("wrongroot", &["--backends", "", "--peer-cmd", &cmd]);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&empty);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("status 404") && err.contains("{root}"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn peer_cmd_is_started_loaded_and_measured() {
+    let Some(zc) = zcserve_bin() else { return };
+    // Started through a shell that stays (no exec): the tree has two
+    // processes and both are counted.
+    let cmd = format!(
+        "zc={zc} --root {{root}} --listen 127.0.0.1:{{port}} --threads {{threads}} --access-log off; exit 0"
+    );
+    let (code, err, out) = zcbench_small(
+        "ok",
+        &[
+            "--backends",
+            "",
+            "--peer-cmd",
+            &cmd,
+            "--duration",
+            "0.3",
+            "--idle-conns",
+            "20",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let row = csv.lines().nth(1).expect("one run");
+    assert!(row.starts_with("zc,,4096,1,1,"), "{row}");
+    assert!(row.ends_with(",true"), "{row}");
+    // CPU time and peak memory were read from its tree.
+    let fields: Vec<&str> = row.split(',').collect();
+    assert!(!fields[15].is_empty() && !fields[17].is_empty(), "{row}");
+    let idle = std::fs::read_to_string(out.join("idle.csv")).unwrap();
+    let row = idle.lines().nth(1).expect("one idle row");
+    let f: Vec<&str> = row.split(',').collect();
+    assert_eq!(&f[..6], ["zc", "", "20", "20", "20", "2"], "{row}");
+    assert!(f[6].parse::<u64>().unwrap() > 0, "{row}");
+    assert_eq!(f[10], "true", "{row}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Memory: 20 idle keep-alive connections"),
+        "{md}"
+    );
+    assert!(out.join("logs/zc.log").is_file());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn peer_cmd_dying_mid_run_marks_its_runs_invalid() {
+    let Some(zc) = zcserve_bin() else { return };
+    // Serves for 2 s after each start, then its server is killed (a crash)
+    // and the shell exits: the start check passes, the rounds' runs do not.
+    let cmd = format!(
+        "dies={zc} --root {{root}} --listen 127.0.0.1:{{port}} --access-log off & sleep 2; kill -9 $!"
+    );
+    let (code, err, out) = zcbench_small(
+        "dies",
+        &[
+            "--backends",
+            "",
+            "--sizes",
+            "4KiB,8KiB",
+            "--peer-cmd",
+            &cmd,
+            "--duration",
+            "1.5",
+            "--idle-conns",
+            "0",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("errors") || err.contains("invalid"), "{err}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.lines().last().unwrap().ends_with(",false"), "{csv}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("⚠ invalid"), "{md}");
+    assert!(!out.join("idle.csv").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -6,26 +6,38 @@
 //! cargo build --release -p zcserve -p zcserve-bench
 //! target/release/zcbench --out results/            # the full matrix
 //! target/release/zcbench --quick --out /tmp/zc      # under a minute
+//! target/release/zcbench --peer-cmd 'nginx=exec nginx.sh {root} {port} on' \
+//!     --peer-cmd 'go=GOMAXPROCS=1 exec ./gofs -root {root} -port {port}'   # started by zcbench
 //! target/release/zcbench --peer nginx=http://127.0.0.1:8080/ --peer-pid nginx=1234 \
-//!     --fixture-dir /srv/fixture                    # compare in one run
+//!     --fixture-dir /srv/fixture                    # a server already running
 //! ```
 //!
 //! zcserve is started once per backend per round, pinned to
 //! `--server-cpus` with `--threads` to match; the load generator runs on
-//! `--client-cpus`. Rounds are interleaved (round 1 of every target, then
-//! round 2...), and the report gives medians with min and max.
+//! `--client-cpus`. A `--peer-cmd` server is started the same way (in a
+//! process group of its own, pinned to the server CPUs, on a free port) and
+//! stopped as a whole group. Rounds are interleaved (round 1 of every
+//! target, then round 2...), and the report gives medians with min and max.
+//!
+//! Before the rounds every target is started once (a bad command or URL
+//! fails there, with exit code 2) and the memory cost of `--idle-conns`
+//! idle keep-alive connections is measured on it.
 
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use zcserve_bench::load::{self, LoadSpec};
-use zcserve_bench::model::{Machine, RunResult};
+use zcserve_bench::load::{self, LoadSpec, ProbeError};
+use zcserve_bench::model::{IdleResult, Machine, RunResult};
+use zcserve_bench::peer::PeerCommand;
+use zcserve_bench::procs;
 use zcserve_bench::report::{self, Report};
 
 #[derive(Debug, Parser)]
@@ -45,9 +57,22 @@ struct Args {
     /// Another server to load, as NAME=URL of the directory serving the fixture (repeatable)
     #[arg(long, value_name = "NAME=URL")]
     peer: Vec<String>,
-    /// A peer's process id, as NAME=PID, so its CPU time and memory are measured (repeatable)
+    /// A peer's process id, as NAME=PID, so its CPU time and memory (with its children's) are measured (repeatable)
     #[arg(long, value_name = "NAME=PID")]
     peer_pid: Vec<String>,
+    /// A peer server zcbench starts and stops itself, as NAME=COMMAND (repeatable). COMMAND is run
+    /// with `sh -c`, pinned to the server CPUs, in its own process group; {port} (required) is a
+    /// free port it must listen on at 127.0.0.1, {root} the fixture directory, {threads} the number
+    /// of server CPUs. Start it with `exec` so that no shell stays around to be measured.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    peer_cmd: Vec<String>,
+    /// Seconds a --peer-cmd server has to answer a GET of a fixture file after it is started
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    peer_start_timeout: f64,
+    /// Idle keep-alive connections whose memory cost is measured on each server after it starts
+    /// (0: not measured) [default: 1000; 100 with --quick]
+    #[arg(long, value_name = "N")]
+    idle_conns: Option<usize>,
     /// File sizes, comma separated (suffixes KiB, MiB, GiB)
     #[arg(
         long,
@@ -73,7 +98,7 @@ struct Args {
     /// Directory holding (or to receive) the fixture files, named like 4KiB.bin
     #[arg(long, value_name = "DIR")]
     fixture_dir: Option<PathBuf>,
-    /// Where to write the results
+    /// Where to write the results (and the --peer-cmd servers' output, under logs/)
     #[arg(long, default_value = "zcbench-out", value_name = "DIR")]
     out: PathBuf,
     /// The zcserve binary [default: the one next to zcbench]
@@ -84,35 +109,174 @@ struct Args {
     quick: bool,
 }
 
-/// Something to load: a zcserve we start, or a peer already running.
+/// The file every server is probed with, and the idle connections fetch:
+/// always in the fixture, whatever `--sizes` says.
+const PROBE_SIZE: u64 = 1024;
+/// How long the idle connections are left idle before memory is read.
+const IDLE_SETTLE: Duration = Duration::from_millis(500);
+/// How long reading the idle connections' responses may take in all.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Descriptors zcbench keeps for itself beyond the idle connections.
+const SPARE_FDS: u64 = 64;
+
+/// Something to load.
 struct Target {
     name: String,
-    backend: Option<String>,
-    peer: Option<(SocketAddr, String, Option<u32>)>,
+    kind: Kind,
 }
 
-/// A running zcserve, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    metrics: SocketAddr,
+enum Kind {
+    /// zcserve with this backend, started by zcbench.
+    Zcserve(String),
+    /// A server already running at a URL; its pid if given.
+    Url {
+        addr: SocketAddr,
+        base: String,
+        pid: Option<u32>,
+    },
+    /// A server zcbench starts with a command.
+    Cmd(PeerCommand),
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+impl Target {
+    fn backend(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Zcserve(b) => Some(b.clone()),
+            _ => None,
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    }
+}
+
+/// What starting a server needs.
+struct Setup<'a> {
+    zcserve: PathBuf,
+    fixture: PathBuf,
+    server_cpus: &'a [usize],
+    peer_timeout: Duration,
+    logs: PathBuf,
+}
+
+/// A server being measured: one zcbench started (stopped on drop) or one
+/// running already.
+struct Running {
+    child: Option<Child>,
+    /// The child leads a process group of its own (a --peer-cmd): the
+    /// whole group is stopped.
+    group: bool,
+    /// Where it is registered for the signal handler's cleanup.
+    slot: Option<usize>,
+    addr: SocketAddr,
+    /// The URL path of the fixture directory, ending in '/'.
+    base: String,
+    /// The root of its process tree, when known.
+    pid: Option<u32>,
+    /// zcserve's metrics listener.
+    metrics: Option<SocketAddr>,
+}
+
+impl Running {
+    /// How the server's own process ended, if it did.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.as_mut()?.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("cannot tell: {e}")),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if self.group {
+            procs::stop_group(child.id(), Duration::from_secs(5), || {
+                let _ = child.try_wait();
+            });
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut done = false;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    done = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !done {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Some(slot) = self.slot {
+            cleanup::forget(slot);
+        }
+    }
+}
+
+/// What the servers zcbench started are stopped with when zcbench itself
+/// is interrupted or terminated: a --peer-cmd server is in a process group
+/// of its own, which a terminal's Ctrl-C does not reach.
+mod cleanup {
+    use super::{AtomicI32, Ordering};
+
+    /// Processes (positive) and process groups (negative) to signal.
+    static LIVE: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+
+    /// Installs the handler for SIGINT, SIGTERM and SIGHUP.
+    pub fn install() {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only
+            // makes async-signal-safe calls (atomic loads, kill, signal,
+            // raise).
+            unsafe {
+                libc::signal(
+                    sig,
+                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                );
+            }
+        }
+    }
+
+    /// Remembers `id` (a pid, or minus a process group id); the slot to
+    /// forget it by, or `None` when all slots are taken.
+    pub fn remember(id: i32) -> Option<usize> {
+        LIVE.iter().position(|s| {
+            s.compare_exchange(0, id, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        })
+    }
+
+    /// Forgets what `slot` holds.
+    pub fn forget(slot: usize) {
+        LIVE[slot].store(0, Ordering::SeqCst);
+    }
+
+    extern "C" fn on_signal(sig: libc::c_int) {
+        for s in &LIVE {
+            let id = s.load(Ordering::SeqCst);
+            if id != 0 && id != -1 {
+                // SAFETY: kill is async-signal-safe and has no memory
+                // preconditions; `id` is a child's pid or minus its group.
+                unsafe {
+                    libc::kill(id, libc::SIGTERM);
+                }
+            }
+        }
+        // SAFETY: signal and raise are async-signal-safe: the default
+        // action is restored and the signal raised again, so zcbench ends
+        // as the signal asked.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
     }
 }
 
@@ -146,12 +310,27 @@ fn run(args: &Args) -> Result<bool, String> {
                 .ok_or_else(|| format!("--sizes: cannot read {s:?} (try 4KiB, 1MiB, 256MiB)"))
         })
         .collect::<Result<_, _>>()?;
-    if sizes.is_empty() || args.conns.is_empty() || args.conns.contains(&0) {
+    let sizes = dedup(sizes);
+    let conns = dedup(args.conns.clone());
+    if sizes.is_empty() || conns.is_empty() || conns.contains(&0) {
         return Err("give at least one size and connection counts of at least 1".into());
     }
     // Written so that NaN is refused too.
     if args.duration.is_nan() || args.duration <= 0.0 || args.rounds == 0 {
         return Err("--duration and --rounds must be positive".into());
+    }
+    if !(args.peer_start_timeout > 0.0 && args.peer_start_timeout <= 3600.0) {
+        return Err("--peer-start-timeout must be between 0 and 3600 seconds".into());
+    }
+    let idle_conns = args
+        .idle_conns
+        .unwrap_or(if args.quick { 100 } else { 1000 });
+    let nofile = raise_nofile_limit();
+    if idle_conns as u64 + SPARE_FDS > nofile {
+        return Err(format!(
+            "--idle-conns {idle_conns} needs about {} descriptors, but RLIMIT_NOFILE allows {nofile} (raise it with `ulimit -n`)",
+            idle_conns as u64 + SPARE_FDS
+        ));
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(bad) = args
@@ -176,6 +355,173 @@ fn run(args: &Args) -> Result<bool, String> {
             .map_err(|e| format!("cannot find myself: {e}"))?
             .with_file_name("zcserve"),
     };
+    let targets = targets(args, &zcserve)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let fixture = match &args.fixture_dir {
+        Some(d) => d.clone(),
+        None => args.out.join("fixture"),
+    };
+    let mut fixture_sizes = sizes.clone();
+    fixture_sizes.push(PROBE_SIZE);
+    make_fixture(&fixture, &fixture_sizes)?;
+    // Peers may change directory: give them the whole path.
+    let fixture = std::fs::canonicalize(&fixture)
+        .map_err(|e| format!("cannot read {}: {e}", fixture.display()))?;
+    let setup = Setup {
+        zcserve,
+        fixture,
+        server_cpus: &args.server_cpus,
+        peer_timeout: Duration::from_secs_f64(args.peer_start_timeout),
+        logs: args.out.join("logs"),
+    };
+    cleanup::install();
+
+    let machine = machine(&args.server_cpus, &client_cpus);
+    let per_round = targets.len() as u64 * (sizes.len() * conns.len()) as u64;
+    let bar = ProgressBar::new(targets.len() as u64 + u64::from(args.rounds) * per_round);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+
+    // Every target once: a server that does not start, or a URL that does
+    // not serve the fixture, ends the run here. The idle connections'
+    // memory is measured on the fresh server.
+    let mut idle = Vec::new();
+    for t in &targets {
+        bar.set_message(format!("starting {}", t.name));
+        let mut server = start(&setup, t)?;
+        let path = format!("{}{}.bin", server.base, human_file(PROBE_SIZE));
+        if let Err(e) = load::probe(server.addr, &path, 200, PROBE_SIZE, Duration::from_secs(5)) {
+            return Err(format!(
+                "{}: GET {path} at {} was not answered 200 with {PROBE_SIZE} bytes: {e}",
+                t.name, server.addr
+            ));
+        }
+        if idle_conns > 0 {
+            bar.set_message(format!("{}: {idle_conns} idle connections", t.name));
+            idle.push(measure_idle(t, &mut server, idle_conns, &path));
+        }
+        drop(server);
+        bar.inc(1);
+    }
+
+    let duration = Duration::from_secs_f64(args.duration);
+    let mut results = Vec::new();
+    for round in 1..=args.rounds {
+        for t in &targets {
+            let mut server = match start(&setup, t) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    bar.println(format!("round {round}: {e}"));
+                    None
+                }
+            };
+            for &size in &sizes {
+                for &conns in &conns {
+                    bar.set_message(format!(
+                        "round {round} {} {} x{conns}",
+                        t.name,
+                        report::human_size(size)
+                    ));
+                    let failed = |why: String| {
+                        bar.println(format!(
+                            "{} {} x{conns}, round {round}: {why}; the run is invalid",
+                            t.name,
+                            report::human_size(size)
+                        ));
+                        failed_run(t, size, conns, round)
+                    };
+                    let r = match server.as_mut() {
+                        None => failed_run(t, size, conns, round),
+                        Some(s) => match s.exited() {
+                            Some(status) => failed(format!("the server exited ({status})")),
+                            None => {
+                                let addr = s.addr;
+                                let spec = LoadSpec {
+                                    addr,
+                                    path: format!("{}{}.bin", s.base, human_file(size)),
+                                    host: addr.to_string(),
+                                    conns,
+                                    threads: client_cpus.len().min(conns),
+                                    cpus: client_cpus.clone(),
+                                    duration,
+                                    expect_status: 200,
+                                    expect_len: size,
+                                };
+                                measure(t, &spec, round, s.pid, s.metrics).unwrap_or_else(failed)
+                            }
+                        },
+                    };
+                    results.push(r);
+                    bar.inc(1);
+                }
+            }
+            if let Some(s) = server.as_mut() {
+                if let Some(status) = s.exited() {
+                    bar.println(format!(
+                        "{}: the server exited ({status}) during round {round}",
+                        t.name
+                    ));
+                }
+            }
+        }
+    }
+    bar.finish_with_message("done");
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let peer = targets
+        .iter()
+        .find(|t| !matches!(t.kind, Kind::Zcserve(_)))
+        .map(|t| t.name.as_str());
+    let written = report::write_all(
+        &Report {
+            machine: &machine,
+            results: &results,
+            baseline_backend: "zcserve-copy",
+            first_peer: peer,
+            command: &command,
+            idle: &idle,
+        },
+        &args.out,
+    )
+    .map_err(|e| format!("cannot write the report to {}: {e}", args.out.display()))?;
+    for p in written {
+        println!("{}", p.display());
+    }
+    for i in &idle {
+        let per = i.per_conn_kib().map_or_else(
+            || "memory not measured".into(),
+            |p| format!("{p:.1} KiB each"),
+        );
+        let delta = i.rss_delta_kib.map_or_else(String::new, |d| {
+            format!(", {:.1} MiB in all", d as f64 / 1024.0)
+        });
+        println!(
+            "{}: {} idle connections: {per}{delta}{}",
+            i.target,
+            i.conns,
+            if i.valid { "" } else { " (invalid)" }
+        );
+    }
+    Ok(results.iter().all(|r| r.valid) && idle.iter().all(|i| i.valid))
+}
+
+/// `v` without repeats, in first-seen order.
+fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// The targets the arguments name, in order: zcserve backends, URL peers,
+/// command peers. Names must be unique.
+fn targets(args: &Args, zcserve: &Path) -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
     for b in &args.backends {
         if b.is_empty() {
@@ -189,9 +535,25 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         targets.push(Target {
             name: format!("zcserve-{b}"),
-            backend: Some(b.clone()),
-            peer: None,
+            kind: Kind::Zcserve(b.clone()),
         });
+    }
+    let mut pids = Vec::new();
+    for p in &args.peer_pid {
+        let (name, pid) = p
+            .split_once('=')
+            .ok_or_else(|| format!("--peer-pid {p:?}: write NAME=PID"))?;
+        let pid = pid
+            .parse::<u32>()
+            .map_err(|_| format!("--peer-pid {name}: {pid:?} is not a pid"))?;
+        if !args
+            .peer
+            .iter()
+            .any(|p| p.split_once('=').is_some_and(|(n, _)| n == name))
+        {
+            return Err(format!("--peer-pid {name}: there is no --peer {name}=URL"));
+        }
+        pids.push((name.to_string(), pid));
     }
     for p in &args.peer {
         let (name, url) = p
@@ -200,102 +562,75 @@ fn run(args: &Args) -> Result<bool, String> {
         let (addr, base) = parse_url(url).ok_or_else(|| {
             format!("--peer {name}: cannot read URL {url:?} (http://HOST:PORT/PATH/)")
         })?;
-        let pid = args
-            .peer_pid
-            .iter()
-            .filter_map(|s| s.split_once('='))
-            .find(|(n, _)| *n == name)
-            .map(|(_, pid)| {
-                pid.parse::<u32>()
-                    .map_err(|_| format!("--peer-pid {name}: {pid:?} is not a pid"))
-            })
-            .transpose()?;
+        let pid = pids.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
         targets.push(Target {
             name: name.to_string(),
-            backend: None,
-            peer: Some((addr, base, pid)),
+            kind: Kind::Url { addr, base, pid },
         });
     }
-    if targets.is_empty() {
-        return Err("nothing to measure: give --backends or --peer".into());
+    for c in &args.peer_cmd {
+        let pc = PeerCommand::parse(c)?;
+        targets.push(Target {
+            name: pc.name.clone(),
+            kind: Kind::Cmd(pc),
+        });
     }
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-    let fixture = match &args.fixture_dir {
-        Some(d) => d.clone(),
-        None => args.out.join("fixture"),
-    };
-    make_fixture(&fixture, &sizes)?;
-
-    let machine = machine(&args.server_cpus, &client_cpus);
-    let total =
-        u64::from(args.rounds) * targets.len() as u64 * (sizes.len() * args.conns.len()) as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    let duration = Duration::from_secs_f64(args.duration);
-    let mut results = Vec::new();
-    for round in 1..=args.rounds {
-        for t in &targets {
-            let server = match &t.backend {
-                Some(b) => Some(start_zcserve(&zcserve, b, &fixture, &args.server_cpus)?),
-                None => None,
-            };
-            let (addr, base, pid) = match (&server, &t.peer) {
-                (Some(s), _) => (s.addr, "/".to_string(), Some(s.child.id())),
-                (None, Some((a, b, p))) => (*a, b.clone(), *p),
-                (None, None) => unreachable!("a target is a backend or a peer"),
-            };
-            for &size in &sizes {
-                for &conns in &args.conns {
-                    bar.set_message(format!(
-                        "round {round} {} {} x{conns}",
-                        t.name,
-                        report::human_size(size)
-                    ));
-                    let path = format!("{base}{}.bin", human_file(size));
-                    let spec = LoadSpec {
-                        addr,
-                        path,
-                        host: addr.to_string(),
-                        conns,
-                        threads: client_cpus.len().min(conns),
-                        cpus: client_cpus.clone(),
-                        duration,
-                        expect_status: 200,
-                        expect_len: size,
-                    };
-                    let r = measure(t, &spec, round, pid, server.as_ref().map(|s| s.metrics))?;
-                    results.push(r);
-                    bar.inc(1);
-                }
-            }
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|u| u.name == t.name) {
+            return Err(format!(
+                "two targets are named {}: give each its own NAME",
+                t.name
+            ));
         }
     }
-    bar.finish_with_message("done");
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let peer = targets
-        .iter()
-        .find(|t| t.peer.is_some())
-        .map(|t| t.name.as_str());
-    let written = report::write_all(
-        &Report {
-            machine: &machine,
-            results: &results,
-            baseline_backend: "zcserve-copy",
-            first_peer: peer,
-            command: &command,
-        },
-        &args.out,
-    )
-    .map_err(|e| format!("cannot write the report to {}: {e}", args.out.display()))?;
-    for p in written {
-        println!("{}", p.display());
+    if targets.is_empty() {
+        return Err("nothing to measure: give --backends, --peer or --peer-cmd".into());
     }
-    Ok(results.iter().all(|r| r.valid))
+    Ok(targets)
+}
+
+/// Starts (or, for a URL peer, looks up) the server of `t`.
+fn start(setup: &Setup<'_>, t: &Target) -> Result<Running, String> {
+    match &t.kind {
+        Kind::Zcserve(b) => start_zcserve(&setup.zcserve, b, &setup.fixture, setup.server_cpus),
+        Kind::Url { addr, base, pid } => Ok(Running {
+            child: None,
+            group: false,
+            slot: None,
+            addr: *addr,
+            base: base.clone(),
+            pid: *pid,
+            metrics: None,
+        }),
+        Kind::Cmd(pc) => start_peer(setup, pc),
+    }
+}
+
+/// A run that could not happen (its server is gone): recorded as invalid,
+/// with one error.
+fn failed_run(t: &Target, size: u64, conns: usize, round: u32) -> RunResult {
+    RunResult {
+        target: t.name.clone(),
+        backend: t.backend(),
+        size,
+        conns,
+        round,
+        seconds: 0.0,
+        requests: 0,
+        bytes: 0,
+        errors: 1,
+        req_per_s: 0.0,
+        mb_per_s: 0.0,
+        p50_us: 0,
+        p90_us: 0,
+        p99_us: 0,
+        p999_us: 0,
+        cpu_s: None,
+        cpu_s_per_gb: None,
+        peak_rss_kib: None,
+        syscalls_per_req: None,
+        valid: false,
+    }
 }
 
 /// One measured run: a short warm-up, then the load, with the server's CPU
@@ -311,15 +646,15 @@ fn measure(
         duration: (spec.duration / 10).min(Duration::from_secs(1)),
         ..spec.clone()
     };
-    load::run(&warm).map_err(|e| format!("{}: cannot load {}: {e}", t.name, spec.addr))?;
+    load::run(&warm).map_err(|e| format!("cannot load {}: {e}", spec.addr))?;
     if let Some(pid) = pid {
-        // Writing 5 to clear_refs resets VmHWM, so each run's peak is its own.
-        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        // So that each run's peak is its own.
+        procs::reset_peaks(pid);
     }
-    let cpu0 = pid.and_then(cpu_seconds);
+    let cpu0 = pid.and_then(procs::cpu_seconds);
     let calls0 = metrics.and_then(syscalls);
-    let out = load::run(spec).map_err(|e| format!("{}: cannot load {}: {e}", t.name, spec.addr))?;
-    let cpu = match (cpu0, pid.and_then(cpu_seconds)) {
+    let out = load::run(spec).map_err(|e| format!("cannot load {}: {e}", spec.addr))?;
+    let cpu = match (cpu0, pid.and_then(procs::cpu_seconds)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
@@ -341,7 +676,7 @@ fn measure(
     }
     Ok(RunResult {
         target: t.name.clone(),
-        backend: t.backend.clone(),
+        backend: t.backend(),
         size: spec.expect_len,
         conns: spec.conns,
         round,
@@ -359,7 +694,9 @@ fn measure(
         cpu_s_per_gb: cpu
             .filter(|_| out.bytes > 0)
             .map(|c| c / (out.bytes as f64 / 1e9)),
-        peak_rss_kib: pid.and_then(peak_rss_kib),
+        peak_rss_kib: pid
+            .and_then(|p| procs::memory_kib(p, "VmHWM"))
+            .map(|(k, _)| k),
         syscalls_per_req: calls,
         // A big file on many connections may finish no response within the
         // run; its bytes still count, so only errors or silence invalidate.
@@ -367,7 +704,95 @@ fn measure(
     })
 }
 
-fn start_zcserve(bin: &Path, backend: &str, root: &Path, cpus: &[usize]) -> Result<Server, String> {
+/// The memory `n` idle keep-alive connections cost `server`: its tree's
+/// resident set before, and with the connections open, each having made
+/// one `GET path`, idle for [`IDLE_SETTLE`].
+fn measure_idle(t: &Target, server: &mut Running, n: usize, path: &str) -> IdleResult {
+    let rss = |pid: Option<u32>| pid.and_then(|p| procs::memory_kib(p, "VmRSS"));
+    let before = rss(server.pid);
+    let conns = load::open_idle(server.addr, path, 200, PROBE_SIZE, n, IDLE_TIMEOUT);
+    std::thread::sleep(IDLE_SETTLE);
+    let after = rss(server.pid);
+    let still_open = conns.still_open();
+    let mut error = conns.errors.first().cloned();
+    if let Some(status) = server.exited() {
+        error = Some(format!("the server exited ({status})"));
+    }
+    if error.is_none() && server.pid.is_some() && (before.is_none() || after.is_none()) {
+        error = Some("its memory could not be read from /proc".into());
+    }
+    let result = IdleResult {
+        target: t.name.clone(),
+        backend: t.backend(),
+        conns: n,
+        answered: conns.answered,
+        still_open,
+        processes: after.map_or(0, |(_, p)| p),
+        rss_before_kib: before.map(|(k, _)| k),
+        rss_after_kib: after.map(|(k, _)| k),
+        rss_delta_kib: None,
+        error,
+        valid: false,
+    }
+    .derive();
+    drop(conns);
+    result
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (the
+/// servers zcbench starts inherit it); returns the soft limit now in force.
+fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit whose soft limit does not
+        // exceed its hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Makes the child of `cmd` run on `cpus` (inherited by everything it
+/// starts) and receive SIGTERM if zcbench dies.
+fn pin_and_tie(cmd: &mut Command, cpus: &[usize]) -> Result<(), String> {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c).map_err(|e| format!("CPU {c}: {e}"))?;
+    }
+    // SAFETY: between fork and exec only two plain syscalls run,
+    // sched_setaffinity on a CpuSet built before the fork and prctl with
+    // integer arguments: no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                .map_err(std::io::Error::from)?;
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+fn start_zcserve(
+    bin: &Path,
+    backend: &str,
+    root: &Path,
+    cpus: &[usize],
+) -> Result<Running, String> {
     let mut cmd = Command::new(bin);
     cmd.arg("--root")
         .arg(root)
@@ -386,29 +811,23 @@ fn start_zcserve(bin: &Path, backend: &str, root: &Path, cpus: &[usize]) -> Resu
         .env("ZCSERVE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut set = nix::sched::CpuSet::new();
-    for &c in cpus {
-        set.set(c).map_err(|e| format!("CPU {c}: {e}"))?;
-    }
-    // SAFETY: between fork and exec only sched_setaffinity runs: a plain
-    // syscall on a CpuSet built before the fork, no allocation, no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-                .map_err(std::io::Error::from)
-        });
-    }
+    pin_and_tie(&mut cmd, cpus)?;
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let stdout = child.stdout.take().expect("piped");
+    let pid = child.id();
+    let mut server = Running {
+        slot: cleanup::remember(pid as i32),
+        child: Some(child),
+        group: false,
+        addr: "0.0.0.0:0".parse().expect("literal"),
+        base: "/".into(),
+        pid: Some(pid),
+        metrics: None,
+    };
     let mut line = String::new();
     let read = BufReader::new(stdout).read_line(&mut line);
-    let mut server = Server {
-        child,
-        addr: "0.0.0.0:0".parse().expect("literal"),
-        metrics: "0.0.0.0:0".parse().expect("literal"),
-    };
     if read.is_err() || line.is_empty() {
         return Err(format!(
             "zcserve --backend {backend} did not start (see its message above)"
@@ -422,10 +841,110 @@ fn start_zcserve(bin: &Path, backend: &str, root: &Path, cpus: &[usize]) -> Resu
     server.addr = urls
         .next()
         .ok_or_else(|| format!("no address in zcserve's start line {line:?}"))?;
-    server.metrics = urls
-        .next()
-        .ok_or_else(|| format!("no metrics address in zcserve's start line {line:?}"))?;
+    server.metrics = Some(
+        urls.next()
+            .ok_or_else(|| format!("no metrics address in zcserve's start line {line:?}"))?,
+    );
     Ok(server)
+}
+
+/// A port on 127.0.0.1 free a moment ago.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// Starts a --peer-cmd server on a free port and waits until it answers a
+/// GET of the probe file, the command exits, or the time is up.
+fn start_peer(setup: &Setup<'_>, pc: &PeerCommand) -> Result<Running, String> {
+    let name = &pc.name;
+    let port = free_port()?;
+    let line = pc.expand(&setup.fixture, port, setup.server_cpus.len().max(1));
+    std::fs::create_dir_all(&setup.logs)
+        .map_err(|e| format!("cannot create {}: {e}", setup.logs.display()))?;
+    let log_path = setup.logs.join(format!("{name}.log"));
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    let _ = writeln!(log, "# zcbench: sh -c {line}");
+    let log_from = log.metadata().map_or(0, |m| m.len());
+    let log_err = log
+        .try_clone()
+        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(&line)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    pin_and_tie(&mut cmd, setup.server_cpus)?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("--peer-cmd {name}: cannot run sh: {e}"))?;
+    let pid = child.id();
+    let mut server = Running {
+        slot: cleanup::remember(-(pid as i32)),
+        child: Some(child),
+        group: true,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        base: "/".into(),
+        pid: Some(pid),
+        metrics: None,
+    };
+    let path = format!("/{}.bin", human_file(PROBE_SIZE));
+    let deadline = Instant::now() + setup.peer_timeout;
+    loop {
+        if let Some(status) = server.exited() {
+            return Err(format!(
+                "--peer-cmd {name}: `{line}` exited ({status}) before serving on port {port} (it must stay in the foreground){}",
+                log_tail(&log_path, log_from)
+            ));
+        }
+        let err = match load::probe(server.addr, &path, 200, PROBE_SIZE, Duration::from_secs(2)) {
+            Ok(()) => return Ok(server),
+            Err(ProbeError::Wrong(e)) => {
+                return Err(format!(
+                    "--peer-cmd {name}: GET {path} on port {port} was answered with {e}, not 200 and {PROBE_SIZE} bytes: does it serve {{root}} ({})?",
+                    setup.fixture.display()
+                ));
+            }
+            Err(ProbeError::NoAnswer(e)) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "--peer-cmd {name}: nothing answered GET {path} on 127.0.0.1:{port} within {} s (last try: {err}){}",
+                setup.peer_timeout.as_secs_f64(),
+                log_tail(&log_path, log_from)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last line a peer wrote to its log after `from`, as the end of a
+/// one-line message.
+fn log_tail(path: &Path, from: u64) -> String {
+    let text = File::open(path)
+        .and_then(|mut f| {
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::Start(from))?;
+            let mut s = String::new();
+            f.take(64 * 1024).read_to_string(&mut s)?;
+            Ok(s)
+        })
+        .unwrap_or_default();
+    match text.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(l) => {
+            let l: String = l.trim().chars().take(200).collect();
+            format!("; its last output: {l:?} (all in {})", path.display())
+        }
+        None => format!("; it wrote nothing (log: {})", path.display()),
+    }
 }
 
 /// Total backend syscalls from zcserve's /metrics.
@@ -442,30 +961,6 @@ fn syscalls(metrics: SocketAddr) -> Option<u64> {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum(),
     )
-}
-
-/// utime + stime + cutime + cstime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after
-    // the last ')'. utime is field 14, i.e. the 12th after the state.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..15)?
-        .iter()
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks as f64 / if hz > 0 { hz as f64 } else { 100.0 })
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// Files `4KiB.bin`, `1MiB.bin`, ... of pseudo-random bytes, made when

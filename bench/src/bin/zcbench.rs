@@ -47,12 +47,10 @@ use zcserve_bench::report::{self, Report};
     about = "Load zcserve (each backend) and peer servers over loopback; write CSV, JSON, Markdown and SVG results."
 )]
 struct Args {
-    /// zcserve backends to measure, comma separated (empty: none)
-    #[arg(
-        long,
-        default_value = "sendfile,splice,mmap,copy",
-        value_delimiter = ','
-    )]
+    /// zcserve backends to measure, comma separated; `available` means every
+    /// backend this kernel can run (those it refuses, such as uring where
+    /// io_uring is disabled, are listed and skipped); empty: none
+    #[arg(long, default_value = "available", value_delimiter = ',')]
     backends: Vec<String>,
     /// Another server to load, as NAME=URL of the directory serving the fixture (repeatable)
     #[arg(long, value_name = "NAME=URL")]
@@ -523,7 +521,20 @@ fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
 /// command peers. Names must be unique.
 fn targets(args: &Args, zcserve: &Path) -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
+    let mut backends = Vec::new();
     for b in &args.backends {
+        if b == "available" {
+            for b in zcserve_backends::Backend::ALL {
+                match b.check() {
+                    Ok(()) => backends.push(b.name().to_string()),
+                    Err(e) => eprintln!("zcbench: skipping backend {b}: {e}"),
+                }
+            }
+        } else {
+            backends.push(b.clone());
+        }
+    }
+    for b in &backends {
         if b.is_empty() {
             continue;
         }

@@ -343,6 +343,10 @@ async fn send(
                 .map_err(|e| (0, e))?;
             let sent = drive(stream, session.as_mut(), shared.send_timeout).await;
             let left = session.remaining();
+            if let Err(TransferError::FileShrank { .. }) = &sent {
+                // A cached descriptor must not keep promising the old length.
+                shared.site.cache.forget(source.file());
+            }
             sent.map(|n| n - head_len)
                 .map_err(|e| ((range.len() + head_len - left).saturating_sub(head_len), e))
         }
@@ -363,7 +367,12 @@ async fn send(
                     .map_err(|e| (sent, e))?;
                 match drive(stream, session.as_mut(), shared.send_timeout).await {
                     Ok(n) => sent += n - skip,
-                    Err(e) => return Err((sent, e)),
+                    Err(e) => {
+                        if let TransferError::FileShrank { .. } = &e {
+                            shared.site.cache.forget(source.file());
+                        }
+                        return Err((sent, e));
+                    }
                 }
             }
             let n = tail.len() as u64;

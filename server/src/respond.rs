@@ -2,13 +2,14 @@
 //! resolution under the root, redirects, listings, preconditions and
 //! ranges. Nothing here touches a socket.
 
-use std::fs::{File, Metadata};
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode, header};
 use zcserve_core::{ByteRange, Source};
 
-use crate::http::conditional::{self, Precondition, Validators};
+use crate::http::conditional::{self, Precondition};
+use crate::http::file_cache::{FileCache, OpenFile};
 use crate::http::listing;
 use crate::http::path::{Opened, PathError, Policy, RequestPath, Root};
 use crate::http::range::{self, RangeRequest};
@@ -26,6 +27,8 @@ pub struct Site {
     pub listing: bool,
     /// Most ranges honoured in one request.
     pub max_ranges: usize,
+    /// Files opened recently, reused while unchanged.
+    pub cache: FileCache,
 }
 
 /// The response to `req`.
@@ -50,21 +53,39 @@ pub fn respond(req: &Request, site: &Site) -> Response {
     };
     let path = match RequestPath::parse(raw_path) {
         Ok(p) => p,
-        Err(e) => return path_error(e, head_only, keep_alive),
+        Err(e) => return path_error(e, head_only, keep_alive, &site.cache),
     };
     let ctx = Ctx {
         req,
         head_only,
         keep_alive,
     };
+    let cache = &site.cache;
+    let key = cache.enabled().then(|| path.key());
+    if let Some(key) = &key
+        && let Some(file) = cache.get(key)
+    {
+        return serve_file(&ctx, &file, site.max_ranges);
+    }
+    // The window of a cached file starts before it is opened.
+    let opened_at = key.as_ref().map(|_| Instant::now());
+    let keep = |file: OpenFile| {
+        let file = Arc::new(file);
+        if let (Some(key), Some(at)) = (&key, opened_at) {
+            cache.insert(key, file.clone(), at);
+        }
+        file
+    };
     match site.root.open_path(&path, &site.policy) {
-        Err(e) => path_error(e, head_only, keep_alive),
+        Err(e) => path_error(e, head_only, keep_alive, cache),
         Ok(Opened::File(file, meta)) => {
             if path.has_trailing_slash() {
                 // A file is not a directory: /a.txt/ names nothing.
                 return plain(StatusCode::NOT_FOUND, "", head_only, keep_alive);
             }
-            serve_file(&ctx, file, &meta, last_segment(&path), site.max_ranges)
+            let ctype = content_type(last_segment(&path));
+            let file = keep(OpenFile::new(file, &meta, ctype));
+            serve_file(&ctx, &file, site.max_ranges)
         }
         Ok(Opened::Dir(dir)) => {
             if !path.has_trailing_slash() {
@@ -72,7 +93,8 @@ pub fn respond(req: &Request, site: &Site) -> Response {
             }
             match dir.open_index(&site.policy) {
                 Ok(Some((file, meta))) => {
-                    serve_file(&ctx, file, &meta, "index.html", site.max_ranges)
+                    let file = keep(OpenFile::new(file, &meta, content_type("index.html")));
+                    serve_file(&ctx, &file, site.max_ranges)
                 }
                 Ok(None) if site.listing => match dir.entries(&site.policy) {
                     Ok(entries) => {
@@ -94,7 +116,7 @@ pub fn respond(req: &Request, site: &Site) -> Response {
                     head_only,
                     keep_alive,
                 ),
-                Err(e) => path_error(e, head_only, keep_alive),
+                Err(e) => path_error(e, head_only, keep_alive, cache),
             }
         }
     }
@@ -119,10 +141,14 @@ fn is_known_method(m: &Method) -> bool {
     .contains(m)
 }
 
-fn path_error(e: PathError, head_only: bool, keep_alive: bool) -> Response {
+fn path_error(e: PathError, head_only: bool, keep_alive: bool, cache: &FileCache) -> Response {
     let detail = match &e {
         PathError::BadRequest(why) => why,
         PathError::Io(errno) => {
+            if *errno == libc::EMFILE || *errno == libc::ENFILE {
+                // Descriptors the cache holds are the ones to give back.
+                cache.clear();
+            }
             // EMFILE and the like: the server's trouble, not the client's.
             tracing::error!(
                 "opening a file failed: {}",
@@ -190,21 +216,15 @@ fn content_type(name: &str) -> String {
     }
 }
 
-fn serve_file(
-    ctx: &Ctx<'_>,
-    file: File,
-    meta: &Metadata,
-    name: &str,
-    max_ranges: usize,
-) -> Response {
-    let len = meta.len();
-    let v = Validators::from_metadata(meta);
+fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
+    let len = file.len;
+    let v = &file.validators;
     let headers: &HeaderMap = &ctx.req.headers;
     let validators = |head: &mut Head| {
         head.header("ETag", &v.etag)
-            .header("Last-Modified", v.last_modified_http());
+            .header("Last-Modified", &file.last_modified);
     };
-    match conditional::evaluate(&ctx.req.method, headers, &v) {
+    match conditional::evaluate(&ctx.req.method, headers, v) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
             let mut head = Head::new(StatusCode::NOT_MODIFIED);
@@ -226,11 +246,11 @@ fn serve_file(
             );
         }
     }
-    let ctype = content_type(name);
-    let source = Source::with_len(Arc::new(file), len);
+    let ctype = &file.content_type;
+    let source = Source::with_len(file.file.clone(), len);
     let ranges = match headers.get(header::RANGE) {
         Some(value)
-            if ctx.req.method == Method::GET && conditional::if_range_allows(headers, &v) =>
+            if ctx.req.method == Method::GET && conditional::if_range_allows(headers, v) =>
         {
             range::parse_range(value.as_bytes(), len, max_ranges)
         }
@@ -239,7 +259,7 @@ fn serve_file(
     let (status, mut head, body, body_len) = match ranges {
         RangeRequest::Full => {
             let mut head = Head::new(StatusCode::OK);
-            head.header("Content-Type", &ctype)
+            head.header("Content-Type", ctype)
                 .header("Content-Length", len);
             let body = Body::File {
                 source,
@@ -264,7 +284,7 @@ fn serve_file(
         RangeRequest::Partial(ranges) if ranges.len() == 1 => {
             let r = ranges[0];
             let mut head = Head::new(StatusCode::PARTIAL_CONTENT);
-            head.header("Content-Type", &ctype)
+            head.header("Content-Type", ctype)
                 .header("Content-Range", range::content_range(r, len))
                 .header("Content-Length", r.len());
             (

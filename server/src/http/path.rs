@@ -188,6 +188,16 @@ impl RequestPath {
         out
     }
 
+    /// The decoded path relative to the root, with a trailing `/` if the
+    /// request had one: two requests with the same key name the same thing.
+    pub fn key(&self) -> String {
+        let mut key = self.segments.join("/");
+        if self.trailing_slash {
+            key.push('/');
+        }
+        key
+    }
+
     /// The path relative to the root, as given to `openat2`.
     fn relative(&self) -> String {
         if self.segments.is_empty() {

@@ -3,7 +3,6 @@
 //! ranges. Nothing here touches a socket.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode, header};
 use zcserve_core::{ByteRange, Source};
@@ -68,7 +67,7 @@ pub fn respond(req: &Request, site: &Site) -> Response {
         return serve_file(&ctx, &file, site.max_ranges);
     }
     // The window of a cached file starts before it is opened.
-    let opened_at = key.as_ref().map(|_| Instant::now());
+    let opened_at = key.as_ref().map(|_| cache.now());
     let keep = |file: OpenFile| {
         let file = Arc::new(file);
         if let (Some(key), Some(at)) = (&key, opened_at) {
@@ -83,7 +82,7 @@ pub fn respond(req: &Request, site: &Site) -> Response {
                 // A file is not a directory: /a.txt/ names nothing.
                 return plain(StatusCode::NOT_FOUND, "", head_only, keep_alive);
             }
-            let ctype = content_type(last_segment(&path));
+            let ctype = content_type(path.last_segment());
             let file = keep(OpenFile::new(file, &meta, ctype));
             serve_file(&ctx, &file, site.max_ranges)
         }
@@ -159,10 +158,6 @@ fn path_error(e: PathError, head_only: bool, keep_alive: bool, cache: &FileCache
         PathError::NotFound | PathError::Forbidden => "",
     };
     plain(e.status(), detail, head_only, keep_alive)
-}
-
-fn last_segment(path: &RequestPath) -> &str {
-    path.segments().last().map_or("", String::as_str)
 }
 
 /// 301 to the same path with a slash, query kept. The path is the one the

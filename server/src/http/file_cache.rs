@@ -19,7 +19,8 @@
 //! - What the check cannot see is a change to the *path* that leaves the
 //!   cached file untouched: a parent directory renamed or replaced, or a
 //!   symlink on the way re-pointed. Those are served from the old file for
-//!   at most the validity window (`valid`, 1 s by default), after which the
+//!   at most the validity window (`valid`, 1 s by default, timed on the
+//!   kernel's coarse clock and so exact to within a tick), after which the
 //!   entry is opened afresh whatever the check says.
 //! - Without the check (`check: false`, like lighttpd's default stat cache)
 //!   every change, to the file or its path, is seen within the window, and
@@ -40,7 +41,9 @@ use std::fs::{File, Metadata};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::monotonic_coarse;
 
 use super::conditional::Validators;
 
@@ -138,8 +141,9 @@ struct State {
 #[derive(Debug)]
 struct Entry {
     file: Arc<OpenFile>,
-    /// When the path was opened (taken before the open).
-    opened: Instant,
+    /// When the path was opened (taken before the open), on the coarse
+    /// monotonic clock.
+    opened: Duration,
     seq: u64,
 }
 
@@ -178,11 +182,11 @@ impl FileCache {
         if !self.enabled() {
             return None;
         }
-        let now = Instant::now();
+        let now = monotonic_coarse();
         let file = {
             let state = self.lock();
             let entry = state.map.get(key)?;
-            if now.saturating_duration_since(entry.opened) >= self.valid {
+            if now.saturating_sub(entry.opened) >= self.valid {
                 return None;
             }
             entry.file.clone()
@@ -196,15 +200,20 @@ impl FileCache {
         }
     }
 
-    /// Caches `file` for `key`, opened at `opened` (a time taken before the
-    /// path was opened, so the window never starts late).
-    pub fn insert(&self, key: &str, file: Arc<OpenFile>, opened: Instant) {
+    /// A time to give [`FileCache::insert`], taken before opening the path
+    /// so that the window never starts late.
+    pub fn now(&self) -> Duration {
+        monotonic_coarse()
+    }
+
+    /// Caches `file` for `key`, opened at `opened` (from [`FileCache::now`]).
+    pub fn insert(&self, key: &str, file: Arc<OpenFile>, opened: Duration) {
         if !self.enabled() {
             return;
         }
         let mut state = self.lock();
         let state = &mut *state;
-        state.expire(Instant::now(), self.valid);
+        state.expire(monotonic_coarse(), self.valid);
         while state.map.len() >= self.capacity {
             if !state.evict_oldest() {
                 break;
@@ -250,7 +259,7 @@ impl FileCache {
     /// Closes (drops) every entry past its window.
     pub fn sweep(&self) {
         if self.enabled() {
-            self.lock().expire(Instant::now(), self.valid);
+            self.lock().expire(monotonic_coarse(), self.valid);
         }
     }
 
@@ -279,11 +288,11 @@ impl FileCache {
 
 impl State {
     /// Pops expired (and stale) keys off the front of `order`.
-    fn expire(&mut self, now: Instant, valid: Duration) {
+    fn expire(&mut self, now: Duration, valid: Duration) {
         while let Some((seq, key)) = self.order.front() {
             match self.map.get(key) {
                 Some(e) if e.seq == *seq => {
-                    if now.saturating_duration_since(e.opened) < valid {
+                    if now.saturating_sub(e.opened) < valid {
                         return;
                     }
                     self.map.remove(key);
@@ -347,6 +356,8 @@ mod tests {
     }
 
     const LONG: Duration = Duration::from_secs(600);
+    /// More than a kernel tick: the coarse clock may be one behind.
+    const TICK: Duration = Duration::from_millis(20);
 
     /// Lets the clock move past the timestamp granularity of the
     /// filesystem, so that a change gets a new mtime/ctime even on kernels
@@ -361,7 +372,7 @@ mod tests {
         fs::write(d.path("a"), b"aaaa").unwrap();
         let c = FileCache::off();
         assert!(!c.enabled());
-        c.insert("a", d.open("a"), Instant::now());
+        c.insert("a", d.open("a"), c.now());
         assert!(c.get("a").is_none());
         assert!(c.is_empty());
     }
@@ -373,14 +384,14 @@ mod tests {
         for check in [true, false] {
             let valid = Duration::from_millis(200);
             let c = FileCache::new(8, valid, check);
-            let opened = Instant::now();
+            let opened = c.now();
             let f = d.open("a");
             c.insert("a", f.clone(), opened);
             let got = c.get("a").expect("fresh entry");
             assert!(Arc::ptr_eq(&got, &f));
             assert_eq!(got.len, 4);
             assert!(c.get("b").is_none());
-            std::thread::sleep(valid);
+            std::thread::sleep(valid + TICK);
             assert!(c.get("a").is_none(), "check {check}: used past its window");
         }
     }
@@ -421,7 +432,7 @@ mod tests {
             let d = Dir::new();
             fs::write(d.path("a"), b"aaaa").unwrap();
             let c = FileCache::new(8, LONG, true);
-            c.insert("a", d.open("a"), Instant::now());
+            c.insert("a", d.open("a"), c.now());
             assert!(c.get("a").is_some(), "{what}: unchanged file missed");
             tick();
             change(&d);
@@ -436,7 +447,7 @@ mod tests {
         fs::write(d.path("a"), b"aaaa").unwrap();
         let valid = Duration::from_millis(300);
         let c = FileCache::new(8, valid, false);
-        c.insert("a", d.open("a"), Instant::now());
+        c.insert("a", d.open("a"), c.now());
         tick();
         fs::remove_file(d.path("a")).unwrap();
         // Within the window the deleted file may still be served...
@@ -444,7 +455,7 @@ mod tests {
         assert!(stale.is_some());
         drop(stale);
         // ...but not once the window has passed.
-        std::thread::sleep(valid);
+        std::thread::sleep(valid + TICK);
         assert!(c.get("a").is_none());
     }
 
@@ -455,7 +466,7 @@ mod tests {
         for i in 0..5 {
             let name = format!("f{i}");
             fs::write(d.path(&name), b"x").unwrap();
-            c.insert(&name, d.open(&name), Instant::now());
+            c.insert(&name, d.open(&name), c.now());
             assert!(c.len() <= 3);
         }
         assert_eq!(c.len(), 3);
@@ -471,7 +482,7 @@ mod tests {
         fs::write(d.path("a"), b"x").unwrap();
         let c = FileCache::new(4, LONG, true);
         for _ in 0..1000 {
-            c.insert("a", d.open("a"), Instant::now());
+            c.insert("a", d.open("a"), c.now());
         }
         assert_eq!(c.len(), 1);
         assert!(c.lock().order.len() <= 2 * 4 + 16);
@@ -486,13 +497,13 @@ mod tests {
         let valid = Duration::from_millis(150);
         let c = FileCache::new(8, valid, true);
         let a = d.open("a");
-        c.insert("a", a.clone(), Instant::now());
-        std::thread::sleep(valid);
+        c.insert("a", a.clone(), c.now());
+        std::thread::sleep(valid + TICK);
         let b = d.open("b");
-        c.insert("b", b.clone(), Instant::now());
+        c.insert("b", b.clone(), c.now());
         // Inserting already dropped the expired entry.
         assert_eq!(Arc::strong_count(&a), 1, "expired entry still held");
-        std::thread::sleep(valid);
+        std::thread::sleep(valid + TICK);
         assert_eq!(Arc::strong_count(&b), 2);
         c.sweep();
         assert!(c.is_empty());
@@ -507,8 +518,8 @@ mod tests {
         fs::write(d.path("b"), b"x").unwrap();
         let c = FileCache::new(8, LONG, false);
         let a = d.open("a");
-        c.insert("a", a.clone(), Instant::now());
-        c.insert("b", d.open("b"), Instant::now());
+        c.insert("a", a.clone(), c.now());
+        c.insert("b", d.open("b"), c.now());
         c.forget(&a.file);
         assert!(c.get("a").is_none());
         assert!(c.get("b").is_some());

@@ -49,9 +49,9 @@ pub struct Args {
     /// Seconds a cached path may keep serving the file it was opened to; changes to the file itself are seen at once [default: 1]
     #[arg(long, value_name = "SECS")]
     pub file_cache_valid: Option<f64>,
-    /// Trust cached files for the whole validity window without checking them (fstat) at every use
-    #[arg(long)]
-    pub no_file_cache_check: bool,
+    /// Seconds a cached file is trusted before its descriptor is checked (fstat) for changes again; 0 checks at every use [default: 0.01]
+    #[arg(long, value_name = "SECS")]
+    pub file_cache_check: Option<f64>,
     /// Most files the cache keeps open (also at most an eighth of the descriptor limit) [default: 1024]
     #[arg(long, value_name = "N")]
     pub file_cache_entries: Option<usize>,
@@ -114,7 +114,7 @@ struct FileConfig {
     follow_symlinks: Option<bool>,
     file_cache: Option<bool>,
     file_cache_valid: Option<f64>,
-    file_cache_check: Option<bool>,
+    file_cache_check: Option<f64>,
     file_cache_entries: Option<usize>,
     max_connections: Option<usize>,
     header_timeout: Option<f64>,
@@ -160,8 +160,8 @@ pub struct Settings {
     pub file_cache: bool,
     /// How long a cached path keeps serving the file it was opened to.
     pub file_cache_valid: Duration,
-    /// Cached files checked against their descriptor at every use.
-    pub file_cache_check: bool,
+    /// How long a passed check of a cached file is trusted.
+    pub file_cache_check: Duration,
     /// Most files the cache keeps open.
     pub file_cache_entries: usize,
     /// Connection cap.
@@ -270,7 +270,15 @@ impl Settings {
                 args.file_cache_valid.or(file.file_cache_valid),
                 1.0,
             )?,
-            file_cache_check: !args.no_file_cache_check && file.file_cache_check.unwrap_or(true),
+            file_cache_check: {
+                let s = args
+                    .file_cache_check
+                    .or(file.file_cache_check)
+                    .unwrap_or(0.01);
+                Duration::try_from_secs_f64(s).map_err(|_| {
+                    format!("file-cache-check: {s} is not a number of seconds (0 or more)")
+                })?
+            },
             file_cache_entries,
             max_connections,
             header_timeout: seconds(
@@ -368,27 +376,31 @@ mod tests {
     #[test]
     fn file_cache_switch_and_knobs() {
         let s = parse(&[]).unwrap();
-        assert!(s.file_cache && s.file_cache_check);
+        assert!(s.file_cache);
+        assert_eq!(s.file_cache_check, Duration::from_millis(10));
         assert_eq!(s.file_cache_valid, Duration::from_secs(1));
         assert_eq!(s.file_cache_entries, 1024);
         let s = with_file(
-            "file-cache = false\nfile-cache-valid = 0.25\nfile-cache-check = false\nfile-cache-entries = 7\n",
+            "file-cache = false\nfile-cache-valid = 0.25\nfile-cache-check = 0\nfile-cache-entries = 7\n",
             &[],
         )
         .unwrap();
-        assert!(!s.file_cache && !s.file_cache_check);
+        assert!(!s.file_cache);
+        assert_eq!(s.file_cache_check, Duration::ZERO);
         assert_eq!(s.file_cache_valid, Duration::from_millis(250));
         assert_eq!(s.file_cache_entries, 7);
         let s = parse(&[
             "--no-file-cache",
-            "--no-file-cache-check",
+            "--file-cache-check",
+            "2",
             "--file-cache-valid",
             "5",
             "--file-cache-entries",
             "3",
         ])
         .unwrap();
-        assert!(!s.file_cache && !s.file_cache_check);
+        assert!(!s.file_cache);
+        assert_eq!(s.file_cache_check, Duration::from_secs(2));
         assert_eq!(s.file_cache_valid, Duration::from_secs(5));
         assert_eq!(s.file_cache_entries, 3);
         assert!(
@@ -400,6 +412,11 @@ mod tests {
             parse(&["--file-cache-valid", "0"])
                 .unwrap_err()
                 .contains("file-cache-valid")
+        );
+        assert!(
+            parse(&["--file-cache-check=-1"])
+                .unwrap_err()
+                .contains("file-cache-check")
         );
     }
 

@@ -1,9 +1,10 @@
 //! The open-file cache seen through HTTP, for every backend: a change to a
-//! served file shows in the very next response; a change to its path (a
-//! parent directory swapped, a symlink re-pointed) within the validity
-//! window; with the per-use check off, every change within the window; and
-//! the cache never lets a request reach what the uncached server refuses
-//! (hidden names, traversal, symlinks out of the root).
+//! served file shows in the very next response when every use is checked,
+//! and within the check interval otherwise; a change to its path (a parent
+//! directory swapped, a symlink re-pointed) within the validity window;
+//! with checks off, every change within the window; and the cache never
+//! lets a request reach what the uncached server refuses (hidden names,
+//! traversal, symlinks out of the root).
 
 mod common;
 use common::*;
@@ -62,13 +63,16 @@ fn until(
 }
 
 #[test]
-fn changes_to_a_served_file_show_in_the_next_response() {
+fn checked_at_every_use_a_change_to_a_file_shows_in_the_next_response() {
     for b in backends() {
         let root = TempDir::new();
         let r = root.path();
         fs::write(r.join("f.txt"), b"version 1\n").unwrap();
-        // A long window: only the per-use check can see the changes.
-        let s = TestServer::start(b, r, |s| s.file_cache_valid = Duration::from_secs(600));
+        // A long window: only the check at every use can see the changes.
+        let s = TestServer::start(b, r, |s| {
+            s.file_cache_valid = Duration::from_secs(600);
+            s.file_cache_check = Duration::ZERO;
+        });
         let first = get(&s, "/f.txt");
         assert_eq!(first.body, b"version 1\n", "{b}");
         let etag1 = first.header("etag").unwrap().to_string();
@@ -125,6 +129,51 @@ fn changes_to_a_served_file_show_in_the_next_response() {
 }
 
 #[test]
+fn by_default_a_change_to_a_file_shows_within_the_check_interval() {
+    for b in backends() {
+        let root = TempDir::new();
+        let r = root.path();
+        fs::write(r.join("f.txt"), b"version 1\n").unwrap();
+        let s = TestServer::start(b, r, |s| s.file_cache_valid = Duration::from_secs(600));
+        let check = default_check();
+        assert_eq!(fetch(&s, "/f.txt"), (200, b"version 1\n".to_vec()), "{b}");
+        tick();
+        fs::write(r.join("f.txt"), b"version 2\n").unwrap();
+        let took = until(
+            &s,
+            "/f.txt",
+            (200, b"version 2\n"),
+            &[(200, b"version 1\n")],
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|| panic!("{b}: the rewritten file was never served"));
+        assert!(
+            took <= check + Duration::from_millis(250),
+            "{b}: the old version was served {took:?} after the change (check {check:?})"
+        );
+        tick();
+        fs::remove_file(r.join("f.txt")).unwrap();
+        let took = until(
+            &s,
+            "/f.txt",
+            (404, b"404 Not Found\n"),
+            &[(200, b"version 2\n")],
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|| panic!("{b}: the deleted file was still served"));
+        assert!(
+            took <= check + Duration::from_millis(250),
+            "{b}: the deleted file was served {took:?} after the delete (check {check:?})"
+        );
+    }
+}
+
+/// The default check interval.
+fn default_check() -> Duration {
+    zcserve::config::Settings::default().file_cache_check
+}
+
+#[test]
 fn changes_to_a_path_show_within_the_window() {
     let valid = Duration::from_millis(300);
     for b in backends() {
@@ -156,7 +205,7 @@ fn changes_to_a_path_show_within_the_window() {
 }
 
 #[test]
-fn without_the_check_every_change_shows_within_the_window() {
+fn with_checks_off_every_change_shows_within_the_window() {
     let valid = Duration::from_millis(300);
     for b in backends() {
         let root = TempDir::new();
@@ -164,7 +213,7 @@ fn without_the_check_every_change_shows_within_the_window() {
         fs::write(r.join("f.txt"), b"version 1\n").unwrap();
         let s = TestServer::start(b, r, |s| {
             s.file_cache_valid = valid;
-            s.file_cache_check = false;
+            s.file_cache_check = valid;
         });
         assert_eq!(fetch(&s, "/f.txt"), (200, b"version 1\n".to_vec()), "{b}");
         tick();

@@ -10,23 +10,27 @@
 //!   with the server's [`Policy`](super::path::Policy), so it is a file that
 //!   path was allowed to reach (beneath the root, not hidden) at that
 //!   moment. The cache never resolves a path itself.
-//! - Before every use the descriptor is `fstat`ed and compared with what was
+//! - Before use the descriptor is `fstat`ed and compared with what was
 //!   cached: device, inode, size, mtime and ctime (to the nanosecond) and a
 //!   link count above zero. Writing, truncating, `chmod`, deleting the file,
 //!   renaming it away or renaming another file over it all change one of
-//!   them, and the request then opens the path afresh. So a change to the
-//!   file itself is seen at once.
+//!   them, and the request then opens the path afresh. A check that passed
+//!   is trusted for `recheck` (10 ms by default; zero checks at every use),
+//!   so a hot file costs one `fstat` per interval rather than one per
+//!   request: a change to the file itself shows in every response that
+//!   starts `recheck` after it.
 //! - What the check cannot see is a change to the *path* that leaves the
 //!   cached file untouched: a parent directory renamed or replaced, or a
 //!   symlink on the way re-pointed. Those are served from the old file for
-//!   at most the validity window (`valid`, 1 s by default, timed on the
-//!   kernel's coarse clock and so exact to within a tick), after which the
+//!   at most the validity window (`valid`, 1 s by default), after which the
 //!   entry is opened afresh whatever the check says.
-//! - Without the check (`check: false`, like lighttpd's default stat cache)
-//!   every change, to the file or its path, is seen within the window, and
-//!   a request costs one system call less. Within the window a file
-//!   rewritten in place is then sent with its old length and validators;
-//!   one that shrank fails its transfer, which drops its entry.
+//! - With `recheck` at least `valid`, the descriptor is never checked, as
+//!   in lighttpd's default stat cache: every change shows within `valid`,
+//!   and until then a file rewritten in place is sent with its old length
+//!   and validators (one that shrank fails its transfer, which drops its
+//!   entry).
+//! - Both intervals are timed on the kernel's coarse clock, so to within a
+//!   tick (1–10 ms).
 //! - At most `capacity` descriptors are held, oldest evicted first, and a
 //!   sweep closes expired entries so that a deleted file's space is not
 //!   kept allocated by the cache for longer than the window. On `EMFILE` or
@@ -40,6 +44,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{File, Metadata};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -61,6 +66,8 @@ pub struct OpenFile {
     /// The `Content-Type` value.
     pub content_type: String,
     identity: Identity,
+    /// When `identity` was last confirmed, in coarse-clock nanoseconds.
+    checked: AtomicU64,
 }
 
 impl OpenFile {
@@ -75,6 +82,7 @@ impl OpenFile {
             validators,
             content_type,
             identity: Identity::from_metadata(meta),
+            checked: AtomicU64::new(0),
         }
     }
 }
@@ -123,8 +131,8 @@ impl Identity {
 #[derive(Debug)]
 pub struct FileCache {
     valid: Duration,
+    recheck: Duration,
     capacity: usize,
-    check: bool,
     state: Mutex<State>,
 }
 
@@ -148,20 +156,21 @@ struct Entry {
 }
 
 impl FileCache {
-    /// A cache of at most `capacity` files, each trusted for `valid` after
-    /// it was opened, and `check`ed against its descriptor at every use.
-    pub fn new(capacity: usize, valid: Duration, check: bool) -> FileCache {
+    /// A cache of at most `capacity` files, each used for at most `valid`
+    /// after it was opened and checked against its descriptor when its last
+    /// check is `recheck` old.
+    pub fn new(capacity: usize, valid: Duration, recheck: Duration) -> FileCache {
         FileCache {
             valid,
+            recheck,
             capacity,
-            check,
             state: Mutex::default(),
         }
     }
 
     /// A cache that is always empty.
     pub fn off() -> FileCache {
-        FileCache::new(0, Duration::ZERO, true)
+        FileCache::new(0, Duration::ZERO, Duration::ZERO)
     }
 
     /// Whether anything is ever cached.
@@ -175,9 +184,9 @@ impl FileCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The file cached for `key` if it is still within its window and (when
-    /// checking) its descriptor still describes the same, linked, unchanged
-    /// file.
+    /// The file cached for `key` if it is still within its window and its
+    /// descriptor still describes the same, linked, unchanged file (as
+    /// checked within the last `recheck`).
     pub fn get(&self, key: &str) -> Option<Arc<OpenFile>> {
         if !self.enabled() {
             return None;
@@ -191,8 +200,14 @@ impl FileCache {
             }
             entry.file.clone()
         };
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let checked = Duration::from_nanos(file.checked.load(Ordering::Relaxed));
+        if now.saturating_sub(checked) < self.recheck {
+            return Some(file);
+        }
         // Outside the lock: the check is a system call.
-        if !self.check || Identity::of(&file.file) == Some(file.identity) {
+        if Identity::of(&file.file) == Some(file.identity) {
+            file.checked.store(nanos(now), Ordering::Relaxed);
             Some(file)
         } else {
             self.remove(key, &file);
@@ -219,6 +234,9 @@ impl FileCache {
                 break;
             }
         }
+        // Opening the path was a check.
+        let at = u64::try_from(opened.as_nanos()).unwrap_or(u64::MAX);
+        file.checked.store(at, Ordering::Relaxed);
         let seq = state.next_seq;
         state.next_seq += 1;
         state.map.insert(key.into(), Entry { file, opened, seq });
@@ -381,9 +399,9 @@ mod tests {
     fn an_entry_is_used_within_its_window_and_never_after() {
         let d = Dir::new();
         fs::write(d.path("a"), b"aaaa").unwrap();
-        for check in [true, false] {
+        for recheck in [Duration::ZERO, LONG] {
             let valid = Duration::from_millis(200);
-            let c = FileCache::new(8, valid, check);
+            let c = FileCache::new(8, valid, recheck);
             let opened = c.now();
             let f = d.open("a");
             c.insert("a", f.clone(), opened);
@@ -392,7 +410,10 @@ mod tests {
             assert_eq!(got.len, 4);
             assert!(c.get("b").is_none());
             std::thread::sleep(valid + TICK);
-            assert!(c.get("a").is_none(), "check {check}: used past its window");
+            assert!(
+                c.get("a").is_none(),
+                "recheck {recheck:?}: used past its window"
+            );
         }
     }
 
@@ -431,7 +452,7 @@ mod tests {
         for (what, change) in changes {
             let d = Dir::new();
             fs::write(d.path("a"), b"aaaa").unwrap();
-            let c = FileCache::new(8, LONG, true);
+            let c = FileCache::new(8, LONG, Duration::ZERO);
             c.insert("a", d.open("a"), c.now());
             assert!(c.get("a").is_some(), "{what}: unchanged file missed");
             tick();
@@ -442,11 +463,35 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_check_is_trusted_for_the_recheck_interval_only() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"aaaa").unwrap();
+        let recheck = Duration::from_millis(300);
+        let c = FileCache::new(8, LONG, recheck);
+        c.insert("a", d.open("a"), c.now());
+        tick();
+        fs::write(d.path("a"), b"AAAA").unwrap();
+        // Checked when opened, moments ago: not checked again yet.
+        assert!(c.get("a").is_some());
+        std::thread::sleep(recheck + TICK);
+        assert!(c.get("a").is_none(), "change not seen after the interval");
+        // A fresh entry that passes its check is trusted again.
+        c.insert("a", d.open("a"), c.now());
+        std::thread::sleep(recheck + TICK);
+        assert!(c.get("a").is_some());
+        tick();
+        fs::remove_file(d.path("a")).unwrap();
+        assert!(c.get("a").is_some(), "checked just now, trusted");
+        std::thread::sleep(recheck + TICK);
+        assert!(c.get("a").is_none(), "deletion not seen after the interval");
+    }
+
+    #[test]
     fn unchecked_entries_are_trusted_for_the_window_only() {
         let d = Dir::new();
         fs::write(d.path("a"), b"aaaa").unwrap();
         let valid = Duration::from_millis(300);
-        let c = FileCache::new(8, valid, false);
+        let c = FileCache::new(8, valid, valid);
         c.insert("a", d.open("a"), c.now());
         tick();
         fs::remove_file(d.path("a")).unwrap();
@@ -462,7 +507,7 @@ mod tests {
     #[test]
     fn at_most_capacity_files_are_held_oldest_evicted_first() {
         let d = Dir::new();
-        let c = FileCache::new(3, LONG, true);
+        let c = FileCache::new(3, LONG, Duration::ZERO);
         for i in 0..5 {
             let name = format!("f{i}");
             fs::write(d.path(&name), b"x").unwrap();
@@ -480,7 +525,7 @@ mod tests {
     fn replacing_one_key_again_and_again_stays_bounded() {
         let d = Dir::new();
         fs::write(d.path("a"), b"x").unwrap();
-        let c = FileCache::new(4, LONG, true);
+        let c = FileCache::new(4, LONG, Duration::ZERO);
         for _ in 0..1000 {
             c.insert("a", d.open("a"), c.now());
         }
@@ -495,7 +540,7 @@ mod tests {
         fs::write(d.path("a"), b"x").unwrap();
         fs::write(d.path("b"), b"x").unwrap();
         let valid = Duration::from_millis(150);
-        let c = FileCache::new(8, valid, true);
+        let c = FileCache::new(8, valid, Duration::ZERO);
         let a = d.open("a");
         c.insert("a", a.clone(), c.now());
         std::thread::sleep(valid + TICK);
@@ -516,7 +561,7 @@ mod tests {
         let d = Dir::new();
         fs::write(d.path("a"), b"x").unwrap();
         fs::write(d.path("b"), b"x").unwrap();
-        let c = FileCache::new(8, LONG, false);
+        let c = FileCache::new(8, LONG, LONG);
         let a = d.open("a");
         c.insert("a", a.clone(), c.now());
         c.insert("b", d.open("b"), c.now());

@@ -73,6 +73,10 @@ pub async fn serve(
     // costs a timer-wheel insert and remove per request; see `Clock`.
     let mut clock = Clock {
         sleep: pin!(tokio::time::sleep(shared.header_timeout)),
+        anchor: (
+            tokio::time::Instant::now(),
+            crate::clock::monotonic_coarse(),
+        ),
     };
     // Likewise one registration with the stop signal per connection rather
     // than one per request.
@@ -182,9 +186,19 @@ pub async fn serve(
 /// about once per timeout period instead of twice per request.
 struct Clock<'a> {
     sleep: Pin<&'a mut Sleep>,
+    /// The same moment on tokio's clock and on the coarse one, so that the
+    /// idle deadline of every keep-alive wait can be worked out from a
+    /// coarse reading (within a kernel tick) rather than a precise one.
+    anchor: (tokio::time::Instant, Duration),
 }
 
 impl Clock<'_> {
+    /// Now, to within a kernel tick.
+    fn roughly_now(&self) -> tokio::time::Instant {
+        let (at, coarse) = self.anchor;
+        at + crate::clock::monotonic_coarse().saturating_sub(coarse)
+    }
+
     /// Runs `fut` until it completes (`Some`) or `due` passes (`None`).
     async fn limit<F: Future>(&mut self, due: tokio::time::Instant, fut: F) -> Option<F::Output> {
         if self.sleep.deadline() > due {
@@ -248,8 +262,7 @@ async fn read_head<F: Future<Output = ()>>(
         if idle && stop.fired {
             return Head::Gone;
         }
-        let due =
-            deadline.unwrap_or_else(|| tokio::time::Instant::now() + shared.keepalive_timeout);
+        let due = deadline.unwrap_or_else(|| clock.roughly_now() + shared.keepalive_timeout);
         let read = async {
             tokio::select! {
                 biased;

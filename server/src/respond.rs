@@ -219,7 +219,12 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
         head.header("ETag", &v.etag)
             .header("Last-Modified", &file.last_modified);
     };
-    match conditional::evaluate(&ctx.req.method, headers, v) {
+    let precondition = if ctx.req.has_preconditions {
+        conditional::evaluate(&ctx.req.method, headers, v)
+    } else {
+        Precondition::Proceed
+    };
+    match precondition {
         Precondition::Proceed => {}
         Precondition::NotModified => {
             let mut head = Head::new(StatusCode::NOT_MODIFIED);
@@ -243,7 +248,12 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
     }
     let ctype = &file.content_type;
     let source = Source::with_len(file.file.clone(), len);
-    let ranges = match headers.get(header::RANGE) {
+    let range = if ctx.req.has_range {
+        headers.get(header::RANGE)
+    } else {
+        None
+    };
+    let ranges = match range {
         Some(value)
             if ctx.req.method == Method::GET && conditional::if_range_allows(headers, v) =>
         {

@@ -20,7 +20,8 @@ pub struct Request {
     pub target: String,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// The header fields.
+    /// The header fields this server reads ([`READ_HEADERS`]); the others
+    /// were checked by the parser and left out.
     pub headers: HeaderMap,
     /// Bytes of body that follow the head (from Content-Length).
     pub body_len: u64,
@@ -34,6 +35,32 @@ pub struct Request {
     pub has_preconditions: bool,
     /// A `Range` header is present.
     pub has_range: bool,
+}
+
+/// The header fields a static file server reads: the framing and
+/// connection fields, `Range`, the preconditions, and what the access log
+/// records. Browsers send a dozen more (`Accept-*`, `Sec-Fetch-*`,
+/// cookies); copying each into the map cost an allocation or two for
+/// nothing.
+pub const READ_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "referer",
+    "user-agent",
+];
+
+fn is_read(name: &str) -> bool {
+    READ_HEADERS
+        .iter()
+        .any(|r| r.len() == name.len() && r.eq_ignore_ascii_case(name))
 }
 
 /// What the header loop noticed, so that absent headers are not searched
@@ -142,9 +169,15 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
     if target.is_empty() {
         return Err(refuse(StatusCode::BAD_REQUEST, "empty request target"));
     }
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut headers = HeaderMap::new();
     let mut seen = Seen::default();
     for h in req.headers.iter() {
+        // httparse has already held every name to RFC 9110's token syntax
+        // and every value to its field-value bytes, exactly what `http`
+        // checks below; a field nobody reads needs nothing more.
+        if !is_read(h.name) {
+            continue;
+        }
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| refuse(StatusCode::BAD_REQUEST, "malformed header name"))?;
         let value = HeaderValue::from_bytes(h.value)
@@ -417,6 +450,26 @@ mod tests {
         assert!(!r.keep_alive);
         let r = ok("GET /a HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\n");
         assert_eq!(r.body_len, 5);
+    }
+
+    #[test]
+    fn only_the_fields_the_server_reads_are_kept() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Odd: \x80\xff\r\n\
+                    User-Agent: ua\r\nReferer: /r\r\nSec-Fetch-Mode: navigate\r\n\r\n";
+        let Ok(Parsed::Complete(r, _)) = parse(raw) else {
+            panic!("refused")
+        };
+        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "user-agent", "referer"]);
+        // What is not kept is still held to the field syntax.
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: x\r\nX(y): 1\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: x\r\nX-Y: a\x7fb\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

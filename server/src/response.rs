@@ -86,6 +86,13 @@ impl Head {
         self
     }
 
+    /// Adds header lines formatted beforehand, each ending in CRLF.
+    pub fn fields(&mut self, lines: &[u8]) -> &mut Self {
+        debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
+        self.buf.extend_from_slice(lines);
+        self
+    }
+
     /// Ends the head, announcing whether the connection stays open.
     pub fn finish(mut self, keep_alive: bool) -> Vec<u8> {
         self.buf.extend_from_slice(if keep_alive {

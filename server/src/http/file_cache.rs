@@ -42,6 +42,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, Metadata};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +66,10 @@ pub struct OpenFile {
     pub last_modified: String,
     /// The `Content-Type` value.
     pub content_type: String,
+    /// The fields of a whole-file 200 after the status line, `Server` and
+    /// `Date`, formatted once: `Content-Type`, `Content-Length`,
+    /// `Accept-Ranges`, `ETag`, `Last-Modified`, each ending in CRLF.
+    pub ok_fields: Vec<u8>,
     identity: Identity,
     /// When `identity` was last confirmed, in coarse-clock nanoseconds.
     checked: AtomicU64,
@@ -75,12 +80,21 @@ impl OpenFile {
     /// `content_type`.
     pub fn new(file: File, meta: &Metadata, content_type: String) -> OpenFile {
         let validators = Validators::from_metadata(meta);
+        let last_modified = validators.last_modified_http();
+        let ok_fields = format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\
+             ETag: {}\r\nLast-Modified: {last_modified}\r\n",
+            meta.len(),
+            validators.etag,
+        )
+        .into_bytes();
         OpenFile {
             file: Arc::new(file),
             len: meta.len(),
-            last_modified: validators.last_modified_http(),
+            last_modified,
             validators,
             content_type,
+            ok_fields,
             identity: Identity::from_metadata(meta),
             checked: AtomicU64::new(0),
         }
@@ -136,9 +150,34 @@ pub struct FileCache {
     state: Mutex<State>,
 }
 
+/// FNV-1a, for the map's keys. They are paths of files that exist (only
+/// successful opens are inserted) and there are at most `capacity` of them,
+/// so a client cannot fill the map with colliding keys, and SipHash's
+/// protection would cost more than the rest of a lookup.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    map: HashMap<Box<str>, Entry>,
+    map: HashMap<Box<str>, Entry, BuildHasherDefault<Fnv>>,
     /// Keys in the order their entries were opened, which is also the
     /// order they expire in; a key whose entry was replaced since is
     /// skipped by its stale `seq`.

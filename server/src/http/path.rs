@@ -22,6 +22,7 @@
 //!
 //! All functions here make blocking system calls.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
@@ -134,15 +135,24 @@ impl RequestPath {
         if raw_path.contains('\\') {
             return Err(PathError::BadRequest("backslash in path"));
         }
-        let bytes = percent_decode_strict(raw_path.as_bytes())?;
-        if bytes.contains(&0) {
+        // Most paths have nothing to decode: no copy for them.
+        let decoded = if raw_path.contains('%') {
+            let bytes = percent_decode_strict(raw_path.as_bytes())?;
+            if bytes.contains(&0) {
+                return Err(PathError::BadRequest("NUL byte in path"));
+            }
+            if bytes.contains(&b'\\') {
+                return Err(PathError::BadRequest("encoded backslash in path"));
+            }
+            Cow::Owned(
+                String::from_utf8(bytes)
+                    .map_err(|_| PathError::BadRequest("path is not valid UTF-8"))?,
+            )
+        } else if raw_path.contains('\0') {
             return Err(PathError::BadRequest("NUL byte in path"));
-        }
-        if bytes.contains(&b'\\') {
-            return Err(PathError::BadRequest("encoded backslash in path"));
-        }
-        let decoded = String::from_utf8(bytes)
-            .map_err(|_| PathError::BadRequest("path is not valid UTF-8"))?;
+        } else {
+            Cow::Borrowed(raw_path)
+        };
 
         let mut text = String::with_capacity(decoded.len());
         let mut trailing_slash = false;

@@ -43,6 +43,18 @@ pub struct Args {
     /// Follow symlinks that point outside the root (refused by default: 403)
     #[arg(long)]
     pub follow_symlinks: bool,
+    /// Open every file afresh for every request instead of reusing recently opened ones
+    #[arg(long)]
+    pub no_file_cache: bool,
+    /// Seconds a cached path may keep serving the file it was opened to; changes to the file itself are seen at once [default: 1]
+    #[arg(long, value_name = "SECS")]
+    pub file_cache_valid: Option<f64>,
+    /// Seconds a cached file is trusted before its descriptor is checked (fstat) for changes again; 0 checks at every use [default: 0.01]
+    #[arg(long, value_name = "SECS")]
+    pub file_cache_check: Option<f64>,
+    /// Most files the cache keeps open (also at most an eighth of the descriptor limit) [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub file_cache_entries: Option<usize>,
     /// Most connections served at once; more wait in the listen backlog [default: 10000]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -100,6 +112,10 @@ struct FileConfig {
     listing: Option<bool>,
     show_hidden: Option<bool>,
     follow_symlinks: Option<bool>,
+    file_cache: Option<bool>,
+    file_cache_valid: Option<f64>,
+    file_cache_check: Option<f64>,
+    file_cache_entries: Option<usize>,
     max_connections: Option<usize>,
     header_timeout: Option<f64>,
     keepalive_timeout: Option<f64>,
@@ -140,6 +156,14 @@ pub struct Settings {
     pub show_hidden: bool,
     /// Symlinks out of the root followed.
     pub follow_symlinks: bool,
+    /// Recently opened files reused (see [`crate::http::file_cache`]).
+    pub file_cache: bool,
+    /// How long a cached path keeps serving the file it was opened to.
+    pub file_cache_valid: Duration,
+    /// How long a passed check of a cached file is trusted.
+    pub file_cache_check: Duration,
+    /// Most files the cache keeps open.
+    pub file_cache_entries: usize,
     /// Connection cap.
     pub max_connections: usize,
     /// Time to send a request head.
@@ -210,6 +234,16 @@ impl Settings {
         if max_connections == 0 {
             return Err("max-connections must be at least 1".into());
         }
+        let file_cache_entries = args
+            .file_cache_entries
+            .or(file.file_cache_entries)
+            .unwrap_or(1024);
+        if file_cache_entries == 0 {
+            return Err(
+                "file-cache-entries must be at least 1 (--no-file-cache turns the cache off)"
+                    .into(),
+            );
+        }
         let access_log = match args.access_log.or(file.access_log).as_deref() {
             None | Some("stdout") | Some("-") => AccessLog::Stdout,
             Some("off") => AccessLog::Off,
@@ -230,6 +264,22 @@ impl Settings {
             listing: !args.no_listing && file.listing.unwrap_or(true),
             show_hidden: args.show_hidden || file.show_hidden.unwrap_or(false),
             follow_symlinks: args.follow_symlinks || file.follow_symlinks.unwrap_or(false),
+            file_cache: !args.no_file_cache && file.file_cache.unwrap_or(true),
+            file_cache_valid: seconds(
+                "file-cache-valid",
+                args.file_cache_valid.or(file.file_cache_valid),
+                1.0,
+            )?,
+            file_cache_check: {
+                let s = args
+                    .file_cache_check
+                    .or(file.file_cache_check)
+                    .unwrap_or(0.01);
+                Duration::try_from_secs_f64(s).map_err(|_| {
+                    format!("file-cache-check: {s} is not a number of seconds (0 or more)")
+                })?
+            },
+            file_cache_entries,
             max_connections,
             header_timeout: seconds(
                 "header-timeout",
@@ -321,6 +371,53 @@ mod tests {
         assert_eq!(s.listen.len(), 2);
         assert!(!s.listing);
         assert_eq!(s.threads, 1);
+    }
+
+    #[test]
+    fn file_cache_switch_and_knobs() {
+        let s = parse(&[]).unwrap();
+        assert!(s.file_cache);
+        assert_eq!(s.file_cache_check, Duration::from_millis(10));
+        assert_eq!(s.file_cache_valid, Duration::from_secs(1));
+        assert_eq!(s.file_cache_entries, 1024);
+        let s = with_file(
+            "file-cache = false\nfile-cache-valid = 0.25\nfile-cache-check = 0\nfile-cache-entries = 7\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!s.file_cache);
+        assert_eq!(s.file_cache_check, Duration::ZERO);
+        assert_eq!(s.file_cache_valid, Duration::from_millis(250));
+        assert_eq!(s.file_cache_entries, 7);
+        let s = parse(&[
+            "--no-file-cache",
+            "--file-cache-check",
+            "2",
+            "--file-cache-valid",
+            "5",
+            "--file-cache-entries",
+            "3",
+        ])
+        .unwrap();
+        assert!(!s.file_cache);
+        assert_eq!(s.file_cache_check, Duration::from_secs(2));
+        assert_eq!(s.file_cache_valid, Duration::from_secs(5));
+        assert_eq!(s.file_cache_entries, 3);
+        assert!(
+            parse(&["--file-cache-entries", "0"])
+                .unwrap_err()
+                .contains("--no-file-cache")
+        );
+        assert!(
+            parse(&["--file-cache-valid", "0"])
+                .unwrap_err()
+                .contains("file-cache-valid")
+        );
+        assert!(
+            parse(&["--file-cache-check=-1"])
+                .unwrap_err()
+                .contains("file-cache-check")
+        );
     }
 
     #[test]

@@ -3,17 +3,21 @@
 //! from the file to this socket. Every way a client can misbehave ends in
 //! a status and a closed connection, never a stuck task.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::{StatusCode, Version, header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::timeout_at;
-use zcserve_core::{Transfer, TransferError};
+use tokio::time::{Sleep, timeout_at};
+use zcserve_core::{Pump, Session, Transfer, TransferError};
 
 use crate::access_log::{Entry, Logger};
 use crate::metrics::Metrics;
@@ -58,15 +62,36 @@ pub async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) {
     // Small responses must not wait for Nagle behind the client's delayed
     // ACK (~40 ms each); heads are coalesced with bodies by MSG_MORE instead.
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    // One timer for the connection's whole life, armed at the first
+    // request's deadline. Arming and cancelling a timer around every read
+    // costs a timer-wheel insert and remove per request; see `Clock`.
+    let mut clock = Clock {
+        sleep: pin!(tokio::time::sleep(shared.header_timeout)),
+        anchor: (
+            tokio::time::Instant::now(),
+            crate::clock::monotonic_coarse(),
+        ),
+    };
+    // Likewise one registration with the stop signal per connection rather
+    // than one per request.
+    let mut stop = Stop {
+        signal: pin!({
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            }
+        }),
+        fired: false,
+    };
     let mut first = true;
     loop {
-        let head = read_head(&mut stream, &mut buf, first, &shared, &mut stopping).await;
+        let head = read_head(&mut stream, &mut buf, first, &shared, &mut clock, &mut stop).await;
         first = false;
         // Timing is for the access log only; clock reads cost on every request.
         let started = shared.log.enabled().then(Instant::now);
@@ -155,14 +180,63 @@ pub async fn serve(
     linger(stream).await;
 }
 
+/// The connection's one timer. A wait with a deadline later than the armed
+/// one leaves the timer alone; when it fires early, the wait re-arms it for
+/// its own deadline. So a busy keep-alive connection touches the timer wheel
+/// about once per timeout period instead of twice per request.
+struct Clock<'a> {
+    sleep: Pin<&'a mut Sleep>,
+    /// The same moment on tokio's clock and on the coarse one, so that the
+    /// idle deadline of every keep-alive wait can be worked out from a
+    /// coarse reading (within a kernel tick) rather than a precise one.
+    anchor: (tokio::time::Instant, Duration),
+}
+
+impl Clock<'_> {
+    /// Now, to within a kernel tick.
+    fn roughly_now(&self) -> tokio::time::Instant {
+        let (at, coarse) = self.anchor;
+        at + crate::clock::monotonic_coarse().saturating_sub(coarse)
+    }
+
+    /// Runs `fut` until it completes (`Some`) or `due` passes (`None`).
+    async fn limit<F: Future>(&mut self, due: tokio::time::Instant, fut: F) -> Option<F::Output> {
+        if self.sleep.deadline() > due {
+            self.sleep.as_mut().reset(due);
+        }
+        let mut fut = pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return Some(out),
+                () = self.sleep.as_mut() => {
+                    if tokio::time::Instant::now() >= due {
+                        return None;
+                    }
+                    self.sleep.as_mut().reset(due);
+                }
+            }
+        }
+    }
+}
+
+/// The server's stop signal, waited on for the connection's whole life.
+struct Stop<'a, F> {
+    signal: Pin<&'a mut F>,
+    /// The signal completed (the server is stopping or its sender is gone);
+    /// it must not be polled again.
+    fired: bool,
+}
+
 /// Reads until `buf` holds a whole request head, enforcing the idle and
 /// head timeouts and the size limits.
-async fn read_head(
+async fn read_head<F: Future<Output = ()>>(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     first: bool,
     shared: &Shared,
-    stopping: &mut watch::Receiver<bool>,
+    clock: &mut Clock<'_>,
+    stop: &mut Stop<'_, F>,
 ) -> Head {
     // The first request's clock starts at accept; a keep-alive request's
     // clock starts at its first byte, after an idle wait of its own.
@@ -183,19 +257,26 @@ async fn read_head(
             buf.reserve((buf.len() * 2).clamp(4096, MAX_HEAD + 1024) - buf.len());
         }
         let idle = buf.is_empty();
+        // Between requests, a stopping server just closes; a request
+        // already under way gets to finish.
+        if idle && stop.fired {
+            return Head::Gone;
+        }
+        let due = deadline.unwrap_or_else(|| clock.roughly_now() + shared.keepalive_timeout);
         let read = async {
-            match deadline {
-                Some(at) => timeout_at(at, stream.read_buf(buf)).await.ok(),
-                None => tokio::time::timeout(shared.keepalive_timeout, stream.read_buf(buf))
-                    .await
-                    .ok(),
+            tokio::select! {
+                biased;
+                r = stream.read_buf(buf) => Some(r),
+                () = stop.signal.as_mut(), if idle => {
+                    stop.fired = true;
+                    None
+                }
             }
         };
-        let got = tokio::select! {
-            r = read => r,
-            // Between requests, a stopping server just closes; a request
-            // already under way gets to finish.
-            _ = stopping.wait_for(|s| *s), if idle => return Head::Gone,
+        let got = match clock.limit(due, read).await {
+            Some(None) => return Head::Gone,
+            Some(Some(r)) => Some(r),
+            None => None,
         };
         match got {
             None if idle => return Head::Gone,
@@ -273,13 +354,12 @@ async fn send(
                 .backend
                 .start(&source, range, resp.head)
                 .map_err(|e| (0, e))?;
-            let sent = zcserve_core::tokio::send_all(
-                &*stream,
-                session.as_mut(),
-                Some(shared.send_timeout),
-            )
-            .await;
+            let sent = drive(stream, session.as_mut(), shared.send_timeout).await;
             let left = session.remaining();
+            if let Err(TransferError::FileShrank { .. }) = &sent {
+                // A cached descriptor must not keep promising the old length.
+                shared.site.cache.forget(source.file());
+            }
             sent.map(|n| n - head_len)
                 .map_err(|e| ((range.len() + head_len - left).saturating_sub(head_len), e))
         }
@@ -298,15 +378,14 @@ async fn send(
                     .backend
                     .start(&source, range, p)
                     .map_err(|e| (sent, e))?;
-                match zcserve_core::tokio::send_all(
-                    &*stream,
-                    session.as_mut(),
-                    Some(shared.send_timeout),
-                )
-                .await
-                {
+                match drive(stream, session.as_mut(), shared.send_timeout).await {
                     Ok(n) => sent += n - skip,
-                    Err(e) => return Err((sent, e)),
+                    Err(e) => {
+                        if let TransferError::FileShrank { .. } = &e {
+                            shared.site.cache.forget(source.file());
+                        }
+                        return Err((sent, e));
+                    }
                 }
             }
             let n = tail.len() as u64;
@@ -316,17 +395,64 @@ async fn send(
     }
 }
 
+/// Runs `session` to the end on `stream`; a client that takes nothing for
+/// `stall` ends it with [`TransferError::TimedOut`].
+///
+/// A small response usually leaves in a single pump into a socket with
+/// room, so that pump is tried first without arming a timer (which
+/// [`zcserve_core::tokio::send_all`] does around every pump); only a
+/// response that fills the socket or outlasts one pump's budget goes on to
+/// wait in `send_all`.
+async fn drive(
+    stream: &TcpStream,
+    session: &mut dyn Session,
+    stall: Duration,
+) -> Result<u64, TransferError> {
+    let total = session.remaining();
+    let first = stream.try_io(Interest::WRITABLE, || {
+        match session.pump(stream.as_fd()) {
+            // try_io clears the socket's readiness on WouldBlock, so
+            // send_all then waits for writability instead of pumping again.
+            Ok(Pump::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            other => Ok(other),
+        }
+    });
+    match first {
+        Ok(Ok(Pump::Done)) => return Ok(total - session.remaining()),
+        Ok(Err(e)) => return Err(e),
+        // Other connections get their turn before the next budget, as in
+        // send_all.
+        Ok(Ok(Pump::Yield)) => tokio::task::yield_now().await,
+        Ok(Ok(Pump::WouldBlock)) | Err(_) => {}
+    }
+    let before = total - session.remaining();
+    zcserve_core::tokio::send_all(stream, session, Some(stall))
+        .await
+        .map(|n| before + n)
+}
+
 /// Writes `bytes` from memory, giving up after `limit` without progress.
 async fn write_all(
     stream: &mut TcpStream,
     bytes: Vec<u8>,
     limit: Duration,
 ) -> Result<(), TransferError> {
-    match tokio::time::timeout(limit, stream.write_all(&bytes)).await {
-        Ok(r) => r.map_err(|e| {
-            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-            TransferError::sys(zcserve_core::Syscall::Send, errno)
-        }),
+    let failed = |e: io::Error| {
+        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        TransferError::sys(zcserve_core::Syscall::Send, errno)
+    };
+    // Heads of 304s and small error pages fit an empty socket buffer: one
+    // send, no timer.
+    let done = match stream.try_write(&bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(failed(e)),
+    };
+    if done == bytes.len() {
+        return Ok(());
+    }
+    match tokio::time::timeout(limit, stream.write_all(&bytes[done..])).await {
+        Ok(r) => r.map_err(failed),
         Err(_) => Err(TransferError::TimedOut(limit)),
     }
 }

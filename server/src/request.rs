@@ -20,7 +20,8 @@ pub struct Request {
     pub target: String,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// The header fields.
+    /// The header fields this server reads ([`READ_HEADERS`]); the others
+    /// were checked by the parser and left out.
     pub headers: HeaderMap,
     /// Bytes of body that follow the head (from Content-Length).
     pub body_len: u64,
@@ -29,6 +30,72 @@ pub struct Request {
     pub chunked_body: bool,
     /// The client wants the connection kept open after the response.
     pub keep_alive: bool,
+    /// Some `If-*` header is present; without one there is no
+    /// precondition to evaluate (and the header map need not be searched).
+    pub has_preconditions: bool,
+    /// A `Range` header is present.
+    pub has_range: bool,
+}
+
+/// The header fields a static file server reads: the framing and
+/// connection fields, `Range`, the preconditions, and what the access log
+/// records. Browsers send a dozen more (`Accept-*`, `Sec-Fetch-*`,
+/// cookies); copying each into the map cost an allocation or two for
+/// nothing.
+pub const READ_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "referer",
+    "user-agent",
+];
+
+fn is_read(name: &str) -> bool {
+    READ_HEADERS
+        .iter()
+        .any(|r| r.len() == name.len() && r.eq_ignore_ascii_case(name))
+}
+
+/// What the header loop noticed, so that absent headers are not searched
+/// for again: most requests carry none of the ones a file server reads
+/// besides Host.
+#[derive(Default)]
+struct Seen<'a> {
+    hosts: usize,
+    host: Option<&'a [u8]>,
+    framing: bool,
+    connection: bool,
+    preconditions: bool,
+    range: bool,
+}
+
+impl<'a> Seen<'a> {
+    fn note(&mut self, name: &HeaderName, value: &'a [u8]) {
+        if *name == header::HOST {
+            self.hosts += 1;
+            self.host = Some(value);
+        } else if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
+            self.framing = true;
+        } else if *name == header::CONNECTION {
+            self.connection = true;
+        } else if *name == header::RANGE {
+            self.range = true;
+        } else if *name == header::IF_MATCH
+            || *name == header::IF_NONE_MATCH
+            || *name == header::IF_MODIFIED_SINCE
+            || *name == header::IF_UNMODIFIED_SINCE
+            || *name == header::IF_RANGE
+        {
+            self.preconditions = true;
+        }
+    }
 }
 
 /// Why a request head was refused; the connection closes after the answer.
@@ -102,31 +169,46 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
     if target.is_empty() {
         return Err(refuse(StatusCode::BAD_REQUEST, "empty request target"));
     }
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut headers = HeaderMap::new();
+    let mut seen = Seen::default();
     for h in req.headers.iter() {
+        // httparse has already held every name to RFC 9110's token syntax
+        // and every value to its field-value bytes, exactly what `http`
+        // checks below; a field nobody reads needs nothing more.
+        if !is_read(h.name) {
+            continue;
+        }
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| refuse(StatusCode::BAD_REQUEST, "malformed header name"))?;
         let value = HeaderValue::from_bytes(h.value)
             .map_err(|_| refuse(StatusCode::BAD_REQUEST, "malformed header value"))?;
+        seen.note(&name, h.value);
         headers.append(name, value);
     }
-    let host_count = headers.get_all(header::HOST).iter().count();
-    if host_count > 1 {
+    if seen.hosts > 1 {
         return Err(refuse(StatusCode::BAD_REQUEST, "more than one Host header"));
     }
-    if version == Version::HTTP_11 && host_count == 0 {
+    if version == Version::HTTP_11 && seen.hosts == 0 {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "HTTP/1.1 request without Host",
         ));
     }
-    if let Some(host) = headers.get(header::HOST)
-        && !valid_host(host.as_bytes())
+    if let Some(host) = seen.host
+        && !valid_host(host)
     {
         return Err(refuse(StatusCode::BAD_REQUEST, "invalid Host"));
     }
-    let (body_len, chunked_body) = body_framing(&headers, version)?;
-    let keep_alive = wants_keep_alive(&headers, version);
+    let (body_len, chunked_body) = if seen.framing {
+        body_framing(&headers, version)?
+    } else {
+        (0, false)
+    };
+    let keep_alive = if seen.connection {
+        wants_keep_alive(&headers, version)
+    } else {
+        version == Version::HTTP_11
+    };
     Ok(Parsed::Complete(
         Box::new(Request {
             method,
@@ -136,6 +218,8 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
             body_len,
             chunked_body,
             keep_alive,
+            has_preconditions: seen.preconditions,
+            has_range: seen.range,
         }),
         len,
     ))
@@ -158,7 +242,7 @@ fn valid_host(v: &[u8]) -> bool {
         if literal.is_empty()
             || !literal
                 .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b":.vV".contains(&b))
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
         {
             return false;
         }
@@ -174,9 +258,27 @@ fn valid_host(v: &[u8]) -> bool {
         }
     };
     // reg-name: unreserved / pct-encoded / sub-delims.
-    let host_ok = host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let host_ok = host.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
     let port_ok = port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()));
     host_ok && port_ok
 }
@@ -325,6 +427,48 @@ mod tests {
         assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert!(
             !ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n").keep_alive
+        );
+    }
+
+    #[test]
+    fn headers_the_server_reads_are_noticed_case_insensitively() {
+        let r = ok("GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n");
+        assert!(!r.has_preconditions && !r.has_range);
+        for h in [
+            "If-Match: *",
+            "if-none-match: \"x\"",
+            "IF-MODIFIED-SINCE: Sun, 06 Nov 1994 08:49:37 GMT",
+            "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
+            "If-Range: \"x\"",
+        ] {
+            let r = ok(&format!("GET /a HTTP/1.1\r\nHost: x\r\n{h}\r\n\r\n"));
+            assert!(r.has_preconditions && !r.has_range, "{h}");
+        }
+        let r = ok("GET /a HTTP/1.1\r\nrange: bytes=0-1\r\nHost: x\r\n\r\n");
+        assert!(r.has_range && !r.has_preconditions);
+        let r = ok("GET /a HTTP/1.1\r\nHost: x\r\ncOnNeCtIoN: close\r\n\r\n");
+        assert!(!r.keep_alive);
+        let r = ok("GET /a HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(r.body_len, 5);
+    }
+
+    #[test]
+    fn only_the_fields_the_server_reads_are_kept() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Odd: \x80\xff\r\n\
+                    User-Agent: ua\r\nReferer: /r\r\nSec-Fetch-Mode: navigate\r\n\r\n";
+        let Ok(Parsed::Complete(r, _)) = parse(raw) else {
+            panic!("refused")
+        };
+        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "user-agent", "referer"]);
+        // What is not kept is still held to the field syntax.
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: x\r\nX(y): 1\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: x\r\nX-Y: a\x7fb\r\n\r\n"),
+            StatusCode::BAD_REQUEST
         );
     }
 

@@ -2,13 +2,13 @@
 //! resolution under the root, redirects, listings, preconditions and
 //! ranges. Nothing here touches a socket.
 
-use std::fs::{File, Metadata};
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode, header};
 use zcserve_core::{ByteRange, Source};
 
-use crate::http::conditional::{self, Precondition, Validators};
+use crate::http::conditional::{self, Precondition};
+use crate::http::file_cache::{FileCache, OpenFile};
 use crate::http::listing;
 use crate::http::path::{Opened, PathError, Policy, RequestPath, Root};
 use crate::http::range::{self, RangeRequest};
@@ -26,6 +26,8 @@ pub struct Site {
     pub listing: bool,
     /// Most ranges honoured in one request.
     pub max_ranges: usize,
+    /// Files opened recently, reused while unchanged.
+    pub cache: FileCache,
 }
 
 /// The response to `req`.
@@ -50,21 +52,39 @@ pub fn respond(req: &Request, site: &Site) -> Response {
     };
     let path = match RequestPath::parse(raw_path) {
         Ok(p) => p,
-        Err(e) => return path_error(e, head_only, keep_alive),
+        Err(e) => return path_error(e, head_only, keep_alive, &site.cache),
     };
     let ctx = Ctx {
         req,
         head_only,
         keep_alive,
     };
+    let cache = &site.cache;
+    let key = cache.enabled().then(|| path.key());
+    if let Some(key) = &key
+        && let Some(file) = cache.get(key)
+    {
+        return serve_file(&ctx, &file, site.max_ranges);
+    }
+    // The window of a cached file starts before it is opened.
+    let opened_at = key.as_ref().map(|_| cache.now());
+    let keep = |file: OpenFile| {
+        let file = Arc::new(file);
+        if let (Some(key), Some(at)) = (&key, opened_at) {
+            cache.insert(key, file.clone(), at);
+        }
+        file
+    };
     match site.root.open_path(&path, &site.policy) {
-        Err(e) => path_error(e, head_only, keep_alive),
+        Err(e) => path_error(e, head_only, keep_alive, cache),
         Ok(Opened::File(file, meta)) => {
             if path.has_trailing_slash() {
                 // A file is not a directory: /a.txt/ names nothing.
                 return plain(StatusCode::NOT_FOUND, "", head_only, keep_alive);
             }
-            serve_file(&ctx, file, &meta, last_segment(&path), site.max_ranges)
+            let ctype = content_type(path.last_segment());
+            let file = keep(OpenFile::new(file, &meta, ctype));
+            serve_file(&ctx, &file, site.max_ranges)
         }
         Ok(Opened::Dir(dir)) => {
             if !path.has_trailing_slash() {
@@ -72,7 +92,8 @@ pub fn respond(req: &Request, site: &Site) -> Response {
             }
             match dir.open_index(&site.policy) {
                 Ok(Some((file, meta))) => {
-                    serve_file(&ctx, file, &meta, "index.html", site.max_ranges)
+                    let file = keep(OpenFile::new(file, &meta, content_type("index.html")));
+                    serve_file(&ctx, &file, site.max_ranges)
                 }
                 Ok(None) if site.listing => match dir.entries(&site.policy) {
                     Ok(entries) => {
@@ -94,7 +115,7 @@ pub fn respond(req: &Request, site: &Site) -> Response {
                     head_only,
                     keep_alive,
                 ),
-                Err(e) => path_error(e, head_only, keep_alive),
+                Err(e) => path_error(e, head_only, keep_alive, cache),
             }
         }
     }
@@ -119,10 +140,14 @@ fn is_known_method(m: &Method) -> bool {
     .contains(m)
 }
 
-fn path_error(e: PathError, head_only: bool, keep_alive: bool) -> Response {
+fn path_error(e: PathError, head_only: bool, keep_alive: bool, cache: &FileCache) -> Response {
     let detail = match &e {
         PathError::BadRequest(why) => why,
         PathError::Io(errno) => {
+            if *errno == libc::EMFILE || *errno == libc::ENFILE {
+                // Descriptors the cache holds are the ones to give back.
+                cache.clear();
+            }
             // EMFILE and the like: the server's trouble, not the client's.
             tracing::error!(
                 "opening a file failed: {}",
@@ -133,10 +158,6 @@ fn path_error(e: PathError, head_only: bool, keep_alive: bool) -> Response {
         PathError::NotFound | PathError::Forbidden => "",
     };
     plain(e.status(), detail, head_only, keep_alive)
-}
-
-fn last_segment(path: &RequestPath) -> &str {
-    path.segments().last().map_or("", String::as_str)
 }
 
 /// 301 to the same path with a slash, query kept. The path is the one the
@@ -190,21 +211,20 @@ fn content_type(name: &str) -> String {
     }
 }
 
-fn serve_file(
-    ctx: &Ctx<'_>,
-    file: File,
-    meta: &Metadata,
-    name: &str,
-    max_ranges: usize,
-) -> Response {
-    let len = meta.len();
-    let v = Validators::from_metadata(meta);
+fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
+    let len = file.len;
+    let v = &file.validators;
     let headers: &HeaderMap = &ctx.req.headers;
     let validators = |head: &mut Head| {
         head.header("ETag", &v.etag)
-            .header("Last-Modified", v.last_modified_http());
+            .header("Last-Modified", &file.last_modified);
     };
-    match conditional::evaluate(&ctx.req.method, headers, &v) {
+    let precondition = if ctx.req.has_preconditions {
+        conditional::evaluate(&ctx.req.method, headers, v)
+    } else {
+        Precondition::Proceed
+    };
+    match precondition {
         Precondition::Proceed => {}
         Precondition::NotModified => {
             let mut head = Head::new(StatusCode::NOT_MODIFIED);
@@ -226,11 +246,16 @@ fn serve_file(
             );
         }
     }
-    let ctype = content_type(name);
-    let source = Source::with_len(Arc::new(file), len);
-    let ranges = match headers.get(header::RANGE) {
+    let ctype = &file.content_type;
+    let source = Source::with_len(file.file.clone(), len);
+    let range = if ctx.req.has_range {
+        headers.get(header::RANGE)
+    } else {
+        None
+    };
+    let ranges = match range {
         Some(value)
-            if ctx.req.method == Method::GET && conditional::if_range_allows(headers, &v) =>
+            if ctx.req.method == Method::GET && conditional::if_range_allows(headers, v) =>
         {
             range::parse_range(value.as_bytes(), len, max_ranges)
         }
@@ -238,14 +263,25 @@ fn serve_file(
     };
     let (status, mut head, body, body_len) = match ranges {
         RangeRequest::Full => {
+            // The common case: every field but Date was formatted when the
+            // file was opened.
             let mut head = Head::new(StatusCode::OK);
-            head.header("Content-Type", &ctype)
-                .header("Content-Length", len);
-            let body = Body::File {
-                source,
-                range: ByteRange::full(len),
+            head.fields(&file.ok_fields);
+            let body = if ctx.head_only {
+                Body::Empty
+            } else {
+                Body::File {
+                    source,
+                    range: ByteRange::full(len),
+                }
             };
-            (StatusCode::OK, head, body, len)
+            return Response {
+                status: StatusCode::OK,
+                head: head.finish(ctx.keep_alive),
+                body,
+                body_len: len,
+                close: !ctx.keep_alive,
+            };
         }
         RangeRequest::Unsatisfiable => {
             let mut head = Head::new(StatusCode::RANGE_NOT_SATISFIABLE);
@@ -264,7 +300,7 @@ fn serve_file(
         RangeRequest::Partial(ranges) if ranges.len() == 1 => {
             let r = ranges[0];
             let mut head = Head::new(StatusCode::PARTIAL_CONTENT);
-            head.header("Content-Type", &ctype)
+            head.header("Content-Type", ctype)
                 .header("Content-Range", range::content_range(r, len))
                 .header("Content-Length", r.len());
             (
@@ -336,6 +372,33 @@ mod tests {
         assert_eq!(content_type("a.json"), "application/json; charset=utf-8");
         assert_eq!(content_type("a.png"), "image/png");
         assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn preformatted_fields_are_the_fields_one_by_one() {
+        let path = std::env::temp_dir().join(format!("zcserve-okfields-{}.js", std::process::id()));
+        std::fs::write(&path, b"let x = 1;\n").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let f = OpenFile::new(file, &meta, content_type("a.js"));
+        std::fs::remove_file(&path).unwrap();
+        let mut fast = Head::new(StatusCode::OK);
+        fast.fields(&f.ok_fields);
+        let mut slow = Head::new(StatusCode::OK);
+        slow.header("Content-Type", &f.content_type)
+            .header("Content-Length", f.len)
+            .header("Accept-Ranges", "bytes")
+            .header("ETag", &f.validators.etag)
+            .header("Last-Modified", &f.last_modified);
+        let undated = |h: Vec<u8>| {
+            String::from_utf8(h)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("Date: "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(undated(fast.finish(true)), undated(slow.finish(true)));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use http::StatusCode;
 use zcserve_core::{ByteRange, Source};
@@ -86,6 +86,13 @@ impl Head {
         self
     }
 
+    /// Adds header lines formatted beforehand, each ending in CRLF.
+    pub fn fields(&mut self, lines: &[u8]) -> &mut Self {
+        debug_assert!(lines.is_empty() || lines.ends_with(b"\r\n"));
+        self.buf.extend_from_slice(lines);
+        self
+    }
+
     /// Ends the head, announcing whether the connection stays open.
     pub fn finish(mut self, keep_alive: bool) -> Vec<u8> {
         self.buf.extend_from_slice(if keep_alive {
@@ -114,11 +121,13 @@ thread_local! {
 }
 
 fn with_date(f: impl FnOnce(&str)) {
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // The coarse clock: the Date may show the previous second for up to
+    // a kernel tick, well within what a Date header promises.
+    let secs = crate::clock::unix_secs_coarse();
     DATE.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.0 != secs {
+            let now = UNIX_EPOCH + Duration::from_secs(secs);
             *cell = (secs, httpdate::fmt_http_date(now));
         }
         f(&cell.1);

@@ -21,6 +21,7 @@ use zcserve_backends::Backend;
 use crate::access_log::Logger;
 use crate::config::Settings;
 use crate::conn::{self, Shared};
+use crate::http::file_cache::FileCache;
 use crate::http::path::{Policy, Root};
 use crate::http::range::DEFAULT_MAX_RANGES;
 use crate::metrics::Metrics;
@@ -72,6 +73,15 @@ impl Server {
                 },
                 listing: settings.listing,
                 max_ranges: DEFAULT_MAX_RANGES,
+                cache: if settings.file_cache {
+                    FileCache::new(
+                        cache_capacity(settings.file_cache_entries),
+                        settings.file_cache_valid,
+                        settings.file_cache_check,
+                    )
+                } else {
+                    FileCache::off()
+                },
             },
             backend: transfer,
             header_timeout: settings.header_timeout,
@@ -146,6 +156,9 @@ impl Server {
                 stop_rx.clone(),
             ));
         }
+        if self.shared.site.cache.enabled() {
+            tokio::spawn(sweep_cache(self.shared.clone(), stop_rx.clone()));
+        }
         shutdown.await;
         let _ = stop_tx.send(true);
         for a in accepts {
@@ -209,6 +222,9 @@ async fn accept_loop(
                 // connections finishing meanwhile free what is missing.
                 let pause = match errno {
                     Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => {
+                        // Descriptors the file cache holds are the ones to
+                        // give back first.
+                        shared.site.cache.clear();
                         Duration::from_millis(100)
                     }
                     _ => Duration::from_millis(5),
@@ -218,6 +234,36 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Closes expired cache entries every validity window, so that an idle
+/// server does not keep deleted files allocated through their descriptors.
+async fn sweep_cache(shared: Arc<Shared>, mut stopping: watch::Receiver<bool>) {
+    let cache = &shared.site.cache;
+    let mut tick = tokio::time::interval(cache.valid());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => cache.sweep(),
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The cache may hold at most an eighth of the descriptors the process may
+/// open, so that connections never starve for them.
+fn cache_capacity(wanted: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
+        return wanted;
+    }
+    let share = usize::try_from(lim.rlim_cur / 8).unwrap_or(usize::MAX);
+    wanted.min(share)
 }
 
 /// A non-blocking listening socket on `addr` with a deep backlog (std's

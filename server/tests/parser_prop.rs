@@ -102,6 +102,21 @@ fn check_head(bytes: &[u8]) -> Result<(), TestCaseError> {
                     shown()
                 );
             }
+            // Fields the server does not read are left to httparse's
+            // checks: those must reject whatever `http` would.
+            let mut slots = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+            let mut raw = httparse::Request::new(&mut slots);
+            if let Ok(httparse::Status::Complete(_)) = raw.parse(&bytes[..n]) {
+                for h in raw.headers.iter() {
+                    prop_assert!(
+                        http::HeaderName::from_bytes(h.name.as_bytes()).is_ok()
+                            && http::HeaderValue::from_bytes(h.value).is_ok(),
+                        "field {:?} passed httparse but not http: {:?}",
+                        h.name,
+                        shown()
+                    );
+                }
+            }
             // The head alone parses to the same length.
             match request::parse(&bytes[..n]) {
                 Ok(Parsed::Complete(_, m)) => prop_assert_eq!(m, n, "{:?}", shown()),

@@ -2,6 +2,7 @@
 //! and listings, each a pure function with its own tests.
 
 pub mod conditional;
+pub mod file_cache;
 pub mod listing;
 pub mod path;
 pub mod range;

@@ -22,6 +22,7 @@
 //!
 //! All functions here make blocking system calls.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
@@ -111,7 +112,10 @@ impl std::error::Error for PathError {}
 /// which is empty, `.`, `..`, or contains `/`, `\` or NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPath {
-    segments: Vec<String>,
+    /// The segments joined with `/`, plus a `/` if the request had a
+    /// trailing slash (`"/"` alone for the root): one string rather than
+    /// one per segment, as every request parses one of these.
+    text: String,
     trailing_slash: bool,
 }
 
@@ -131,17 +135,26 @@ impl RequestPath {
         if raw_path.contains('\\') {
             return Err(PathError::BadRequest("backslash in path"));
         }
-        let bytes = percent_decode_strict(raw_path.as_bytes())?;
-        if bytes.contains(&0) {
+        // Most paths have nothing to decode: no copy for them.
+        let decoded = if raw_path.contains('%') {
+            let bytes = percent_decode_strict(raw_path.as_bytes())?;
+            if bytes.contains(&0) {
+                return Err(PathError::BadRequest("NUL byte in path"));
+            }
+            if bytes.contains(&b'\\') {
+                return Err(PathError::BadRequest("encoded backslash in path"));
+            }
+            Cow::Owned(
+                String::from_utf8(bytes)
+                    .map_err(|_| PathError::BadRequest("path is not valid UTF-8"))?,
+            )
+        } else if raw_path.contains('\0') {
             return Err(PathError::BadRequest("NUL byte in path"));
-        }
-        if bytes.contains(&b'\\') {
-            return Err(PathError::BadRequest("encoded backslash in path"));
-        }
-        let decoded = String::from_utf8(bytes)
-            .map_err(|_| PathError::BadRequest("path is not valid UTF-8"))?;
+        } else {
+            Cow::Borrowed(raw_path)
+        };
 
-        let mut segments = Vec::new();
+        let mut text = String::with_capacity(decoded.len());
         let mut trailing_slash = false;
         // The decoded path starts with '/', as '/' is not '%'.
         for segment in decoded[1..].split('/') {
@@ -150,20 +163,37 @@ impl RequestPath {
                 "" | "." => trailing_slash = true,
                 ".." => return Err(PathError::BadRequest("'..' segment in path")),
                 name => {
-                    segments.push(name.to_owned());
+                    if !text.is_empty() {
+                        text.push('/');
+                    }
+                    text.push_str(name);
                     trailing_slash = false;
                 }
             }
         }
+        if trailing_slash {
+            text.push('/');
+        }
         Ok(RequestPath {
-            segments,
+            text,
             trailing_slash,
         })
     }
 
+    /// The segments joined with `/`, without a trailing slash; empty for
+    /// the root.
+    fn joined(&self) -> &str {
+        self.text.strip_suffix('/').unwrap_or(&self.text)
+    }
+
     /// The decoded segments, root first; empty for `/`.
-    pub fn segments(&self) -> &[String] {
-        &self.segments
+    pub fn segments(&self) -> Vec<&str> {
+        self.joined().split('/').filter(|s| !s.is_empty()).collect()
+    }
+
+    /// The last segment; empty for `/`.
+    pub fn last_segment(&self) -> &str {
+        self.joined().rsplit('/').next().unwrap_or("")
     }
 
     /// Whether the path ended with `/` (or `/.`); always true for `/`.
@@ -173,27 +203,30 @@ impl RequestPath {
 
     /// Whether any segment names a dotfile or dot-directory.
     pub fn is_hidden(&self) -> bool {
-        self.segments.iter().any(|s| s.starts_with('.'))
+        self.text.split('/').any(|s| s.starts_with('.'))
     }
 
     /// The normalised, decoded path: `/` followed by the segments joined
     /// with `/`, plus a trailing `/` if the request had one (for log lines
     /// and listing titles; not for URLs, as it is not percent-encoded).
     pub fn decoded(&self) -> String {
-        let mut out = String::from("/");
-        out.push_str(&self.segments.join("/"));
-        if self.trailing_slash && !self.segments.is_empty() {
-            out.push('/');
+        if self.text == "/" {
+            return self.text.clone();
         }
-        out
+        format!("/{}", self.text)
+    }
+
+    /// The decoded path relative to the root, with a trailing `/` if the
+    /// request had one: two requests with the same key name the same thing.
+    pub fn key(&self) -> &str {
+        &self.text
     }
 
     /// The path relative to the root, as given to `openat2`.
-    fn relative(&self) -> String {
-        if self.segments.is_empty() {
-            ".".to_owned()
-        } else {
-            self.segments.join("/")
+    fn relative(&self) -> &str {
+        match self.joined() {
+            "" => ".",
+            rel => rel,
         }
     }
 }
@@ -291,7 +324,7 @@ impl Root {
         let base = Some(self.fd.as_fd());
         #[cfg(not(target_os = "linux"))]
         let base = None;
-        let file = open_beneath(base, &p.relative(), &lexical, &self.canonical, policy)?;
+        let file = open_beneath(base, p.relative(), &lexical, &self.canonical, policy)?;
         let meta = file.metadata().map_err(|e| PathError::from_io(&e))?;
         let kind = meta.file_type();
         if kind.is_file() {
@@ -307,7 +340,7 @@ impl Root {
                 root: self.canonical.clone(),
                 #[cfg(target_os = "linux")]
                 root_fd: self.fd.clone(),
-                rel: p.segments().join("/"),
+                rel: p.joined().to_owned(),
             }))
         } else {
             Err(PathError::Forbidden)
@@ -706,7 +739,8 @@ mod tests {
     };
 
     fn segs(raw: &str) -> Vec<String> {
-        RequestPath::parse(raw).unwrap().segments().to_vec()
+        let p = RequestPath::parse(raw).unwrap();
+        p.segments().iter().map(|s| s.to_string()).collect()
     }
 
     fn bad(raw: &str) -> bool {

@@ -1,0 +1,613 @@
+//! An open-file cache, like nginx's `open_file_cache` or lighttpd's stat
+//! cache: a request for a path served a moment ago reuses that file's open
+//! descriptor and what was worked out from it (length, validators, content
+//! type) instead of opening, stat-ing and closing it again. For small files
+//! those three system calls are a third of the work of a request.
+//!
+//! What it may serve, and for how long:
+//!
+//! - Every entry was opened by [`Root::open_path`](super::path::Root::open_path)
+//!   with the server's [`Policy`](super::path::Policy), so it is a file that
+//!   path was allowed to reach (beneath the root, not hidden) at that
+//!   moment. The cache never resolves a path itself.
+//! - Before use the descriptor is `fstat`ed and compared with what was
+//!   cached: device, inode, size, mtime and ctime (to the nanosecond) and a
+//!   link count above zero. Writing, truncating, `chmod`, deleting the file,
+//!   renaming it away or renaming another file over it all change one of
+//!   them, and the request then opens the path afresh. A check that passed
+//!   is trusted for `recheck` (10 ms by default; zero checks at every use),
+//!   so a hot file costs one `fstat` per interval rather than one per
+//!   request: a change to the file itself shows in every response that
+//!   starts `recheck` after it.
+//! - What the check cannot see is a change to the *path* that leaves the
+//!   cached file untouched: a parent directory renamed or replaced, or a
+//!   symlink on the way re-pointed. Those are served from the old file for
+//!   at most the validity window (`valid`, 1 s by default), after which the
+//!   entry is opened afresh whatever the check says.
+//! - With `recheck` at least `valid`, the descriptor is never checked, as
+//!   in lighttpd's default stat cache: every change shows within `valid`,
+//!   and until then a file rewritten in place is sent with its old length
+//!   and validators (one that shrank fails its transfer, which drops its
+//!   entry).
+//! - Both intervals are timed on the kernel's coarse clock, so to within a
+//!   tick (1–10 ms).
+//! - At most `capacity` descriptors are held, oldest evicted first, and a
+//!   sweep closes expired entries so that a deleted file's space is not
+//!   kept allocated by the cache for longer than the window. On `EMFILE` or
+//!   `ENFILE` the server empties the cache.
+//!
+//! Only regular files are cached (directories' `index.html` under the
+//! directory's path); misses, errors, redirects and listings go the
+//! uncached way every time.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, Metadata};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::clock::monotonic_coarse;
+
+use super::conditional::Validators;
+
+/// A file as served: the open descriptor and what the response needs.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The open file, shared with responses in flight.
+    pub file: Arc<File>,
+    /// Its length when opened.
+    pub len: u64,
+    /// Its `ETag` and `Last-Modified`.
+    pub validators: Validators,
+    /// `last_modified` formatted as an HTTP-date.
+    pub last_modified: String,
+    /// The `Content-Type` value.
+    pub content_type: String,
+    /// The fields of a whole-file 200 after the status line, `Server` and
+    /// `Date`, formatted once: `Content-Type`, `Content-Length`,
+    /// `Accept-Ranges`, `ETag`, `Last-Modified`, each ending in CRLF.
+    pub ok_fields: Vec<u8>,
+    identity: Identity,
+    /// When `identity` was last confirmed, in coarse-clock nanoseconds.
+    checked: AtomicU64,
+}
+
+impl OpenFile {
+    /// Describes `file` (with `meta` from `fstat`), served as
+    /// `content_type`.
+    pub fn new(file: File, meta: &Metadata, content_type: String) -> OpenFile {
+        let validators = Validators::from_metadata(meta);
+        let last_modified = validators.last_modified_http();
+        let ok_fields = format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\
+             ETag: {}\r\nLast-Modified: {last_modified}\r\n",
+            meta.len(),
+            validators.etag,
+        )
+        .into_bytes();
+        OpenFile {
+            file: Arc::new(file),
+            len: meta.len(),
+            last_modified,
+            validators,
+            content_type,
+            ok_fields,
+            identity: Identity::from_metadata(meta),
+            checked: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What must be unchanged for a cached descriptor to still be the file at
+/// its path, as far as the descriptor can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn from_metadata(m: &Metadata) -> Identity {
+        Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: i64::try_from(m.size()).unwrap_or(i64::MAX),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// The identity of the open file now, or `None` if it has no links
+    /// left (deleted, or replaced by a rename) or cannot be stat-ed.
+    #[allow(clippy::unnecessary_cast)] // stat field types vary by platform
+    fn of(file: &File) -> Option<Identity> {
+        let st = nix::sys::stat::fstat(file.as_fd()).ok()?;
+        if st.st_nlink == 0 {
+            return None;
+        }
+        Some(Identity {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as i64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        })
+    }
+}
+
+/// The cache; [`FileCache::off`] is one that never holds anything.
+#[derive(Debug)]
+pub struct FileCache {
+    valid: Duration,
+    recheck: Duration,
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+/// FNV-1a, for the map's keys. They are paths of files that exist (only
+/// successful opens are inserted) and there are at most `capacity` of them,
+/// so a client cannot fill the map with colliding keys, and SipHash's
+/// protection would cost more than the rest of a lookup.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    map: HashMap<Box<str>, Entry, BuildHasherDefault<Fnv>>,
+    /// Keys in the order their entries were opened, which is also the
+    /// order they expire in; a key whose entry was replaced since is
+    /// skipped by its stale `seq`.
+    order: VecDeque<(u64, Box<str>)>,
+    next_seq: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    file: Arc<OpenFile>,
+    /// When the path was opened (taken before the open), on the coarse
+    /// monotonic clock.
+    opened: Duration,
+    seq: u64,
+}
+
+impl FileCache {
+    /// A cache of at most `capacity` files, each used for at most `valid`
+    /// after it was opened and checked against its descriptor when its last
+    /// check is `recheck` old.
+    pub fn new(capacity: usize, valid: Duration, recheck: Duration) -> FileCache {
+        FileCache {
+            valid,
+            recheck,
+            capacity,
+            state: Mutex::default(),
+        }
+    }
+
+    /// A cache that is always empty.
+    pub fn off() -> FileCache {
+        FileCache::new(0, Duration::ZERO, Duration::ZERO)
+    }
+
+    /// Whether anything is ever cached.
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0 && !self.valid.is_zero()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a consistent map (every
+        // mutation is a single insert or remove), so carry on with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file cached for `key` if it is still within its window and its
+    /// descriptor still describes the same, linked, unchanged file (as
+    /// checked within the last `recheck`).
+    pub fn get(&self, key: &str) -> Option<Arc<OpenFile>> {
+        if !self.enabled() {
+            return None;
+        }
+        let now = monotonic_coarse();
+        let file = {
+            let state = self.lock();
+            let entry = state.map.get(key)?;
+            if now.saturating_sub(entry.opened) >= self.valid {
+                return None;
+            }
+            entry.file.clone()
+        };
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let checked = Duration::from_nanos(file.checked.load(Ordering::Relaxed));
+        if now.saturating_sub(checked) < self.recheck {
+            return Some(file);
+        }
+        // Outside the lock: the check is a system call.
+        if Identity::of(&file.file) == Some(file.identity) {
+            file.checked.store(nanos(now), Ordering::Relaxed);
+            Some(file)
+        } else {
+            self.remove(key, &file);
+            None
+        }
+    }
+
+    /// A time to give [`FileCache::insert`], taken before opening the path
+    /// so that the window never starts late.
+    pub fn now(&self) -> Duration {
+        monotonic_coarse()
+    }
+
+    /// Caches `file` for `key`, opened at `opened` (from [`FileCache::now`]).
+    pub fn insert(&self, key: &str, file: Arc<OpenFile>, opened: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.expire(monotonic_coarse(), self.valid);
+        while state.map.len() >= self.capacity {
+            if !state.evict_oldest() {
+                break;
+            }
+        }
+        // Opening the path was a check.
+        let at = u64::try_from(opened.as_nanos()).unwrap_or(u64::MAX);
+        file.checked.store(at, Ordering::Relaxed);
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.map.insert(key.into(), Entry { file, opened, seq });
+        state.order.push_back((seq, key.into()));
+        // Replaced entries leave stale keys behind in `order`; keep it
+        // within a constant factor of the map.
+        if state.order.len() > 2 * self.capacity + 16 {
+            let map = &state.map;
+            state
+                .order
+                .retain(|(seq, key)| map.get(key).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    /// Drops the entry for `key` if it still holds `file`.
+    fn remove(&self, key: &str, file: &Arc<OpenFile>) {
+        let mut state = self.lock();
+        if state
+            .map
+            .get(key)
+            .is_some_and(|e| Arc::ptr_eq(&e.file, file))
+        {
+            state.map.remove(key);
+        }
+    }
+
+    /// Drops the entry holding `file`, which turned out shorter than cached.
+    /// Rare, so a scan is fine.
+    pub fn forget(&self, file: &Arc<File>) {
+        if !self.enabled() {
+            return;
+        }
+        self.lock()
+            .map
+            .retain(|_, e| !Arc::ptr_eq(&e.file.file, file));
+    }
+
+    /// Closes (drops) every entry past its window.
+    pub fn sweep(&self) {
+        if self.enabled() {
+            self.lock().expire(monotonic_coarse(), self.valid);
+        }
+    }
+
+    /// Drops every entry (the process is short of descriptors).
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.map.clear();
+        state.order.clear();
+    }
+
+    /// Files held now.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// True when no file is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The validity window.
+    pub fn valid(&self) -> Duration {
+        self.valid
+    }
+}
+
+impl State {
+    /// Pops expired (and stale) keys off the front of `order`.
+    fn expire(&mut self, now: Duration, valid: Duration) {
+        while let Some((seq, key)) = self.order.front() {
+            match self.map.get(key) {
+                Some(e) if e.seq == *seq => {
+                    if now.saturating_sub(e.opened) < valid {
+                        return;
+                    }
+                    self.map.remove(key);
+                }
+                _ => {}
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Drops the oldest live entry; false if there was none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((seq, key)) = self.order.pop_front() {
+            if self.map.get(&key).is_some_and(|e| e.seq == seq) {
+                self.map.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new() -> Dir {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "zcserve-file-cache-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+
+        /// Opens `name` the way the server would, as a cache entry.
+        fn open(&self, name: &str) -> Arc<OpenFile> {
+            let file = File::open(self.path(name)).unwrap();
+            let meta = file.metadata().unwrap();
+            Arc::new(OpenFile::new(file, &meta, "text/plain".into()))
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(600);
+    /// More than a kernel tick: the coarse clock may be one behind.
+    const TICK: Duration = Duration::from_millis(20);
+
+    /// Lets the clock move past the timestamp granularity of the
+    /// filesystem, so that a change gets a new mtime/ctime even on kernels
+    /// with coarse timestamps.
+    fn tick() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    #[test]
+    fn off_holds_nothing() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"aaaa").unwrap();
+        let c = FileCache::off();
+        assert!(!c.enabled());
+        c.insert("a", d.open("a"), c.now());
+        assert!(c.get("a").is_none());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn an_entry_is_used_within_its_window_and_never_after() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"aaaa").unwrap();
+        for recheck in [Duration::ZERO, LONG] {
+            let valid = Duration::from_millis(200);
+            let c = FileCache::new(8, valid, recheck);
+            let opened = c.now();
+            let f = d.open("a");
+            c.insert("a", f.clone(), opened);
+            let got = c.get("a").expect("fresh entry");
+            assert!(Arc::ptr_eq(&got, &f));
+            assert_eq!(got.len, 4);
+            assert!(c.get("b").is_none());
+            std::thread::sleep(valid + TICK);
+            assert!(
+                c.get("a").is_none(),
+                "recheck {recheck:?}: used past its window"
+            );
+        }
+    }
+
+    #[test]
+    fn the_check_sees_every_change_to_the_file_at_once() {
+        type Change = fn(&Dir);
+        let changes: [(&str, Change); 8] = [
+            ("rewritten, same size", |d| {
+                fs::write(d.path("a"), b"AAAA").unwrap()
+            }),
+            ("truncated", |d| fs::write(d.path("a"), b"aa").unwrap()),
+            ("appended to", |d| {
+                use std::io::Write;
+                let mut f = fs::OpenOptions::new()
+                    .append(true)
+                    .open(d.path("a"))
+                    .unwrap();
+                f.write_all(b"more").unwrap();
+            }),
+            ("deleted", |d| fs::remove_file(d.path("a")).unwrap()),
+            ("replaced by a rename", |d| {
+                fs::write(d.path("new"), b"bbbb").unwrap();
+                fs::rename(d.path("new"), d.path("a")).unwrap();
+            }),
+            ("renamed away", |d| {
+                fs::rename(d.path("a"), d.path("old")).unwrap();
+            }),
+            ("chmod-ed", |d| {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(d.path("a"), fs::Permissions::from_mode(0o600)).unwrap();
+            }),
+            ("hard-linked", |d| {
+                fs::hard_link(d.path("a"), d.path("link")).unwrap();
+            }),
+        ];
+        for (what, change) in changes {
+            let d = Dir::new();
+            fs::write(d.path("a"), b"aaaa").unwrap();
+            let c = FileCache::new(8, LONG, Duration::ZERO);
+            c.insert("a", d.open("a"), c.now());
+            assert!(c.get("a").is_some(), "{what}: unchanged file missed");
+            tick();
+            change(&d);
+            assert!(c.get("a").is_none(), "{what}: change not seen");
+            assert!(c.is_empty(), "{what}: changed entry kept");
+        }
+    }
+
+    #[test]
+    fn a_passed_check_is_trusted_for_the_recheck_interval_only() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"aaaa").unwrap();
+        let recheck = Duration::from_millis(300);
+        let c = FileCache::new(8, LONG, recheck);
+        c.insert("a", d.open("a"), c.now());
+        tick();
+        fs::write(d.path("a"), b"AAAA").unwrap();
+        // Checked when opened, moments ago: not checked again yet.
+        assert!(c.get("a").is_some());
+        std::thread::sleep(recheck + TICK);
+        assert!(c.get("a").is_none(), "change not seen after the interval");
+        // A fresh entry that passes its check is trusted again.
+        c.insert("a", d.open("a"), c.now());
+        std::thread::sleep(recheck + TICK);
+        assert!(c.get("a").is_some());
+        tick();
+        fs::remove_file(d.path("a")).unwrap();
+        assert!(c.get("a").is_some(), "checked just now, trusted");
+        std::thread::sleep(recheck + TICK);
+        assert!(c.get("a").is_none(), "deletion not seen after the interval");
+    }
+
+    #[test]
+    fn unchecked_entries_are_trusted_for_the_window_only() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"aaaa").unwrap();
+        let valid = Duration::from_millis(300);
+        let c = FileCache::new(8, valid, valid);
+        c.insert("a", d.open("a"), c.now());
+        tick();
+        fs::remove_file(d.path("a")).unwrap();
+        // Within the window the deleted file may still be served...
+        let stale = c.get("a");
+        assert!(stale.is_some());
+        drop(stale);
+        // ...but not once the window has passed.
+        std::thread::sleep(valid + TICK);
+        assert!(c.get("a").is_none());
+    }
+
+    #[test]
+    fn at_most_capacity_files_are_held_oldest_evicted_first() {
+        let d = Dir::new();
+        let c = FileCache::new(3, LONG, Duration::ZERO);
+        for i in 0..5 {
+            let name = format!("f{i}");
+            fs::write(d.path(&name), b"x").unwrap();
+            c.insert(&name, d.open(&name), c.now());
+            assert!(c.len() <= 3);
+        }
+        assert_eq!(c.len(), 3);
+        assert!(c.get("f0").is_none() && c.get("f1").is_none());
+        for name in ["f2", "f3", "f4"] {
+            assert!(c.get(name).is_some(), "{name} evicted");
+        }
+    }
+
+    #[test]
+    fn replacing_one_key_again_and_again_stays_bounded() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"x").unwrap();
+        let c = FileCache::new(4, LONG, Duration::ZERO);
+        for _ in 0..1000 {
+            c.insert("a", d.open("a"), c.now());
+        }
+        assert_eq!(c.len(), 1);
+        assert!(c.lock().order.len() <= 2 * 4 + 16);
+        assert!(c.get("a").is_some());
+    }
+
+    #[test]
+    fn sweep_closes_expired_entries() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"x").unwrap();
+        fs::write(d.path("b"), b"x").unwrap();
+        let valid = Duration::from_millis(150);
+        let c = FileCache::new(8, valid, Duration::ZERO);
+        let a = d.open("a");
+        c.insert("a", a.clone(), c.now());
+        std::thread::sleep(valid + TICK);
+        let b = d.open("b");
+        c.insert("b", b.clone(), c.now());
+        // Inserting already dropped the expired entry.
+        assert_eq!(Arc::strong_count(&a), 1, "expired entry still held");
+        std::thread::sleep(valid + TICK);
+        assert_eq!(Arc::strong_count(&b), 2);
+        c.sweep();
+        assert!(c.is_empty());
+        // Only this test holds the file now: dropping it closes the fd.
+        assert_eq!(Arc::strong_count(&b), 1);
+    }
+
+    #[test]
+    fn forget_and_clear_drop_entries() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"x").unwrap();
+        fs::write(d.path("b"), b"x").unwrap();
+        let c = FileCache::new(8, LONG, LONG);
+        let a = d.open("a");
+        c.insert("a", a.clone(), c.now());
+        c.insert("b", d.open("b"), c.now());
+        c.forget(&a.file);
+        assert!(c.get("a").is_none());
+        assert!(c.get("b").is_some());
+        c.clear();
+        assert!(c.is_empty());
+    }
+}

@@ -423,7 +423,9 @@ async fn drive(
         // Other connections get their turn before the next budget, as in
         // send_all.
         Ok(Ok(Pump::Yield)) => tokio::task::yield_now().await,
-        Ok(Ok(Pump::WouldBlock)) | Err(_) => {}
+        // A full socket, or work in flight (uring): send_all waits for
+        // the right descriptor.
+        Ok(Ok(Pump::WouldBlock | Pump::Pending)) | Err(_) => {}
     }
     let before = total - session.remaining();
     zcserve_core::tokio::send_all(stream, session, Some(stall))

@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ fn round_trip(c: &mut TcpStream, what: &str) {
             assert_eq!(n, got.len(), "{what}: extra bytes");
             return;
         }
-        match c.read(&mut buf) {
+        match c.read_r(&mut buf) {
             Ok(0) => panic!("{what}: connection closed"),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => panic!("{what}: {e}"),
@@ -50,7 +50,7 @@ fn time_to_close(c: &mut TcpStream, limit: Duration) -> (Option<Duration>, Vec<u
             return (None, got);
         }
         c.set_read_timeout(Some(left)).unwrap();
-        match c.read(&mut buf) {
+        match c.read_r(&mut buf) {
             Ok(0) => return (Some(start.elapsed()), got),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {

@@ -91,7 +91,7 @@ impl Transfer for Mmap {
                 .offset(range.start())
                 .len(len)
                 .map_raw_read_only(source.file().as_ref())
-                .map_err(|e| io_err(Syscall::Mmap, &e))?;
+                .map_err(|e| TransferError::sys_io(Syscall::Mmap, &e))?;
             self.stats.syscall(Syscall::Madvise);
             // Readahead is an optimisation: a kernel that refuses the
             // advice still serves the bytes.
@@ -107,13 +107,6 @@ impl Transfer for Mmap {
         };
         Ok(Box::new(Tracked::new(progress, step)))
     }
-}
-
-fn io_err(call: Syscall, e: &std::io::Error) -> TransferError {
-    TransferError::sys(
-        call,
-        Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)),
-    )
 }
 
 struct MmapStep {

@@ -38,7 +38,6 @@
 //! loops retry it; a host's own blocking code must too.
 
 use std::fs::File;
-use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 
@@ -46,7 +45,7 @@ use io_uring::{IoUring, Probe, opcode, squeue, types};
 use nix::errno::Errno;
 use zcserve_core::{
     ByteRange, Progress, Pump, Session, Source, Stats, Step, Syscall, Tracked, Transfer,
-    TransferError,
+    TransferError, errno_of,
 };
 
 use crate::Config;
@@ -161,15 +160,11 @@ fn unavailable(errno: Errno) -> TransferError {
     }
 }
 
-fn errno_of(e: &io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))
-}
-
 impl Shared {
     fn new_lane(&self) -> Result<Lane, TransferError> {
         self.stats.syscall(Syscall::UringSetup);
         let ring = IoUring::new(RING_ENTRIES)
-            .map_err(|e| TransferError::sys(Syscall::UringSetup, errno_of(&e)))?;
+            .map_err(|e| TransferError::sys_io(Syscall::UringSetup, &e))?;
         let pipe = Pipe::new(self.pipe_size, &self.stats)?;
         Ok(Lane { ring, pipe })
     }
@@ -399,7 +394,7 @@ impl UringStep {
                 // EBUSY (completion queue overflowing) cannot happen with
                 // one chain of at most six completions in a queue of 16;
                 // if it does, the session fails rather than waits forever.
-                Err(e) => return Err(TransferError::sys(Syscall::UringEnter, errno_of(&e))),
+                Err(e) => return Err(TransferError::sys_io(Syscall::UringEnter, &e)),
             }
         }
     }

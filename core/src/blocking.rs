@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::transfer::pending_fd;
 use crate::{Pump, Session, Syscall, TransferError};
 
 /// Sends everything `session` holds into `sock` and returns the number of
@@ -30,13 +31,7 @@ pub fn send_all(
             Pump::Done => return Ok(total - session.remaining()),
             Pump::Yield => {}
             Pump::WouldBlock => wait(session, sock, PollFlags::POLLOUT, timeout)?,
-            Pump::Pending => {
-                let fd = session.completion_fd().ok_or(TransferError::Unavailable {
-                    backend: "driver",
-                    reason: "a session answered Pending without a completion fd".into(),
-                })?;
-                wait(session, fd, PollFlags::POLLIN, timeout)?
-            }
+            Pump::Pending => wait(session, pending_fd(session)?, PollFlags::POLLIN, timeout)?,
         }
     }
 }

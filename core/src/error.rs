@@ -88,6 +88,11 @@ impl TransferError {
         TransferError::Sys { call, errno }
     }
 
+    /// `call` failed with `e`, as std or a wrapper crate reported it.
+    pub fn sys_io(call: Syscall, e: &io::Error) -> Self {
+        TransferError::sys(call, errno_of(e))
+    }
+
     /// The errno, when the kernel said no.
     pub fn errno(&self) -> Option<Errno> {
         match self {
@@ -131,6 +136,12 @@ impl From<TransferError> for io::Error {
         };
         io::Error::new(kind, e)
     }
+}
+
+/// The errno inside `e`; an error that carries none (one made in user
+/// space) counts as `EIO`.
+pub fn errno_of(e: &io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))
 }
 
 #[cfg(test)]

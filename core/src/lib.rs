@@ -35,7 +35,7 @@ mod stats;
 pub mod tokio;
 mod transfer;
 
-pub use error::TransferError;
+pub use error::{TransferError, errno_of};
 pub use range::ByteRange;
 pub use stats::{Snapshot, Stats, Syscall};
 pub use transfer::{Progress, Pump, Session, Source, Step, Tracked, Transfer};

@@ -6,10 +6,10 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-use nix::errno::Errno;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use crate::transfer::pending_fd;
 use crate::{Pump, Session, Syscall, TransferError};
 
 /// A socket registered with tokio that can run a closure when writable and
@@ -122,13 +122,7 @@ impl AsRawFd for Completions {
 }
 
 fn register(session: &dyn Session) -> Result<AsyncFd<Completions>, TransferError> {
-    let fd = session
-        .completion_fd()
-        .ok_or(TransferError::Unavailable {
-            backend: "driver",
-            reason: "a session answered Pending without a completion fd".into(),
-        })?
-        .as_raw_fd();
+    let fd = pending_fd(session)?.as_raw_fd();
     // SAFETY: `Session::completion_fd` promises the descriptor stays open
     // and the same until the session is dropped, and `send_all` drops this
     // registration before it returns, while it still borrows the session.
@@ -152,6 +146,5 @@ async fn with_stall<R>(
 
 /// Only the readiness machinery itself fails with an `io::Error` here.
 fn readiness_error(e: io::Error) -> TransferError {
-    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32));
-    TransferError::sys(Syscall::Poll, errno)
+    TransferError::sys_io(Syscall::Poll, &e)
 }

@@ -115,6 +115,16 @@ pub trait Session: Send {
     }
 }
 
+/// The descriptor a driver waits on after `session` answered
+/// [`Pump::Pending`]; a session that has none is a backend bug, reported
+/// as an error rather than a hang.
+pub(crate) fn pending_fd(session: &dyn Session) -> Result<BorrowedFd<'_>, TransferError> {
+    session.completion_fd().ok_or(TransferError::Unavailable {
+        backend: "driver",
+        reason: "a session answered Pending without a completion fd".into(),
+    })
+}
+
 /// How one backend moves bytes: the half of a session that differs from
 /// backend to backend. [`Tracked`] turns it into a [`Session`] and keeps
 /// the books, so every backend counts sessions, bytes and waits alike.

@@ -439,10 +439,7 @@ async fn write_all(
     bytes: Vec<u8>,
     limit: Duration,
 ) -> Result<(), TransferError> {
-    let failed = |e: io::Error| {
-        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        TransferError::sys(zcserve_core::Syscall::Send, errno)
-    };
+    let failed = |e: io::Error| TransferError::sys_io(zcserve_core::Syscall::Send, &e);
     // Heads of 304s and small error pages fit an empty socket buffer: one
     // send, no timer.
     let done = match stream.try_write(&bytes) {

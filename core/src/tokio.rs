@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::pin::{Pin, pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -130,18 +132,37 @@ fn register(session: &dyn Session) -> Result<AsyncFd<Completions>, TransferError
         .map_err(|e| readiness_error(e.into_parts().1))
 }
 
+/// Runs `io`, failing after `stall` without it finishing.
+///
+/// Most pumps find room in the socket and finish at their first poll, and
+/// arming a timer costs a timer-wheel insert and removal: the timer is armed
+/// only once `io` has to wait.
 async fn with_stall<R>(
     stall: Option<Duration>,
     io: impl Future<Output = io::Result<R>>,
 ) -> Result<R, TransferError> {
+    let mut io = pin!(io);
     let r = match stall {
         None => io.await,
-        Some(limit) => match tokio::time::timeout(limit, io).await {
-            Ok(r) => r,
-            Err(_) => return Err(TransferError::TimedOut(limit)),
+        Some(limit) => match poll_once(io.as_mut()).await {
+            Some(r) => r,
+            None => match tokio::time::timeout(limit, io).await {
+                Ok(r) => r,
+                Err(_) => return Err(TransferError::TimedOut(limit)),
+            },
         },
     };
     r.map_err(readiness_error)
+}
+
+/// Polls `f` once: its output if it was ready, `None` if it must wait (its
+/// waker is then registered, and polling it again later is allowed).
+async fn poll_once<F: Future>(mut f: Pin<&mut F>) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready(Some(out)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// Only the readiness machinery itself fails with an `io::Error` here.

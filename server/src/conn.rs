@@ -6,18 +6,18 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::{StatusCode, Version, header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Sleep, timeout_at};
-use zcserve_core::{Pump, Session, Transfer, TransferError};
+use zcserve_core::tokio::send_all;
+use zcserve_core::{Transfer, TransferError};
 
 use crate::access_log::{Entry, Logger};
 use crate::metrics::Metrics;
@@ -354,7 +354,7 @@ async fn send(
                 .backend
                 .start(&source, range, resp.head)
                 .map_err(|e| (0, e))?;
-            let sent = drive(stream, session.as_mut(), shared.send_timeout).await;
+            let sent = send_all(stream, session.as_mut(), Some(shared.send_timeout)).await;
             let left = session.remaining();
             if let Err(TransferError::FileShrank { .. }) = &sent {
                 // A cached descriptor must not keep promising the old length.
@@ -378,7 +378,7 @@ async fn send(
                     .backend
                     .start(&source, range, p)
                     .map_err(|e| (sent, e))?;
-                match drive(stream, session.as_mut(), shared.send_timeout).await {
+                match send_all(stream, session.as_mut(), Some(shared.send_timeout)).await {
                     Ok(n) => sent += n - skip,
                     Err(e) => {
                         if let TransferError::FileShrank { .. } = &e {
@@ -393,44 +393,6 @@ async fn send(
             Ok(sent + n)
         }
     }
-}
-
-/// Runs `session` to the end on `stream`; a client that takes nothing for
-/// `stall` ends it with [`TransferError::TimedOut`].
-///
-/// A small response usually leaves in a single pump into a socket with
-/// room, so that pump is tried first without arming a timer (which
-/// [`zcserve_core::tokio::send_all`] does around every pump); only a
-/// response that fills the socket or outlasts one pump's budget goes on to
-/// wait in `send_all`.
-async fn drive(
-    stream: &TcpStream,
-    session: &mut dyn Session,
-    stall: Duration,
-) -> Result<u64, TransferError> {
-    let total = session.remaining();
-    let first = stream.try_io(Interest::WRITABLE, || {
-        match session.pump(stream.as_fd()) {
-            // try_io clears the socket's readiness on WouldBlock, so
-            // send_all then waits for writability instead of pumping again.
-            Ok(Pump::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
-            other => Ok(other),
-        }
-    });
-    match first {
-        Ok(Ok(Pump::Done)) => return Ok(total - session.remaining()),
-        Ok(Err(e)) => return Err(e),
-        // Other connections get their turn before the next budget, as in
-        // send_all.
-        Ok(Ok(Pump::Yield)) => tokio::task::yield_now().await,
-        // A full socket, or work in flight (uring): send_all waits for
-        // the right descriptor.
-        Ok(Ok(Pump::WouldBlock | Pump::Pending)) | Err(_) => {}
-    }
-    let before = total - session.remaining();
-    zcserve_core::tokio::send_all(stream, session, Some(stall))
-        .await
-        .map(|n| before + n)
 }
 
 /// Writes `bytes` from memory, giving up after `limit` without progress.

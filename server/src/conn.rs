@@ -41,6 +41,8 @@ pub struct Shared {
     pub keepalive_timeout: Duration,
     /// Longest a response may wait on a client that reads nothing.
     pub send_timeout: Duration,
+    /// TCP_NOTSENT_LOWAT for each connection, if set.
+    pub notsent_lowat: Option<u32>,
     /// The access log.
     pub log: Logger,
     /// Server counters.
@@ -64,9 +66,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     stopping: watch::Receiver<bool>,
 ) {
-    // Small responses must not wait for Nagle behind the client's delayed
-    // ACK (~40 ms each); heads are coalesced with bodies by MSG_MORE instead.
-    let _ = stream.set_nodelay(true);
+    crate::sockopt::tune(&stream, shared.notsent_lowat);
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     // One timer for the connection's whole life, armed at the first
     // request's deadline. Arming and cancelling a timer around every read

@@ -1,5 +1,5 @@
 //! zcserve, the server: HTTP/1.1 on tokio whose response bodies are moved
-//! from file to socket by a zcserve backend (sendfile, splice, mmap, copy).
+//! from file to socket by a zcserve backend (sendfile, splice, mmap, copy, uring).
 //!
 //! The connection loop is ours rather than hyper's because hyper's body API
 //! cannot hand a file to `sendfile`: requests are parsed with `httparse`
@@ -28,3 +28,4 @@ pub mod request;
 pub mod respond;
 pub mod response;
 pub mod server;
+pub mod sockopt;

@@ -87,6 +87,7 @@ impl Server {
             header_timeout: settings.header_timeout,
             keepalive_timeout: settings.keepalive_timeout,
             send_timeout: settings.keepalive_timeout.max(Duration::from_secs(60)),
+            notsent_lowat: settings.notsent_lowat,
             log,
             metrics: Arc::default(),
         });

@@ -196,14 +196,13 @@ impl Backend {
 
     /// The backend `auto` stands for here.
     ///
-    /// On Linux, `sendfile`. Measured on this project's 2-core VM over
-    /// loopback (README, "Results"): sendfile and splice tie within the
-    /// round-to-round noise for 4 KiB and 1 MiB files, both far ahead of
-    /// copy and mmap at 1 MiB; copy wins 4 KiB requests and large single
-    /// downloads by a few percent there, because loopback makes the receiver
-    /// copy anyway. sendfile copies nothing through user space, makes one
-    /// syscall per chunk where splice makes two, and holds no pipe, so it is
-    /// the pick until zcbench's CPU-per-GB figures say otherwise.
+    /// On Linux, `sendfile`. Measured with zcbench on this project's 2-core
+    /// VM over loopback (README, "Results"): `copy` leads 4 KiB requests by
+    /// ~6 % (one `sendmsg` carries head and body), `splice` and `uring` lead
+    /// some 1 MiB runs, but `sendfile` is within a few percent of the best
+    /// backend there and 1.8x `copy` on one 256 MiB download at about half
+    /// its CPU per GB. It copies nothing through user space, makes one
+    /// syscall per chunk where splice makes two, and holds no pipe or ring.
     /// Elsewhere, `copy`, the portable one.
     pub const fn auto() -> Backend {
         if cfg!(target_os = "linux") {

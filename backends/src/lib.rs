@@ -197,12 +197,13 @@ impl Backend {
     /// The backend `auto` stands for here.
     ///
     /// On Linux, `sendfile`. Measured with zcbench on this project's 2-core
-    /// VM over loopback (README, "Results"): `copy` leads 4 KiB requests by
-    /// ~6 % (one `sendmsg` carries head and body), `splice` and `uring` lead
-    /// some 1 MiB runs, but `sendfile` is within a few percent of the best
-    /// backend there and 1.8x `copy` on one 256 MiB download at about half
-    /// its CPU per GB. It copies nothing through user space, makes one
-    /// syscall per chunk where splice makes two, and holds no pipe or ring.
+    /// VM over loopback (README, "Results"), no backend is best everywhere:
+    /// `copy` leads 4 KiB requests by ~7 % (one `sendmsg` carries head and
+    /// body) and `splice` leads 1 MiB x 16 (8.4 vs 5.9 GB/s), but `sendfile`
+    /// is 2x every other backend on one 256 MiB download, where `splice`
+    /// falls to half, at about half their CPU per GB. It copies nothing
+    /// through user space, makes one syscall per chunk where splice makes
+    /// two, and holds no pipe or ring.
     /// Elsewhere, `copy`, the portable one.
     pub const fn auto() -> Backend {
         if cfg!(target_os = "linux") {

@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn notsent_lowat_default_off_and_set() {
+    fn notsent_lowat_default_zero_and_bytes() {
         assert_eq!(parse(&[]).unwrap().notsent_lowat, Some(64 << 10));
         assert_eq!(
             parse(&["--notsent-lowat", "0"]).unwrap().notsent_lowat,

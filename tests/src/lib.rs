@@ -220,19 +220,52 @@ impl Reader {
     }
 }
 
-/// Every available backend, built with `config`. A backend this kernel
-/// refuses (io_uring disabled, say) is left out with its reason printed, so
-/// a suite run elsewhere says what it skipped.
-pub fn backends(config: &Config) -> Vec<Arc<dyn Transfer>> {
+/// The backends every per-backend test runs: all of the registry's.
+///
+/// A backend this machine cannot run (io_uring disabled, say) makes the
+/// calling test fail, naming the backend and the reason, unless the suite
+/// was built with `ZCSERVE_ALLOW_SKIP` listing it (comma separated, or
+/// `all`). A skip is therefore never silent: either the run fails, or the
+/// environment that built it says what may be skipped, and the summary test
+/// `no_backend_skipped` then shows as ignored in the runner's output.
+pub fn backends_under_test() -> Vec<Backend> {
     Backend::ALL
         .into_iter()
-        .filter(|b| match b.check() {
+        .filter(|&b| match b.check() {
             Ok(()) => true,
-            Err(e) => {
-                eprintln!("skipping backend {b}: {e}");
+            Err(e) if skip_allowed(b) => {
+                println!("SKIPPED backend {b}: {e} (allowed by ZCSERVE_ALLOW_SKIP)");
+                eprintln!("SKIPPED backend {b}: {e} (allowed by ZCSERVE_ALLOW_SKIP)");
                 false
             }
+            Err(e) => panic!(
+                "backend {b} cannot run here ({e}), so this test would not test it; \
+                 fix the machine, or rebuild the tests with ZCSERVE_ALLOW_SKIP={b} to skip it visibly"
+            ),
         })
+        .collect()
+}
+
+/// Whether the suite was built allowing `backend` to be skipped.
+pub fn skip_allowed(backend: Backend) -> bool {
+    allowed_skips()
+        .iter()
+        .any(|s| s == "all" || s == backend.name())
+}
+
+/// The names in `ZCSERVE_ALLOW_SKIP` when the suite was built.
+pub fn allowed_skips() -> Vec<String> {
+    env!("ZCSERVE_ALLOW_SKIP_BUILT")
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Every backend of [`backends_under_test`], built with `config`.
+pub fn backends(config: &Config) -> Vec<Arc<dyn Transfer>> {
+    backends_under_test()
+        .into_iter()
         .map(|b| b.build(config).expect("build backend"))
         .collect()
 }
@@ -282,3 +315,36 @@ pub fn open_fds() -> usize {
 
 mod run;
 pub use run::{Driver, Outcome, STALL, drive, expected, transfer};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails, listing each backend and why, when any backend of the
+    /// registry cannot run on this machine; ignored (and so shown as such
+    /// by the test runner) when the suite was built with
+    /// `ZCSERVE_ALLOW_SKIP`.
+    #[test]
+    #[cfg_attr(
+        zcserve_skips_allowed,
+        ignore = "ZCSERVE_ALLOW_SKIP is set: backends this machine cannot run are skipped"
+    )]
+    fn no_backend_skipped() {
+        let missing: Vec<String> = Backend::ALL
+            .into_iter()
+            .filter_map(|b| b.check().err().map(|e| format!("{b}: {e}")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "backends this machine cannot run, whose tests would be skipped: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_runnable_backend_is_under_test() {
+        let under: Vec<Backend> = backends_under_test();
+        for b in Backend::ALL {
+            assert_eq!(under.contains(&b), b.is_available(), "{b}");
+        }
+    }
+}

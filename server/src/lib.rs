@@ -21,6 +21,7 @@ pub mod access_log;
 mod clock;
 pub mod config;
 pub mod conn;
+pub mod fs;
 pub mod http;
 pub mod metrics;
 mod metrics_http;

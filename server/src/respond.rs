@@ -7,11 +7,12 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, StatusCode, header};
 use zcserve_core::{ByteRange, Source};
 
+use crate::fs::{Opened, Policy, Root};
 use crate::http::conditional::{self, Precondition};
 use crate::http::file_cache::{FileCache, OpenFile};
 use crate::http::listing;
-use crate::http::path::{Opened, PathError, Policy, RequestPath, Root};
 use crate::http::range::{self, RangeRequest};
+use crate::http::request_path::{PathError, RequestPath};
 use crate::request::{Request, split_target};
 use crate::response::{Body, Head, Response, plain, with_body};
 

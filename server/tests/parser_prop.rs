@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use http::{StatusCode, Version, header};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use zcserve::http::path::{Opened, PathError, Policy, RequestPath, Root};
+use zcserve::fs::{Opened, Policy, Root};
+use zcserve::http::request_path::{PathError, RequestPath};
 use zcserve::request::{self, MAX_HEAD, Parsed};
 use zcserve_tests::TempDir;
 

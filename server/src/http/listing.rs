@@ -4,7 +4,7 @@
 //!
 //! Rendering is a pure function of the request path and the entries; how the
 //! entries are read from disk (and which are hidden) is
-//! [`Dir::entries`](crate::http::path::Dir::entries)' business.
+//! [`Dir::entries`](crate::fs::Dir::entries)' business.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,8 +1,16 @@
-//! HTTP semantics that do not touch a socket: ranges, preconditions, paths
-//! and listings, each a pure function with its own tests.
+//! HTTP semantics that do not touch a socket.
+//!
+//! Pure functions, each with its own tests: [`request_path`] (decoding and
+//! normalising the request path), [`range`], [`conditional`]
+//! (preconditions and validators) and [`listing`] (rendering a directory
+//! page from entries already read).
+//!
+//! [`file_cache`] is the exception: it holds open descriptors behind a
+//! lock, `fstat`s them before reuse and reads the clock. Opening files and
+//! reading directories is [`crate::fs`]'s business.
 
 pub mod conditional;
 pub mod file_cache;
 pub mod listing;
-pub mod path;
 pub mod range;
+pub mod request_path;

@@ -118,7 +118,7 @@ fn combined(e: &Entry<'_>) -> String {
     format!(
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
         e.peer.ip(),
-        clf_time(&crate::response::http_date_now()),
+        clf_time(&crate::response_head::http_date_now()),
         e.method,
         escape_clf(e.target),
         e.version,
@@ -157,7 +157,7 @@ fn escape_clf(s: &str) -> String {
 fn json(e: &Entry<'_>) -> String {
     format!(
         "{{\"time\":{},\"remote\":{},\"method\":{},\"target\":{},\"version\":{},\"status\":{},\"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_us\":{}}}\n",
-        json_str(&crate::response::http_date_now()),
+        json_str(&crate::response_head::http_date_now()),
         json_str(&e.peer.ip().to_string()),
         json_str(e.method),
         json_str(e.target),

@@ -21,16 +21,17 @@ use zcserve_core::{Transfer, TransferError};
 
 use crate::access_log::{Entry, Logger};
 use crate::metrics::Metrics;
-use crate::request::{self, MAX_HEAD, Parsed, Request};
-use crate::respond::{Site, respond};
-use crate::response::{Body, Response, plain};
+use crate::request_head::{self, MAX_HEAD, Parsed, Request};
+use crate::response_head::{Body, Response, plain};
+use crate::site::{Site, respond};
 
 /// Largest request body read and thrown away to keep a connection usable;
 /// a static server has no use for bodies, so bigger ones get 413.
 pub const MAX_DISCARD: u64 = 1 << 20;
 
-/// What every connection shares.
-pub struct Shared {
+/// The server's state that every connection (and the metrics endpoint and
+/// the cache sweep) reads: what is served, how, and where it is counted.
+pub struct ServerState {
     /// What is served.
     pub site: Site,
     /// How file bytes reach sockets.
@@ -63,16 +64,16 @@ enum Head {
 pub async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     stopping: watch::Receiver<bool>,
 ) {
-    crate::sockopt::tune(&stream, shared.notsent_lowat);
+    crate::sockopt::tune(&stream, state.notsent_lowat);
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     // One timer for the connection's whole life, armed at the first
     // request's deadline. Arming and cancelling a timer around every read
     // costs a timer-wheel insert and remove per request; see `Clock`.
     let mut clock = Clock {
-        sleep: pin!(tokio::time::sleep(shared.header_timeout)),
+        sleep: pin!(tokio::time::sleep(state.header_timeout)),
         anchor: (
             tokio::time::Instant::now(),
             crate::clock::monotonic_coarse(),
@@ -91,18 +92,18 @@ pub async fn serve(
     };
     let mut first = true;
     loop {
-        let head = read_head(&mut stream, &mut buf, first, &shared, &mut clock, &mut stop).await;
+        let head = read_head(&mut stream, &mut buf, first, &state, &mut clock, &mut stop).await;
         first = false;
         // Timing is for the access log only; clock reads cost on every request.
-        let started = shared.log.enabled().then(Instant::now);
+        let started = state.log.enabled().then(Instant::now);
         let elapsed = || started.map(|t| t.elapsed()).unwrap_or_default();
         let req = match head {
             Head::Gone => break,
             Head::Refuse(status, why) => {
                 let resp = plain(status, why, false, false);
-                let _ = send(&mut stream, resp, &shared).await;
-                shared.metrics.response(status.as_u16());
-                shared.log.log(&Entry {
+                let _ = send(&mut stream, resp, &state).await;
+                state.metrics.response(status.as_u16());
+                state.log.log(&Entry {
                     peer,
                     method: "-",
                     target: "-",
@@ -125,11 +126,11 @@ pub async fn serve(
                 false,
             )
         } else {
-            if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &shared).await
+            if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &state).await
             {
                 break;
             }
-            respond(&req, &shared.site)
+            respond(&req, &state.site)
         };
         if *stopping.borrow() && !resp.close {
             // Finish this response, but tell the client not to send more.
@@ -137,18 +138,15 @@ pub async fn serve(
         }
         let status = resp.status.as_u16();
         let close = resp.close;
-        let outcome = send(&mut stream, resp, &shared).await;
-        shared.metrics.response(status);
+        let outcome = send(&mut stream, resp, &state).await;
+        state.metrics.response(status);
         let bytes = match &outcome {
             Ok(n) | Err((n, _)) => *n,
         };
-        shared
-            .metrics
-            .body_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
-        if shared.log.enabled() {
+        state.metrics.body_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if state.log.enabled() {
             let text = |h: header::HeaderName| req.headers.get(h).and_then(|v| v.to_str().ok());
-            shared.log.log(&Entry {
+            state.log.log(&Entry {
                 peer,
                 method: req.method.as_str(),
                 target: &req.target,
@@ -165,7 +163,7 @@ pub async fn serve(
             });
         }
         if let Err((_, e)) = outcome {
-            shared.metrics.aborted.fetch_add(1, Ordering::Relaxed);
+            state.metrics.aborted.fetch_add(1, Ordering::Relaxed);
             if !e.is_peer_gone() {
                 tracing::warn!(%peer, target = %req.target, "response cut short: {e}");
             }
@@ -234,17 +232,17 @@ async fn read_head<F: Future<Output = ()>>(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     first: bool,
-    shared: &Shared,
+    state: &ServerState,
     clock: &mut Clock<'_>,
     stop: &mut Stop<'_, F>,
 ) -> Head {
     // The first request's clock starts at accept; a keep-alive request's
     // clock starts at its first byte, after an idle wait of its own.
     let mut deadline =
-        (first || !buf.is_empty()).then(|| tokio::time::Instant::now() + shared.header_timeout);
+        (first || !buf.is_empty()).then(|| tokio::time::Instant::now() + state.header_timeout);
     loop {
         if !buf.is_empty() {
-            match request::parse(buf) {
+            match request_head::parse(buf) {
                 Ok(Parsed::Complete(req, used)) => {
                     buf.drain(..used);
                     return Head::Request(req);
@@ -262,7 +260,7 @@ async fn read_head<F: Future<Output = ()>>(
         if idle && stop.fired {
             return Head::Gone;
         }
-        let due = deadline.unwrap_or_else(|| clock.roughly_now() + shared.keepalive_timeout);
+        let due = deadline.unwrap_or_else(|| clock.roughly_now() + state.keepalive_timeout);
         let read = async {
             tokio::select! {
                 biased;
@@ -289,7 +287,7 @@ async fn read_head<F: Future<Output = ()>>(
             Some(Ok(0)) | Some(Err(_)) => return Head::Gone,
             Some(Ok(_)) => {
                 if deadline.is_none() {
-                    deadline = Some(tokio::time::Instant::now() + shared.header_timeout);
+                    deadline = Some(tokio::time::Instant::now() + state.header_timeout);
                 }
             }
         }
@@ -302,7 +300,7 @@ async fn discard_body(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     len: u64,
-    shared: &Shared,
+    state: &ServerState,
 ) -> bool {
     let in_buf = (len.min(buf.len() as u64)) as usize;
     buf.drain(..in_buf);
@@ -310,7 +308,7 @@ async fn discard_body(
     let mut scratch = [0u8; 8192];
     while left > 0 {
         let want = (left as usize).min(scratch.len());
-        match tokio::time::timeout(shared.header_timeout, stream.read(&mut scratch[..want])).await {
+        match tokio::time::timeout(state.header_timeout, stream.read(&mut scratch[..want])).await {
             Ok(Ok(n)) if n > 0 => left -= n as u64,
             _ => return false,
         }
@@ -334,10 +332,10 @@ fn reannounce_close(mut resp: Response) -> Response {
 async fn send(
     stream: &mut TcpStream,
     resp: Response,
-    shared: &Shared,
+    state: &ServerState,
 ) -> Result<u64, (u64, TransferError)> {
     let head_len = resp.head.len() as u64;
-    let write = |stream, bytes| write_all(stream, bytes, shared.send_timeout);
+    let write = |stream, bytes| write_all(stream, bytes, state.send_timeout);
     match resp.body {
         Body::Empty => write(stream, resp.head)
             .await
@@ -350,15 +348,15 @@ async fn send(
             write(stream, all).await.map(|_| n).map_err(|e| (0, e))
         }
         Body::File { source, range } => {
-            let mut session = shared
+            let mut session = state
                 .backend
                 .start(&source, range, resp.head)
                 .map_err(|e| (0, e))?;
-            let sent = send_all(stream, session.as_mut(), Some(shared.send_timeout)).await;
+            let sent = send_all(stream, session.as_mut(), Some(state.send_timeout)).await;
             let left = session.remaining();
             if let Err(TransferError::FileShrank { .. }) = &sent {
                 // A cached descriptor must not keep promising the old length.
-                shared.site.cache.forget(source.file());
+                state.site.cache.forget(source.file());
             }
             sent.map(|n| n - head_len)
                 .map_err(|e| ((range.len() + head_len - left).saturating_sub(head_len), e))
@@ -374,15 +372,15 @@ async fn send(
                 let mut p = prefix.take().unwrap_or_default();
                 let skip = p.len() as u64;
                 p.extend_from_slice(&part_head);
-                let mut session = shared
+                let mut session = state
                     .backend
                     .start(&source, range, p)
                     .map_err(|e| (sent, e))?;
-                match send_all(stream, session.as_mut(), Some(shared.send_timeout)).await {
+                match send_all(stream, session.as_mut(), Some(state.send_timeout)).await {
                     Ok(n) => sent += n - skip,
                     Err(e) => {
                         if let TransferError::FileShrank { .. } = &e {
-                            shared.site.cache.forget(source.file());
+                            state.site.cache.forget(source.file());
                         }
                         return Err((sent, e));
                     }

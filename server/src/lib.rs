@@ -2,10 +2,12 @@
 //! from file to socket by a zcserve backend (sendfile, splice, mmap, copy, uring).
 //!
 //! The connection loop is ours rather than hyper's because hyper's body API
-//! cannot hand a file to `sendfile`: requests are parsed with `httparse`
-//! ([`request`]), answered by [`respond`] (paths, listings, preconditions,
-//! ranges), and the response head leaves as the prefix of a
-//! [`zcserve_core::Session`] that moves the body ([`conn`]).
+//! cannot hand a file to `sendfile`. A request head is read off the wire
+//! with `httparse` ([`request_head`]); [`site`] turns it into a response
+//! (method checks, redirects, listings, preconditions, ranges), using the
+//! pure HTTP semantics in [`http`] and opening files beneath the root
+//! through [`fs`]; the response head ([`response_head`]) leaves as the
+//! prefix of a [`zcserve_core::Session`] that moves the body ([`conn`]).
 //!
 //! ```no_run
 //! use zcserve::{config::Settings, server::Server};
@@ -25,8 +27,8 @@ pub mod fs;
 pub mod http;
 pub mod metrics;
 mod metrics_http;
-pub mod request;
-pub mod respond;
-pub mod response;
+pub mod request_head;
+pub mod response_head;
 pub mod server;
+pub mod site;
 pub mod sockopt;

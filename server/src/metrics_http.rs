@@ -10,14 +10,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::conn::Shared;
-use crate::request::{self, MAX_HEAD, Parsed, split_target};
-use crate::response::{Head, plain};
+use crate::conn::ServerState;
+use crate::request_head::{self, MAX_HEAD, Parsed, split_target};
+use crate::response_head::{Head, plain};
 
 /// Serves metrics on `listener` until `stopping` turns true.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     mut stopping: watch::Receiver<bool>,
 ) {
     loop {
@@ -29,7 +29,7 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let shared = shared.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
             let work = async {
@@ -37,7 +37,7 @@ pub async fn serve(
                     if stream.read_buf(&mut buf).await? == 0 || buf.len() > MAX_HEAD {
                         return Ok::<_, std::io::Error>(None);
                     }
-                    match request::parse(&buf) {
+                    match request_head::parse(&buf) {
                         Ok(Parsed::Complete(req, _)) => return Ok(Some(req)),
                         Ok(Parsed::Partial) => continue,
                         Err(_) => return Ok(None),
@@ -50,12 +50,12 @@ pub async fn serve(
             };
             let resp = match req.as_deref().and_then(|r| split_target(&r.target)) {
                 Some(("/metrics", _)) => {
-                    let body = shared
+                    let body = state
                         .metrics
                         .render(
-                            shared.backend.name(),
-                            &shared.backend.stats().snapshot(),
-                            shared.log.dropped(),
+                            state.backend.name(),
+                            &state.backend.stats().snapshot(),
+                            state.log.dropped(),
                         )
                         .into_bytes();
                     let mut head = Head::new(StatusCode::OK);
@@ -73,7 +73,7 @@ pub async fn serve(
                         false,
                     );
                     let mut all = r.head;
-                    if let crate::response::Body::Bytes(b) = r.body {
+                    if let crate::response_head::Body::Bytes(b) = r.body {
                         all.extend_from_slice(&b);
                     }
                     all

@@ -20,18 +20,18 @@ use zcserve_backends::Backend;
 
 use crate::access_log::Logger;
 use crate::config::Settings;
-use crate::conn::{self, Shared};
+use crate::conn::{self, ServerState};
 use crate::fs::{Policy, Root};
 use crate::http::file_cache::FileCache;
 use crate::http::range::DEFAULT_MAX_RANGES;
 use crate::metrics::Metrics;
-use crate::respond::Site;
+use crate::site::Site;
 
 /// A bound, ready server.
 pub struct Server {
     listeners: Vec<StdListener>,
     metrics_listener: Option<StdListener>,
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     backend: Backend,
     max_connections: usize,
     grace: Duration,
@@ -64,7 +64,7 @@ impl Server {
             })
             .transpose()?;
         let log = Logger::start(&settings.access_log, settings.log_format)?;
-        let shared = Arc::new(Shared {
+        let state = Arc::new(ServerState {
             site: Site {
                 root,
                 policy: Policy {
@@ -94,7 +94,7 @@ impl Server {
         Ok(Server {
             listeners,
             metrics_listener,
-            shared,
+            state,
             backend,
             max_connections: settings.max_connections,
             grace: settings.shutdown_grace,
@@ -123,7 +123,7 @@ impl Server {
 
     /// The server's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
-        self.shared.metrics.clone()
+        self.state.metrics.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets
@@ -143,7 +143,7 @@ impl Server {
             };
             accepts.push(tokio::spawn(accept_loop(
                 listener,
-                self.shared.clone(),
+                self.state.clone(),
                 slots.clone(),
                 stop_rx.clone(),
             )));
@@ -153,12 +153,12 @@ impl Server {
         {
             tokio::spawn(crate::metrics_http::serve(
                 l,
-                self.shared.clone(),
+                self.state.clone(),
                 stop_rx.clone(),
             ));
         }
-        if self.shared.site.cache.enabled() {
-            tokio::spawn(sweep_cache(self.shared.clone(), stop_rx.clone()));
+        if self.state.site.cache.enabled() {
+            tokio::spawn(sweep_cache(self.state.clone(), stop_rx.clone()));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -173,7 +173,7 @@ impl Server {
         {
             tracing::warn!(
                 "{} connections still busy after the {:?} grace period; closing them",
-                self.shared.metrics.open_connections.load(Ordering::Relaxed),
+                self.state.metrics.open_connections.load(Ordering::Relaxed),
                 self.grace
             );
         }
@@ -182,7 +182,7 @@ impl Server {
 
 async fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     slots: Arc<Semaphore>,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -199,16 +199,16 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let shared = shared.clone();
+                let state = state.clone();
                 let stop = stopping.clone();
-                shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                shared
+                state.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                state
                     .metrics
                     .open_connections
                     .fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    conn::serve(stream, peer, shared.clone(), stop).await;
-                    shared
+                    conn::serve(stream, peer, state.clone(), stop).await;
+                    state
                         .metrics
                         .open_connections
                         .fetch_sub(1, Ordering::Relaxed);
@@ -216,7 +216,7 @@ async fn accept_loop(
                 });
             }
             Err(e) => {
-                shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                state.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
                 let errno = e.raw_os_error().map(Errno::from_raw);
                 // Out of descriptors or memory: the condition persists, so
                 // accepting again at once would spin. Back off and retry;
@@ -225,7 +225,7 @@ async fn accept_loop(
                     Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => {
                         // Descriptors the file cache holds are the ones to
                         // give back first.
-                        shared.site.cache.clear();
+                        state.site.cache.clear();
                         Duration::from_millis(100)
                     }
                     _ => Duration::from_millis(5),
@@ -239,8 +239,8 @@ async fn accept_loop(
 
 /// Closes expired cache entries every validity window, so that an idle
 /// server does not keep deleted files allocated through their descriptors.
-async fn sweep_cache(shared: Arc<Shared>, mut stopping: watch::Receiver<bool>) {
-    let cache = &shared.site.cache;
+async fn sweep_cache(state: Arc<ServerState>, mut stopping: watch::Receiver<bool>) {
+    let cache = &state.site.cache;
     let mut tick = tokio::time::interval(cache.valid());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,7 +1,7 @@
 //! Property tests, 10,000 cases each, of the two places where untrusted
 //! bytes enter the server:
 //!
-//! - the request-head parser (`zcserve::request::parse`) on arbitrary bytes
+//! - the request-head parser (`zcserve::request_head::parse`) on arbitrary bytes
 //!   and on near-valid heads (real request lines with random methods,
 //!   targets, versions and headers): it never panics; an accepted head is
 //!   at most 16 KiB and no longer than the input, is HTTP/1.0 or 1.1, has
@@ -28,7 +28,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use zcserve::fs::{Opened, Policy, Root};
 use zcserve::http::request_path::{PathError, RequestPath};
-use zcserve::request::{self, MAX_HEAD, Parsed};
+use zcserve::request_head::{self, MAX_HEAD, Parsed};
 use zcserve_tests::TempDir;
 
 fn config() -> ProptestConfig {
@@ -43,10 +43,10 @@ fn config() -> ProptestConfig {
 // The request-head parser
 // ---------------------------------------------------------------------------
 
-/// Checks every promise `request::parse` makes about `bytes`.
+/// Checks every promise `request_head::parse` makes about `bytes`.
 fn check_head(bytes: &[u8]) -> Result<(), TestCaseError> {
     let shown = || String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
-    match request::parse(bytes) {
+    match request_head::parse(bytes) {
         Ok(Parsed::Complete(req, n)) => {
             prop_assert!(
                 n <= bytes.len(),
@@ -105,7 +105,7 @@ fn check_head(bytes: &[u8]) -> Result<(), TestCaseError> {
             }
             // Fields the server does not read are left to httparse's
             // checks: those must reject whatever `http` would.
-            let mut slots = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+            let mut slots = [httparse::EMPTY_HEADER; request_head::MAX_HEADERS];
             let mut raw = httparse::Request::new(&mut slots);
             if let Ok(httparse::Status::Complete(_)) = raw.parse(&bytes[..n]) {
                 for h in raw.headers.iter() {
@@ -119,7 +119,7 @@ fn check_head(bytes: &[u8]) -> Result<(), TestCaseError> {
                 }
             }
             // The head alone parses to the same length.
-            match request::parse(&bytes[..n]) {
+            match request_head::parse(&bytes[..n]) {
                 Ok(Parsed::Complete(_, m)) => prop_assert_eq!(m, n, "{:?}", shown()),
                 other => {
                     return Err(TestCaseError::fail(format!(
@@ -136,7 +136,7 @@ fn check_head(bytes: &[u8]) -> Result<(), TestCaseError> {
                 (0..48).map(|i| i * n / 48).chain(n - 4..n).collect()
             };
             for k in cuts {
-                let r = request::parse(&bytes[..k]);
+                let r = request_head::parse(&bytes[..k]);
                 prop_assert!(
                     matches!(r, Ok(Parsed::Partial)),
                     "prefix of {k} bytes of an accepted {n}-byte head gives {:?}: {:?}",
@@ -462,7 +462,7 @@ fn near_valid_generator_reaches_accepted_heads() {
     let mut accepted = 0;
     for _ in 0..2_000 {
         let bytes = strategy.new_tree(&mut runner).expect("generate").current();
-        if matches!(request::parse(&bytes), Ok(Parsed::Complete(..))) {
+        if matches!(request_head::parse(&bytes), Ok(Parsed::Complete(..))) {
             accepted += 1;
         }
     }

@@ -1,6 +1,7 @@
 //! From a parsed request to the response to send: method checks, path
 //! resolution under the root, redirects, listings, preconditions and
-//! ranges. Nothing here touches a socket.
+//! ranges. Files are opened here (through [`crate::fs`] and the file
+//! cache), but nothing here touches a socket.
 
 use std::sync::Arc;
 
@@ -13,8 +14,8 @@ use crate::http::file_cache::{FileCache, OpenFile};
 use crate::http::listing;
 use crate::http::range::{self, RangeRequest};
 use crate::http::request_path::{PathError, RequestPath};
-use crate::request::{Request, split_target};
-use crate::response::{Body, Head, Response, plain, with_body};
+use crate::request_head::{Request, split_target};
+use crate::response_head::{Body, Head, Response, plain, with_body};
 
 /// What is served and how.
 #[derive(Debug)]

@@ -47,6 +47,8 @@ pub struct Shared {
     pub log: Logger,
     /// Server counters.
     pub metrics: Arc<Metrics>,
+    /// What keep-alive deadlines are read from between timer wake-ups.
+    pub clock: crate::clock::Clock,
 }
 
 enum Head {
@@ -73,10 +75,8 @@ pub async fn serve(
     // costs a timer-wheel insert and remove per request; see `Clock`.
     let mut clock = Clock {
         sleep: pin!(tokio::time::sleep(shared.header_timeout)),
-        anchor: (
-            tokio::time::Instant::now(),
-            crate::clock::monotonic_coarse(),
-        ),
+        anchor: (tokio::time::Instant::now(), shared.clock.now()),
+        coarse: &shared.clock,
     };
     // Likewise one registration with the stop signal per connection rather
     // than one per request.
@@ -190,13 +190,14 @@ struct Clock<'a> {
     /// idle deadline of every keep-alive wait can be worked out from a
     /// coarse reading (within a kernel tick) rather than a precise one.
     anchor: (tokio::time::Instant, Duration),
+    coarse: &'a crate::clock::Clock,
 }
 
 impl Clock<'_> {
     /// Now, to within a kernel tick.
     fn roughly_now(&self) -> tokio::time::Instant {
         let (at, coarse) = self.anchor;
-        at + crate::clock::monotonic_coarse().saturating_sub(coarse)
+        at + self.coarse.now().saturating_sub(coarse)
     }
 
     /// Runs `fut` until it completes (`Some`) or `due` passes (`None`).

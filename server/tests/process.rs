@@ -967,9 +967,11 @@ fn cli_list_backends() {
             .find(|l| l.split_whitespace().next() == Some(b.name()))
             .unwrap_or_else(|| panic!("{} not listed:\n{stdout}", b.name()));
         assert!(line.contains("available"), "{line}");
-        if b.is_available() {
-            assert!(!line.contains("not available"), "{line}");
-        }
+        assert_eq!(
+            line.contains("not available"),
+            !b.is_available(),
+            "{line}: availability as the registry's probe says"
+        );
     }
     let auto: Vec<&&str> = lines.iter().filter(|l| l.contains("auto")).collect();
     assert_eq!(auto.len(), 1, "one line marks auto:\n{stdout}");

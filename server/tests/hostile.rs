@@ -1032,9 +1032,7 @@ fn slow_loris_does_not_delay_a_new_client() {
         stalled.push(c);
     }
     // Every half head is in the server's hands.
-    for c in &stalled {
-        wait_until_server_read(c);
-    }
+    wait_until_server_read_all(&stalled);
     assert_eq!(open(), STALLED as u64, "{b}: connections open");
 
     let reply = exchange(&s, GET_A);
@@ -1049,22 +1047,15 @@ fn slow_loris_does_not_delay_a_new_client() {
         "{b}: the new client's GET"
     );
     // The stalled connections were all still there while it was served.
-    for (i, c) in stalled.iter().enumerate() {
-        assert_open_and_silent(
-            c,
-            &format!("{b}: stalled connection {i}, after the new GET"),
-        );
-    }
+    assert_all_open_and_silent(&stalled, &format!("{b}: stalled, after the new GET"));
 
     // Each stalled connection gets 408 (or is just closed) at its head
     // deadline, not before.
     s.advance(HEADER_TIMEOUT - MS);
-    for (i, c) in stalled.iter().enumerate() {
-        assert_open_and_silent(
-            c,
-            &format!("{b}: stalled connection {i}, {MS:?} before the deadline"),
-        );
-    }
+    assert_all_open_and_silent(
+        &stalled,
+        &format!("{b}: stalled, {MS:?} before the deadline"),
+    );
     s.advance(MS);
     let mut got_408 = 0usize;
     for (i, c) in stalled.iter_mut().enumerate() {

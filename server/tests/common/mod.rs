@@ -255,23 +255,35 @@ fn proc_addr(a: SocketAddr) -> String {
     format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), a.port())
 }
 
-/// The socket whose local end is `local` and remote end `remote`, if the
-/// kernel still has it.
-pub fn tcp_row(local: SocketAddr, remote: SocketAddr) -> Option<TcpRow> {
-    let (local, remote) = (proc_addr(local), proc_addr(remote));
+/// Every IPv4 TCP socket the kernel has, by (local, remote) address, as
+/// `/proc/net/tcp` shows them. (One read walks the kernel's whole table,
+/// so callers read it once for many connections.)
+pub fn tcp_table() -> std::collections::HashMap<(String, String), TcpRow> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 5 || f[1] != local || f[2] != remote {
-            return None;
-        }
-        let (tx, rx) = f[4].split_once(':')?;
-        Some(TcpRow {
-            state: u8::from_str_radix(f[3], 16).ok()?,
-            tx_queue: u64::from_str_radix(tx, 16).ok()?,
-            rx_queue: u64::from_str_radix(rx, 16).ok()?,
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (tx, rx) = f.get(4)?.split_once(':')?;
+            let row = TcpRow {
+                state: u8::from_str_radix(f[3], 16).ok()?,
+                tx_queue: u64::from_str_radix(tx, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+            };
+            Some(((f[1].to_string(), f[2].to_string()), row))
         })
-    })
+        .collect()
+}
+
+/// The client's and the server's end of `c`'s connection, as keys of
+/// [`tcp_table`].
+fn ends(c: &TcpStream) -> [(String, String); 2] {
+    let (me, server) = (
+        proc_addr(c.local_addr().unwrap()),
+        proc_addr(c.peer_addr().unwrap()),
+    );
+    [(me.clone(), server.clone()), (server, me)]
 }
 
 /// Polls `done` until it holds; panics naming `what` after [`HANG`].
@@ -287,38 +299,55 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 /// kernel acknowledged them (`c`'s send queue is empty) and the server
 /// took them off its socket (its receive queue is empty).
 pub fn wait_until_server_read(c: &TcpStream) {
-    let (me, server) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
-    wait_for("the server reading what the client sent", || {
-        tcp_row(me, server).is_some_and(|r| r.tx_queue == 0)
-            && tcp_row(server, me).is_some_and(|r| r.rx_queue == 0)
+    wait_until_server_read_all(std::slice::from_ref(c));
+}
+
+/// [`wait_until_server_read`] for every connection of `cs`.
+pub fn wait_until_server_read_all(cs: &[TcpStream]) {
+    let ends: Vec<_> = cs.iter().map(ends).collect();
+    wait_for("the server reading what the clients sent", || {
+        let t = tcp_table();
+        ends.iter().all(|[client, server]| {
+            t.get(client).is_some_and(|r| r.tx_queue == 0)
+                && t.get(server).is_some_and(|r| r.rx_queue == 0)
+        })
     });
 }
 
-/// Returns once everything the server has sent on `c`'s connection,
-/// a FIN included, has reached `c`'s kernel.
-pub fn wait_until_delivered(c: &TcpStream) {
-    let (me, server) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
-    wait_for("what the server sent reaching the client", || {
-        tcp_row(server, me).is_none_or(|r| r.tx_queue == 0)
+/// Returns once everything the server has sent on the connections of
+/// `cs`, FINs included, has reached the clients' kernel.
+pub fn wait_until_delivered_all(cs: &[TcpStream]) {
+    let ends: Vec<_> = cs.iter().map(ends).collect();
+    wait_for("what the server sent reaching the clients", || {
+        let t = tcp_table();
+        ends.iter()
+            .all(|[_, server]| t.get(server).is_none_or(|r| r.tx_queue == 0))
     });
 }
 
 /// Asserts that the server has neither sent anything more on `c` nor
 /// closed it, as far as everything it has done so far shows.
 pub fn assert_open_and_silent(c: &TcpStream, what: &str) {
-    wait_until_delivered(c);
-    c.set_nonblocking(true).unwrap();
-    let mut b = [0u8; 256];
-    let got = c.peek(&mut b);
-    c.set_nonblocking(false).unwrap();
-    match got {
-        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-        Ok(0) => panic!("{what}: the server closed the connection"),
-        Ok(n) => panic!(
-            "{what}: the server sent {:?}",
-            String::from_utf8_lossy(&b[..n])
-        ),
-        Err(e) => panic!("{what}: {e}"),
+    assert_all_open_and_silent(std::slice::from_ref(c), what);
+}
+
+/// [`assert_open_and_silent`] for every connection of `cs`.
+pub fn assert_all_open_and_silent(cs: &[TcpStream], what: &str) {
+    wait_until_delivered_all(cs);
+    for (i, c) in cs.iter().enumerate() {
+        c.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 256];
+        let got = c.peek(&mut b);
+        c.set_nonblocking(false).unwrap();
+        match got {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok(0) => panic!("{what}: the server closed connection {i}"),
+            Ok(n) => panic!(
+                "{what}: the server sent {:?} on connection {i}",
+                String::from_utf8_lossy(&b[..n])
+            ),
+            Err(e) => panic!("{what}: connection {i}: {e}"),
+        }
     }
 }
 

@@ -48,6 +48,8 @@ pub struct ServerState {
     pub log: Logger,
     /// Server counters.
     pub metrics: Arc<Metrics>,
+    /// What keep-alive deadlines are read from between timer wake-ups.
+    pub clock: crate::clock::Clock,
 }
 
 enum Head {
@@ -74,10 +76,8 @@ pub async fn serve(
     // costs a timer-wheel insert and remove per request; see `Clock`.
     let mut clock = Clock {
         sleep: pin!(tokio::time::sleep(state.header_timeout)),
-        anchor: (
-            tokio::time::Instant::now(),
-            crate::clock::monotonic_coarse(),
-        ),
+        anchor: (tokio::time::Instant::now(), state.clock.now()),
+        coarse: &state.clock,
     };
     // Likewise one registration with the stop signal per connection rather
     // than one per request.
@@ -188,13 +188,14 @@ struct Clock<'a> {
     /// idle deadline of every keep-alive wait can be worked out from a
     /// coarse reading (within a kernel tick) rather than a precise one.
     anchor: (tokio::time::Instant, Duration),
+    coarse: &'a crate::clock::Clock,
 }
 
 impl Clock<'_> {
     /// Now, to within a kernel tick.
     fn roughly_now(&self) -> tokio::time::Instant {
         let (at, coarse) = self.anchor;
-        at + crate::clock::monotonic_coarse().saturating_sub(coarse)
+        at + self.coarse.now().saturating_sub(coarse)
     }
 
     /// Runs `fut` until it completes (`Some`) or `due` passes (`None`).

@@ -20,7 +20,7 @@
 //! ```
 
 pub mod access_log;
-mod clock;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod fs;

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use zcserve_backends::Backend;
 
 use crate::access_log::Logger;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::conn::{self, ServerState};
 use crate::fs::{Policy, Root};
@@ -44,6 +45,12 @@ impl Server {
     /// Opens the root, builds the backend and binds every listener. The
     /// error is one line for the user.
     pub fn bind(settings: &Settings) -> Result<Server, String> {
+        Server::bind_with_clock(settings, Clock::coarse())
+    }
+
+    /// [`Server::bind`], with the file cache's windows and the keep-alive
+    /// deadlines timed on `clock` (tests use tokio's, with paused time).
+    pub fn bind_with_clock(settings: &Settings, clock: Clock) -> Result<Server, String> {
         let root = Root::open(&settings.root)
             .map_err(|e| format!("cannot serve {}: {e}", settings.root.display()))?;
         let backend: Backend = settings
@@ -74,10 +81,11 @@ impl Server {
                 listing: settings.listing,
                 max_ranges: DEFAULT_MAX_RANGES,
                 cache: if settings.file_cache {
-                    FileCache::new(
+                    FileCache::with_clock(
                         cache_capacity(settings.file_cache_entries),
                         settings.file_cache_valid,
                         settings.file_cache_check,
+                        clock.clone(),
                     )
                 } else {
                     FileCache::off()
@@ -90,6 +98,7 @@ impl Server {
             notsent_lowat: settings.notsent_lowat,
             log,
             metrics: Arc::default(),
+            clock,
         });
         Ok(Server {
             listeners,

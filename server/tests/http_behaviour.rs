@@ -1,5 +1,5 @@
 //! HTTP behaviour of zcserve (issue 3; RFC 9110 and RFC 9112), every test
-//! run against every backend this machine has: GET and HEAD of files of
+//! run against every backend of the registry: GET and HEAD of files of
 //! several sizes and types, keep-alive, HTTP/1.0, `Connection: close`,
 //! `Host`, absolute-form targets, pipelining, methods (405/501) and request
 //! bodies, every form of `Range` (single, open-ended, suffix, clamped,
@@ -21,7 +21,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method, StatusCode};
 
@@ -237,13 +237,7 @@ fn read_responses(stream: &mut TcpStream, head_only: &[bool]) -> Vec<RawResponse
     out
 }
 
-/// Whether the server closed `stream` (EOF within `within`).
-fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut b = [0u8; 1];
-    matches!(stream.read_r(&mut b), Ok(0))
-}
-
+/// Whether the response says the connection closes after it.
 fn says_close(r: &RawResponse) -> bool {
     r.header("connection")
         .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
@@ -610,10 +604,7 @@ fn keep_alive_serves_many_requests_on_one_connection() {
                 "{b}: request {i} GET {path} closed a keep-alive connection"
             );
         }
-        assert!(
-            !closed_within(&mut c, Duration::from_millis(100)),
-            "{b}: idle keep-alive connection closed"
-        );
+        assert_open_and_silent(&c, &format!("{b}: idle keep-alive connection"));
         assert_eq!(
             s.metrics.accepted.load(Ordering::Relaxed),
             1,
@@ -642,12 +633,8 @@ fn http10_closes_by_default_and_keeps_alive_when_asked() {
     let fx = Fixture::new();
     for b in backends() {
         let s = TestServer::start(b, fx.path(), |_| {});
-        let t = Instant::now();
+        // `raw` fails unless the server closes the connection.
         let out = s.raw(b"GET /a.txt HTTP/1.0\r\n\r\n");
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "{b}: HTTP/1.0 connection not closed after the response"
-        );
         let r = parse_responses(&out, &[false]);
         assert_eq!(r.len(), 1, "{b}");
         assert_eq!(
@@ -678,11 +665,7 @@ fn http10_closes_by_default_and_keeps_alive_when_asked() {
             "{b}: HTTP/1.0 keep-alive response says Connection: {:?}",
             r.header("connection")
         );
-        assert!(
-            !closed_within(&mut c, Duration::from_millis(100)),
-            "{b}: HTTP/1.0 keep-alive connection closed"
-        );
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_open_and_silent(&c, &format!("{b}: HTTP/1.0 keep-alive connection"));
         c.write_all(b"GET /digits.txt HTTP/1.0\r\nHost: x\r\n\r\n")
             .unwrap();
         let r = read_responses(&mut c, &[false]).remove(0);
@@ -691,9 +674,10 @@ fn http10_closes_by_default_and_keeps_alive_when_asked() {
             (200, DIGITS),
             "{b}: second HTTP/1.0 request on the connection"
         );
+        let (rest, closed) = read_until_closed(&mut c);
         assert!(
-            closed_within(&mut c, Duration::from_secs(5)),
-            "{b}: HTTP/1.0 without keep-alive left open"
+            closed && rest.is_empty(),
+            "{b}: HTTP/1.0 without keep-alive left open (then sent {rest:?})"
         );
     }
 }
@@ -707,12 +691,8 @@ fn connection_close_closes_after_the_response() {
         // A request pipelined after the `close` one must not be answered.
         let mut both = req("GET", "/a.txt", &[("Connection", "close")]);
         both.push_str(&req("GET", "/digits.txt", &[]));
-        let t = Instant::now();
+        // `raw` fails unless the server closes the connection.
         let out = s.raw(both.as_bytes());
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "{b}: connection not closed after Connection: close"
-        );
         let r = parse_responses(&out, &[false]);
         assert_eq!(r.len(), 1, "{b}: responses after Connection: close");
         assert_eq!((r[0].status, r[0].body.as_slice()), (200, HELLO), "{b}");
@@ -946,8 +926,8 @@ fn request_bodies_are_discarded_and_framing_kept() {
         let mut c = s.connect();
         c.write_all(req("POST", "/a.txt", &[("Content-Length", "10")]).as_bytes())
             .unwrap();
-        c.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        // The head alone is read first (and the body waited for).
+        wait_until_server_read(&c);
         c.write_all(b"0123456789").unwrap();
         c.write_all(req("GET", "/a.txt", &[]).as_bytes()).unwrap();
         let r = read_responses(&mut c, &[false, false]);
@@ -1916,21 +1896,18 @@ fn metrics_count_responses_bytes_and_syscalls() {
             "{}: want >= {served}",
             what(&key)
         );
-        let calls = |call: &str| {
-            sample(
-                &all,
-                &format!("zcserve_backend_syscalls_total{{backend=\"{b}\",syscall=\"{call}\"}}"),
-            )
-        };
-        let main = match b {
-            "sendfile" => calls("sendfile"),
-            "splice" => calls("splice"),
-            "mmap" => calls("sendto") + calls("sendmsg"),
-            "copy" => calls("pread64"),
-            "uring" => calls("io_uring_enter"),
-            other => panic!("unknown backend {other}"),
-        };
-        assert!(main > 0.0, "{b}: its main syscall never counted in\n{text}");
+        // Whatever the backend, each of the five responses with a body
+        // took at least one system call of its own.
+        let prefix = format!("zcserve_backend_syscalls_total{{backend=\"{b}\",syscall=");
+        let syscalls: f64 = all
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v)
+            .sum();
+        assert!(
+            syscalls >= 5.0,
+            "{b}: {syscalls} system calls counted for 5 bodies in\n{text}"
+        );
         assert_eq!(s.metrics.responses(200), 4, "{b}: in-process counter");
     }
 }

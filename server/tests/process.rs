@@ -19,7 +19,6 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -207,13 +206,19 @@ impl Proc {
         }
     }
 
-    /// Everything still queued on stdout (after exit: all of it).
+    /// Everything the process wrote to stdout after what was read so far,
+    /// up to its end (call after exit: the reader thread then sees EOF).
     fn remaining_stdout(&self) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            out.push(l);
+        loop {
+            match self.lines.recv_timeout(HANG) {
+                Ok(l) => out.push(l),
+                Err(RecvTimeoutError::Disconnected) => return out,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("zcserve's stdout still open {HANG:?} after it exited: {out:?}")
+                }
+            }
         }
-        out
     }
 }
 
@@ -234,6 +239,7 @@ struct StartLine {
     addrs: Vec<SocketAddr>,
     backend: String,
     threads: String,
+    metrics: Option<SocketAddr>,
 }
 
 fn parse_start_line(line: &str) -> StartLine {
@@ -259,12 +265,20 @@ fn parse_start_line(line: &str) -> StartLine {
     let Some((backend, threads)) = right.split_once(", ") else {
         bad()
     };
-    let threads = threads.split(',').next().unwrap_or_default();
+    let mut parts = threads.split(", ");
+    let threads = parts.next().unwrap_or_default();
+    let metrics = parts.next().map(|m| {
+        m.strip_prefix("metrics at http://")
+            .and_then(|a| a.strip_suffix("/metrics"))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| bad())
+    });
     StartLine {
         root: root.to_string(),
         addrs,
         backend: backend.to_string(),
         threads: threads.to_string(),
+        metrics,
     }
 }
 
@@ -272,6 +286,12 @@ fn parse_start_line(line: &str) -> StartLine {
 /// access log stays as EXTRA says if it mentions one), and the address it
 /// reports in its start line.
 fn serve(root: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    let (p, start) = serve_parsed(root, extra);
+    (p, start.addrs[0])
+}
+
+/// [`serve`], with the whole start line.
+fn serve_parsed(root: &Path, extra: &[&str]) -> (Proc, StartLine) {
     let root = root.to_str().expect("utf-8 temp path");
     let mut args = vec!["--listen", "127.0.0.1:0", "--root", root];
     if !extra.contains(&"--access-log") {
@@ -282,9 +302,8 @@ fn serve(root: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let line = p.start_line();
     let start = parse_start_line(&line);
     assert_eq!(start.addrs.len(), 1, "{line}");
-    let addr = start.addrs[0];
-    assert!(addr.port() != 0, "{line}");
-    (p, addr)
+    assert!(start.addrs[0].port() != 0, "{line}");
+    (p, start)
 }
 
 /// One request on a fresh connection (closed by the request), its answer.
@@ -331,8 +350,15 @@ fn readme_command_one_serves_cwd_on_8000_with_auto() {
             true
         }
         Err(e) => {
+            // The default address is still checked, in the settings the
+            // binary resolves with no arguments; only binding it is not.
+            assert_eq!(
+                zcserve::config::Settings::default().listen,
+                ["127.0.0.1:8000".parse::<SocketAddr>().unwrap()],
+                "the default listen address"
+            );
             eprintln!(
-                "127.0.0.1:8000 is busy on this machine ({e}); checking the same with --listen 127.0.0.1:0"
+                "127.0.0.1:8000 is busy on this machine ({e}); checking the rest with --listen 127.0.0.1:0"
             );
             false
         }
@@ -382,8 +408,8 @@ fn readme_command_one_serves_cwd_on_8000_with_auto() {
 
     // The default access log goes to stdout, after the start line.
     let logged = p
-        .next_line(Duration::from_secs(2))
-        .unwrap_or_else(|| panic!("no access log line on stdout within 2 s"));
+        .next_line(HANG)
+        .unwrap_or_else(|| panic!("no access log line on stdout within {HANG:?}"));
     assert!(
         logged.contains("\"GET /hello.txt HTTP/1.1\" 200 19"),
         "{logged}"
@@ -434,14 +460,19 @@ fn sigterm_right_after_the_start_line_exits_0() {
 #[test]
 fn sigterm_closes_idle_connections_and_exits_promptly() {
     let dir = hello_root();
-    // A long grace period: only connections with a response in flight may
-    // use it, idle ones must not hold the exit back.
-    let (mut p, addr) = serve(dir.path(), &["--shutdown-grace", "60"]);
+    // A grace period far longer than the wait for the exit below: only
+    // connections with a response in flight may use it, idle ones must
+    // not hold the exit back.
+    let (mut p, start) = serve_parsed(
+        dir.path(),
+        &["--shutdown-grace", "600", "--metrics", "127.0.0.1:0"],
+    );
+    let addr = start.addrs[0];
+    let metrics = start.metrics.expect("metrics address in the start line");
     // One idle keep-alive connection after a response, one that never sent
     // a byte.
     let mut keep = TcpStream::connect(addr).unwrap();
-    keep.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    keep.set_read_timeout(Some(HANG)).unwrap();
     keep.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut got = Vec::new();
@@ -452,12 +483,12 @@ fn sigterm_closes_idle_connections_and_exits_promptly() {
         got.extend_from_slice(&buf[..n]);
     }
     let mut silent = TcpStream::connect(addr).unwrap();
-    silent
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    silent.set_read_timeout(Some(HANG)).unwrap();
+    // Both are the server's, not just queued in the kernel's backlog.
+    wait_for("the server accepting both connections", || {
+        open_connections(metrics) == 2
+    });
 
-    let t0 = Instant::now();
     p.stop(Signal::SIGTERM);
     // Both clients see the connection end (EOF or reset), not a hang.
     for (name, s) in [("idle keep-alive", &mut keep), ("silent", &mut silent)] {
@@ -471,12 +502,20 @@ fn sigterm_closes_idle_connections_and_exits_promptly() {
             Err(e) => panic!("{name} connection not closed after SIGTERM: {e}"),
         }
     }
-    p.assert_exits_0(Duration::from_secs(5), "SIGTERM with idle connections");
-    assert!(
-        t0.elapsed() < Duration::from_secs(5),
-        "exit took {:?}",
-        t0.elapsed()
+    p.assert_exits_0(HANG, "SIGTERM with idle connections");
+}
+
+/// `zcserve_open_connections` from the metrics endpoint at `addr`.
+fn open_connections(addr: SocketAddr) -> u64 {
+    let r = request(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
+    let text = String::from_utf8_lossy(&r.body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("zcserve_open_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no zcserve_open_connections in\n{text}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -484,15 +523,36 @@ fn sigterm_closes_idle_connections_and_exits_promptly() {
 // ---------------------------------------------------------------------------
 
 const MIB: usize = 1 << 20;
-const BIG_MIB: usize = 256;
+/// Body MiB the client reads before it stops to let the test signal.
+const GATE_MIB: usize = 4;
 
-/// Reads a response to `GET /big.bin` one MiB at a time, sleeping between
-/// blocks; checks every byte (block `i` starts with `i` as a little-endian
-/// u64, the rest is zero). Returns body bytes received and whether the
-/// server then closed the connection.
-fn slow_download(mut s: TcpStream, progress: Arc<AtomicUsize>) -> Result<(u64, bool), String> {
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
+/// A file size that cannot fit in the socket buffers between server and
+/// client (the kernel's largest send plus receive buffer, twice over), so
+/// a client that stops reading keeps the response in flight for certain.
+fn big_mib() -> usize {
+    let max = |path: &str| -> usize {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        text.split_whitespace()
+            .last()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64 * MIB)
+    };
+    let buffers = max("/proc/sys/net/ipv4/tcp_rmem") + max("/proc/sys/net/ipv4/tcp_wmem");
+    (2 * buffers / MIB + GATE_MIB + 1).max(64)
+}
+
+/// Reads a response to `GET /big.bin` of `mib` MiB one MiB at a time,
+/// checking every byte (block `i` starts with `i` as a little-endian u64,
+/// the rest is zero). After [`GATE_MIB`] blocks it says so on `reached`
+/// and reads nothing more until `go` says to. Returns body bytes received
+/// and whether the server then closed the connection.
+fn gated_download(
+    mut s: TcpStream,
+    mib: usize,
+    reached: std::sync::mpsc::Sender<()>,
+    go: Receiver<()>,
+) -> Result<(u64, bool), String> {
+    s.set_read_timeout(Some(HANG)).map_err(|e| e.to_string())?;
     s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n")
         .map_err(|e| format!("sending the request: {e}"))?;
     // The head, byte by byte, so that the body starts block-aligned.
@@ -525,12 +585,17 @@ fn slow_download(mut s: TcpStream, progress: Arc<AtomicUsize>) -> Result<(u64, b
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
         .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
         .ok_or("no Content-Length")?;
-    if len != (BIG_MIB * MIB) as u64 {
-        return Err(format!("Content-Length {len}, file is {}", BIG_MIB * MIB));
+    if len != (mib * MIB) as u64 {
+        return Err(format!("Content-Length {len}, file is {}", mib * MIB));
     }
     let mut block = vec![0u8; MIB];
     let mut received = 0u64;
-    for i in 0..BIG_MIB {
+    for i in 0..mib {
+        if i == GATE_MIB {
+            let _ = reached.send(());
+            go.recv_timeout(HANG)
+                .map_err(|e| format!("never told to read on: {e}"))?;
+        }
         let mut filled = 0;
         while filled < MIB {
             match s.read(&mut block[filled..]) {
@@ -556,12 +621,8 @@ fn slow_download(mut s: TcpStream, progress: Arc<AtomicUsize>) -> Result<(u64, b
         if let Some(at) = block[8..].iter().position(|&b| b != 0) {
             return Err(format!("block {i}: non-zero byte at offset {}", at + 8));
         }
-        progress.store(i + 1, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(20));
     }
     // Nothing after the body; the stopping server closes the connection.
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
     let closed = match s.read(&mut block) {
         Ok(0) => true,
         Ok(n) => return Err(format!("{n} bytes after the body")),
@@ -572,14 +633,14 @@ fn slow_download(mut s: TcpStream, progress: Arc<AtomicUsize>) -> Result<(u64, b
 
 /// After SIGTERM, a new connection must soon be refused (or accepted by
 /// the kernel and closed without an answer); never left hanging.
-fn assert_new_connections_refused(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
+fn assert_new_connections_refused(addr: SocketAddr) {
+    let deadline = Instant::now() + HANG;
     let mut last = String::new();
     while Instant::now() < deadline {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+        match TcpStream::connect_timeout(&addr, HANG) {
             Err(_) => return, // refused
             Ok(mut s) => {
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                s.set_read_timeout(Some(HANG)).unwrap();
                 let _ =
                     s.write_all(b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut buf = [0u8; 1024];
@@ -598,20 +659,20 @@ fn assert_new_connections_refused(addr: SocketAddr, within: Duration) {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("new connections still served {within:?} after SIGTERM ({last})");
+    panic!("new connections still served {HANG:?} after SIGTERM ({last})");
 }
 
+/// SIGTERM while a client is part-way through a download it has stopped
+/// reading: new connections are refused, the server waits, and once the
+/// client reads on it gets every byte and the server exits 0.
 fn sigterm_during_download(backend: &str) {
-    if !Backend::available().iter().any(|b| b.name() == backend) {
-        eprintln!("backend {backend} not available here; skipped");
-        return;
-    }
+    let mib = big_mib();
     let dir = TempDir::new();
     let big = fs::File::create(dir.path().join("big.bin")).unwrap();
-    big.set_len((BIG_MIB * MIB) as u64).unwrap();
-    for i in 0..BIG_MIB {
+    big.set_len((mib * MIB) as u64).unwrap();
+    for i in 0..mib {
         big.write_all_at(&(i as u64).to_le_bytes(), (i * MIB) as u64)
             .unwrap();
     }
@@ -619,80 +680,53 @@ fn sigterm_during_download(backend: &str) {
     fs::write(dir.path().join("small.txt"), b"small").unwrap();
     let (mut p, addr) = serve(dir.path(), &["--backend", backend, "--threads", "2"]);
 
-    let progress = Arc::new(AtomicUsize::new(0));
+    let (reached_tx, reached) = channel();
+    let (go, go_rx) = channel();
     let stream = TcpStream::connect(addr).unwrap();
-    let download = {
-        let progress = progress.clone();
-        std::thread::spawn(move || slow_download(stream, progress))
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while progress.load(Ordering::SeqCst) < 4 {
-        assert!(
-            Instant::now() < deadline && !download.is_finished(),
-            "{backend}: the download did not get going; stderr:\n{}",
+    let download = std::thread::spawn(move || gated_download(stream, mib, reached_tx, go_rx));
+    if reached.recv_timeout(HANG).is_err() {
+        let why = if download.is_finished() {
+            format!("{:?}", download.join())
+        } else {
+            "still waiting".to_string()
+        };
+        panic!(
+            "{backend}: the download never reached {GATE_MIB} MiB ({why}); stderr:\n{}",
             p.stderr_text()
         );
-        std::thread::sleep(Duration::from_millis(5));
     }
+    // The client reads nothing now, and the rest of the file cannot fit in
+    // the socket buffers: the response is in flight until it reads on.
     p.stop(Signal::SIGTERM);
-    let at_signal = progress.load(Ordering::SeqCst);
-    assert!(
-        at_signal < BIG_MIB / 2,
-        "{backend}: the download was nearly done ({at_signal} MiB) at SIGTERM; the test did not test"
-    );
-
-    assert_new_connections_refused(addr, Duration::from_secs(3));
+    assert_new_connections_refused(addr);
     assert!(
         p.wait_exit(Duration::ZERO).is_none(),
-        "{backend}: zcserve exited with a download in flight ({} MiB of {BIG_MIB} read); stderr:\n{}",
-        progress.load(Ordering::SeqCst),
+        "{backend}: zcserve exited with a download in flight; stderr:\n{}",
         p.stderr_text()
     );
 
-    let result = download.join().expect("download thread");
-    let finished = Instant::now();
-    match result {
+    go.send(()).unwrap();
+    match download.join().expect("download thread") {
         Ok((n, closed)) => {
-            assert_eq!(n, (BIG_MIB * MIB) as u64, "{backend}");
+            assert_eq!(n, (mib * MIB) as u64, "{backend}");
             assert!(
                 closed,
                 "{backend}: connection not closed after the last response"
             );
         }
         Err(e) => panic!(
-            "{backend}: download interrupted by SIGTERM at {at_signal} MiB: {e}; stderr:\n{}",
+            "{backend}: download interrupted by SIGTERM: {e}; stderr:\n{}",
             p.stderr_text()
         ),
     }
-    p.assert_exits_0(
-        Duration::from_secs(5),
-        &format!("{backend}: after the download finished"),
-    );
-    assert!(
-        finished.elapsed() < Duration::from_secs(5),
-        "{backend}: exit took {:?} after the download",
-        finished.elapsed()
-    );
+    p.assert_exits_0(HANG, &format!("{backend}: after the download finished"));
 }
 
 #[test]
-fn sigterm_during_large_download_sendfile() {
-    sigterm_during_download("sendfile");
-}
-
-#[test]
-fn sigterm_during_large_download_splice() {
-    sigterm_during_download("splice");
-}
-
-#[test]
-fn sigterm_during_large_download_mmap() {
-    sigterm_during_download("mmap");
-}
-
-#[test]
-fn sigterm_during_large_download_copy() {
-    sigterm_during_download("copy");
+fn sigterm_during_large_download() {
+    for b in backends() {
+        sigterm_during_download(b);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -785,7 +819,11 @@ fn cli_unknown_backend_lists_the_valid_names() {
     let dir = TempDir::new();
     cli_error(
         &with_root(dir.path(), &["--backend", "nosuch"]),
-        &["nosuch", "sendfile", "splice", "mmap", "copy", "auto"],
+        &Backend::ALL
+            .iter()
+            .map(|b| b.name())
+            .chain(["nosuch", "auto"])
+            .collect::<Vec<_>>(),
     );
 }
 
@@ -929,9 +967,11 @@ fn cli_list_backends() {
             .find(|l| l.split_whitespace().next() == Some(b.name()))
             .unwrap_or_else(|| panic!("{} not listed:\n{stdout}", b.name()));
         assert!(line.contains("available"), "{line}");
-        if b.is_available() {
-            assert!(!line.contains("not available"), "{line}");
-        }
+        assert_eq!(
+            line.contains("not available"),
+            !b.is_available(),
+            "{line}: availability as the registry's probe says"
+        );
     }
     let auto: Vec<&&str> = lines.iter().filter(|l| l.contains("auto")).collect();
     assert_eq!(auto.len(), 1, "one line marks auto:\n{stdout}");
@@ -1030,12 +1070,20 @@ fn flags_override_the_config_file() {
 
 #[test]
 fn ipv6_listener_alongside_ipv4() {
-    match TcpListener::bind("[::1]:0") {
-        Ok(l) => drop(l),
-        Err(e) => {
-            eprintln!("cannot bind [::1] on this machine ({e}); IPv6 test skipped");
-            return;
-        }
+    // A machine without IPv6 fails this test, unless the suite was built
+    // with ZCSERVE_ALLOW_SKIP listing `ipv6` (or `all`), as for backends.
+    if let Err(e) = TcpListener::bind("[::1]:0") {
+        let allowed = zcserve_tests::allowed_skips()
+            .iter()
+            .any(|s| s == "ipv6" || s == "all");
+        assert!(
+            allowed,
+            "cannot bind [::1] on this machine ({e}), so the IPv6 listener is not tested; \
+             fix the machine, or rebuild the tests with ZCSERVE_ALLOW_SKIP=ipv6 to skip it visibly"
+        );
+        println!("SKIPPED: IPv6 listener ({e}; allowed by ZCSERVE_ALLOW_SKIP)");
+        eprintln!("SKIPPED: IPv6 listener ({e}; allowed by ZCSERVE_ALLOW_SKIP)");
+        return;
     }
     let dir = hello_root();
     let mut p = Proc::spawn(
@@ -1077,9 +1125,9 @@ fn ipv6_listener_alongside_ipv4() {
 // Access log to a file
 // ---------------------------------------------------------------------------
 
-/// Polls `path` for up to 2 s until it holds `n` lines.
+/// Polls `path` until it holds `n` lines (or [`HANG`] passes).
 fn log_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + HANG;
     loop {
         let text = fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -1129,7 +1177,7 @@ fn access_log_file(format: Option<&str>) -> (PathBuf, Vec<String>, TempDir, Temp
     p.assert_exits_0(Duration::from_secs(10), "access log");
     assert!(
         !lines.is_empty(),
-        "no access log line within 2 s of the response"
+        "no access log line within {HANG:?} of the response"
     );
     if lines2.len() < 2 {
         lines2 = log_lines(&log, 2);

@@ -29,8 +29,8 @@
 //!   and until then a file rewritten in place is sent with its old length
 //!   and validators (one that shrank fails its transfer, which drops its
 //!   entry).
-//! - Both intervals are timed on the kernel's coarse clock, so to within a
-//!   tick (1–10 ms).
+//! - Both intervals are timed on the server's [`Clock`] (the kernel's
+//!   coarse clock, so to within a tick of 1–10 ms; tests inject their own).
 //! - At most `capacity` descriptors are held. A full cache admits a new
 //!   file only once an entry has expired, instead of evicting a live one:
 //!   under a scan of more files than fit, eviction would close one cold
@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::clock::monotonic_coarse;
+use crate::clock::Clock;
 
 use super::conditional::Validators;
 
@@ -152,6 +152,7 @@ pub struct FileCache {
     valid: Duration,
     recheck: Duration,
     capacity: usize,
+    clock: Clock,
     state: Mutex<State>,
 }
 
@@ -193,8 +194,8 @@ struct State {
 #[derive(Debug)]
 struct Entry {
     file: Arc<OpenFile>,
-    /// When the path was opened (taken before the open), on the coarse
-    /// monotonic clock.
+    /// When the path was opened (taken before the open), on the cache's
+    /// clock.
     opened: Duration,
     seq: u64,
 }
@@ -202,12 +203,23 @@ struct Entry {
 impl FileCache {
     /// A cache of at most `capacity` files, each used for at most `valid`
     /// after it was opened and checked against its descriptor when its last
-    /// check is `recheck` old.
+    /// check is `recheck` old, timed on the coarse clock.
     pub fn new(capacity: usize, valid: Duration, recheck: Duration) -> FileCache {
+        FileCache::with_clock(capacity, valid, recheck, Clock::coarse())
+    }
+
+    /// [`FileCache::new`] timed on `clock`.
+    pub fn with_clock(
+        capacity: usize,
+        valid: Duration,
+        recheck: Duration,
+        clock: Clock,
+    ) -> FileCache {
         FileCache {
             valid,
             recheck,
             capacity,
+            clock,
             state: Mutex::default(),
         }
     }
@@ -235,7 +247,7 @@ impl FileCache {
         if !self.enabled() {
             return None;
         }
-        let now = monotonic_coarse();
+        let now = self.clock.now();
         let file = {
             let state = self.lock();
             let entry = state.map.get(key)?;
@@ -262,7 +274,7 @@ impl FileCache {
     /// A time to give [`FileCache::insert`], taken before opening the path
     /// so that the window never starts late.
     pub fn now(&self) -> Duration {
-        monotonic_coarse()
+        self.clock.now()
     }
 
     /// Caches `file` for `key`, opened at `opened` (from [`FileCache::now`]).
@@ -272,7 +284,7 @@ impl FileCache {
         }
         let mut state = self.lock();
         let state = &mut *state;
-        state.expire(monotonic_coarse(), self.valid);
+        state.expire(self.clock.now(), self.valid);
         if state.map.len() >= self.capacity && !state.map.contains_key(key) {
             // Full of entries still within their window: this file waits
             // for one of them to expire.
@@ -321,7 +333,7 @@ impl FileCache {
     /// Closes (drops) every entry past its window.
     pub fn sweep(&self) {
         if self.enabled() {
-            self.lock().expire(monotonic_coarse(), self.valid);
+            self.lock().expire(self.clock.now(), self.valid);
         }
     }
 
@@ -369,7 +381,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     /// A fresh directory, removed on drop.
     struct Dir(PathBuf);
@@ -396,6 +408,28 @@ mod tests {
             let meta = file.metadata().unwrap();
             Arc::new(OpenFile::new(file, &meta, "text/plain".into()))
         }
+
+        /// Returns once the filesystem's clock has moved past `name`'s
+        /// mtime and ctime, so that the next change to it gets new ones
+        /// even where timestamps are as coarse as a kernel tick: a probe
+        /// file is created until its ctime is later. (The loop's bound only
+        /// catches a clock that never moves.)
+        fn past_timestamps_of(&self, name: &str) {
+            let m = fs::metadata(self.path(name)).unwrap();
+            let stamp = (m.mtime(), m.mtime_nsec()).max((m.ctime(), m.ctime_nsec()));
+            let probe = self.path(".probe");
+            for _ in 0..10_000 {
+                let _ = fs::remove_file(&probe);
+                fs::write(&probe, b"").unwrap();
+                let p = fs::metadata(&probe).unwrap();
+                if (p.ctime(), p.ctime_nsec()) > stamp {
+                    fs::remove_file(&probe).unwrap();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            panic!("the filesystem's clock did not move in 10 s");
+        }
     }
 
     impl Drop for Dir {
@@ -404,15 +438,32 @@ mod tests {
         }
     }
 
-    const LONG: Duration = Duration::from_secs(600);
-    /// More than a kernel tick: the coarse clock may be one behind.
-    const TICK: Duration = Duration::from_millis(20);
+    /// A clock that moves only when told to.
+    #[derive(Clone)]
+    struct Hand(Arc<AtomicU64>);
 
-    /// Lets the clock move past the timestamp granularity of the
-    /// filesystem, so that a change gets a new mtime/ctime even on kernels
-    /// with coarse timestamps.
-    fn tick() {
-        std::thread::sleep(Duration::from_millis(20));
+    impl Hand {
+        fn new() -> Hand {
+            // Far from zero, so that no window is clipped at the origin.
+            Hand(Arc::new(AtomicU64::new(1_000_000_000_000)))
+        }
+
+        fn clock(&self) -> Clock {
+            let t = self.0.clone();
+            Clock::from_fn(move || Duration::from_nanos(t.load(Ordering::Relaxed)))
+        }
+
+        fn advance(&self, d: Duration) {
+            self.0
+                .fetch_add(u64::try_from(d.as_nanos()).unwrap(), Ordering::Relaxed);
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(600);
+    const NS: Duration = Duration::from_nanos(1);
+
+    fn cache(hand: &Hand, capacity: usize, valid: Duration, recheck: Duration) -> FileCache {
+        FileCache::with_clock(capacity, valid, recheck, hand.clock())
     }
 
     #[test]
@@ -431,8 +482,9 @@ mod tests {
         let d = Dir::new();
         fs::write(d.path("a"), b"aaaa").unwrap();
         for recheck in [Duration::ZERO, LONG] {
-            let valid = Duration::from_millis(200);
-            let c = FileCache::new(8, valid, recheck);
+            let hand = Hand::new();
+            let valid = Duration::from_secs(1);
+            let c = cache(&hand, 8, valid, recheck);
             let opened = c.now();
             let f = d.open("a");
             c.insert("a", f.clone(), opened);
@@ -440,10 +492,15 @@ mod tests {
             assert!(Arc::ptr_eq(&got, &f));
             assert_eq!(got.len, 4);
             assert!(c.get("b").is_none());
-            std::thread::sleep(valid + TICK);
+            hand.advance(valid - NS);
+            assert!(
+                c.get("a").is_some_and(|g| Arc::ptr_eq(&g, &f)),
+                "recheck {recheck:?}: dropped within its window"
+            );
+            hand.advance(NS);
             assert!(
                 c.get("a").is_none(),
-                "recheck {recheck:?}: used past its window"
+                "recheck {recheck:?}: used at the end of its window"
             );
         }
     }
@@ -483,10 +540,12 @@ mod tests {
         for (what, change) in changes {
             let d = Dir::new();
             fs::write(d.path("a"), b"aaaa").unwrap();
-            let c = FileCache::new(8, LONG, Duration::ZERO);
+            // The clock stands still: only the check can see a change.
+            let c = cache(&Hand::new(), 8, LONG, Duration::ZERO);
             c.insert("a", d.open("a"), c.now());
             assert!(c.get("a").is_some(), "{what}: unchanged file missed");
-            tick();
+            d.past_timestamps_of("a");
+            assert!(c.get("a").is_some(), "{what}: unchanged file missed");
             change(&d);
             assert!(c.get("a").is_none(), "{what}: change not seen");
             assert!(c.is_empty(), "{what}: changed entry kept");
@@ -497,23 +556,28 @@ mod tests {
     fn a_passed_check_is_trusted_for_the_recheck_interval_only() {
         let d = Dir::new();
         fs::write(d.path("a"), b"aaaa").unwrap();
+        let hand = Hand::new();
         let recheck = Duration::from_millis(300);
-        let c = FileCache::new(8, LONG, recheck);
+        let c = cache(&hand, 8, LONG, recheck);
         c.insert("a", d.open("a"), c.now());
-        tick();
+        d.past_timestamps_of("a");
         fs::write(d.path("a"), b"AAAA").unwrap();
-        // Checked when opened, moments ago: not checked again yet.
+        // Checked when opened: not checked again until `recheck` later.
         assert!(c.get("a").is_some());
-        std::thread::sleep(recheck + TICK);
+        hand.advance(recheck - NS);
+        assert!(c.get("a").is_some(), "checked again before the interval");
+        hand.advance(NS);
         assert!(c.get("a").is_none(), "change not seen after the interval");
-        // A fresh entry that passes its check is trusted again.
+        // A fresh entry that passes its check is trusted again, for
+        // `recheck` from that check.
         c.insert("a", d.open("a"), c.now());
-        std::thread::sleep(recheck + TICK);
-        assert!(c.get("a").is_some());
-        tick();
+        hand.advance(recheck);
+        assert!(c.get("a").is_some(), "unchanged file failed its check");
         fs::remove_file(d.path("a")).unwrap();
         assert!(c.get("a").is_some(), "checked just now, trusted");
-        std::thread::sleep(recheck + TICK);
+        hand.advance(recheck - NS);
+        assert!(c.get("a").is_some(), "checked again before the interval");
+        hand.advance(NS);
         assert!(c.get("a").is_none(), "deletion not seen after the interval");
     }
 
@@ -521,25 +585,26 @@ mod tests {
     fn unchecked_entries_are_trusted_for_the_window_only() {
         let d = Dir::new();
         fs::write(d.path("a"), b"aaaa").unwrap();
+        let hand = Hand::new();
         let valid = Duration::from_millis(300);
-        let c = FileCache::new(8, valid, valid);
+        let c = cache(&hand, 8, valid, valid);
         c.insert("a", d.open("a"), c.now());
-        tick();
         fs::remove_file(d.path("a")).unwrap();
         // Within the window the deleted file may still be served...
-        let stale = c.get("a");
-        assert!(stale.is_some());
-        drop(stale);
+        assert!(c.get("a").is_some());
+        hand.advance(valid - NS);
+        assert!(c.get("a").is_some(), "checked within the window");
         // ...but not once the window has passed.
-        std::thread::sleep(valid + TICK);
+        hand.advance(NS);
         assert!(c.get("a").is_none());
     }
 
     #[test]
     fn at_most_capacity_files_are_held_and_newcomers_wait_for_a_place() {
         let d = Dir::new();
+        let hand = Hand::new();
         let valid = Duration::from_millis(200);
-        let c = FileCache::new(3, valid, Duration::ZERO);
+        let c = cache(&hand, 3, valid, Duration::ZERO);
         for i in 0..5 {
             let name = format!("f{i}");
             fs::write(d.path(&name), b"x").unwrap();
@@ -554,8 +619,12 @@ mod tests {
         // Replacing a held key is not a newcomer.
         c.insert("f1", d.open("f1"), c.now());
         assert!(c.get("f1").is_some());
-        // Once the window has passed, the newcomers get their places.
-        std::thread::sleep(valid + TICK);
+        // Until the first window has passed, newcomers still wait...
+        hand.advance(valid - NS);
+        c.insert("f3", d.open("f3"), c.now());
+        assert!(c.get("f3").is_none());
+        // ...and then get the places of the expired.
+        hand.advance(NS);
         c.insert("f3", d.open("f3"), c.now());
         assert!(c.get("f3").is_some());
         assert!(c.get("f0").is_none());
@@ -565,7 +634,7 @@ mod tests {
     fn replacing_one_key_again_and_again_stays_bounded() {
         let d = Dir::new();
         fs::write(d.path("a"), b"x").unwrap();
-        let c = FileCache::new(4, LONG, Duration::ZERO);
+        let c = cache(&Hand::new(), 4, LONG, Duration::ZERO);
         for _ in 0..1000 {
             c.insert("a", d.open("a"), c.now());
         }
@@ -579,17 +648,20 @@ mod tests {
         let d = Dir::new();
         fs::write(d.path("a"), b"x").unwrap();
         fs::write(d.path("b"), b"x").unwrap();
+        let hand = Hand::new();
         let valid = Duration::from_millis(150);
-        let c = FileCache::new(8, valid, Duration::ZERO);
+        let c = cache(&hand, 8, valid, Duration::ZERO);
         let a = d.open("a");
         c.insert("a", a.clone(), c.now());
-        std::thread::sleep(valid + TICK);
+        hand.advance(valid);
         let b = d.open("b");
         c.insert("b", b.clone(), c.now());
         // Inserting already dropped the expired entry.
         assert_eq!(Arc::strong_count(&a), 1, "expired entry still held");
-        std::thread::sleep(valid + TICK);
-        assert_eq!(Arc::strong_count(&b), 2);
+        hand.advance(valid - NS);
+        c.sweep();
+        assert_eq!(Arc::strong_count(&b), 2, "sweep closed a live entry");
+        hand.advance(NS);
         c.sweep();
         assert!(c.is_empty());
         // Only this test holds the file now: dropping it closes the fd.
@@ -601,7 +673,7 @@ mod tests {
         let d = Dir::new();
         fs::write(d.path("a"), b"x").unwrap();
         fs::write(d.path("b"), b"x").unwrap();
-        let c = FileCache::new(8, LONG, LONG);
+        let c = cache(&Hand::new(), 8, LONG, LONG);
         let a = d.open("a");
         c.insert("a", a.clone(), c.now());
         c.insert("b", d.open("b"), c.now());

@@ -1,13 +1,18 @@
 //! A zcserve running in this process on a fresh port, over a temporary
-//! root, for each backend; plus raw-socket and hyper clients.
+//! root, for each backend, on real time or on paused tokio time that the
+//! test moves by hand; raw-socket and hyper clients; and the kernel's view
+//! of a connection's queues, to wait for "the server has read that" or
+//! "everything the server sent has arrived" instead of sleeping.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
 
+use zcserve::clock::Clock;
 use zcserve::config::{AccessLog, Settings};
 use zcserve::metrics::Metrics;
 use zcserve::server::Server;
@@ -24,6 +29,13 @@ pub fn backends() -> Vec<&'static str> {
         .collect()
 }
 
+/// How long any wait for an event may take before the test calls it a
+/// hang: far beyond what any of them needs, so that only a bug reaches it.
+pub const HANG: Duration = Duration::from_secs(10);
+
+/// A request to the paused runtime: move time on by this much, then say so.
+type Advance = (Duration, std_mpsc::Sender<()>);
+
 /// A server on 127.0.0.1:<free port>, stopped and joined on drop.
 pub struct TestServer {
     /// Where it listens.
@@ -34,34 +46,86 @@ pub struct TestServer {
     pub metrics_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// For a server on paused time: where [`TestServer::advance`] asks.
+    clock: Option<tokio::sync::mpsc::UnboundedSender<Advance>>,
+}
+
+fn settings(backend: &str, root: &Path, tweak: impl FnOnce(&mut Settings)) -> Settings {
+    let mut s = Settings {
+        root: root.to_path_buf(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        backend: backend.to_string(),
+        threads: 2,
+        access_log: AccessLog::Off,
+        ..Settings::default()
+    };
+    tweak(&mut s);
+    s
 }
 
 impl TestServer {
     /// Serves `root` with `backend`; `tweak` may change any setting.
     pub fn start(backend: &str, root: &Path, tweak: impl FnOnce(&mut Settings)) -> TestServer {
-        let mut s = Settings {
-            root: root.to_path_buf(),
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            backend: backend.to_string(),
-            threads: 2,
-            access_log: AccessLog::Off,
-            ..Settings::default()
-        };
-        tweak(&mut s);
+        let s = settings(backend, root, tweak);
         let server = Server::bind(&s).unwrap_or_else(|e| panic!("bind: {e}"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(s.threads)
+            .enable_all()
+            .build()
+            .unwrap();
+        TestServer::run(server, rt, None, None)
+    }
+
+    /// Like [`TestServer::start`], but on a single-threaded runtime whose
+    /// time stands still until the test calls [`TestServer::advance`]: the
+    /// connection deadlines, the file cache's windows (timed on tokio's
+    /// clock here) and every other timer of the server then depend on
+    /// nothing but the test's own steps, never on the machine's speed.
+    ///
+    /// Tokio would move paused time on by itself whenever the runtime has
+    /// nothing to do (waiting for a client's bytes, say); a blocking task
+    /// held for the server's life keeps it from doing that.
+    pub fn start_paused(
+        backend: &str,
+        root: &Path,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestServer {
+        let s = settings(backend, root, tweak);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        // Tokio's clock must be read from inside its runtime.
+        let server = {
+            let _in = rt.enter();
+            Server::bind_with_clock(&s, Clock::tokio()).unwrap_or_else(|e| panic!("bind: {e}"))
+        };
+        let (clock, requests) = tokio::sync::mpsc::unbounded_channel();
+        let (hold, held) = std_mpsc::channel::<()>();
+        rt.spawn_blocking(move || {
+            let _ = held.recv();
+        });
+        rt.spawn(advance_on_request(requests));
+        TestServer::run(server, rt, Some(clock), Some(hold))
+    }
+
+    fn run(
+        server: Server,
+        rt: tokio::runtime::Runtime,
+        clock: Option<tokio::sync::mpsc::UnboundedSender<Advance>>,
+        hold: Option<std_mpsc::Sender<()>>,
+    ) -> TestServer {
         let addr = server.local_addrs()[0];
         let metrics = server.metrics();
         let metrics_addr = server.metrics_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let threads = s.threads;
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build()
-                .unwrap();
             rt.block_on(server.run(async {
                 let _ = rx.await;
+                // Let paused time run on by itself again, so that the
+                // graceful stop's waits end.
+                drop(hold);
             }));
             rt.shutdown_timeout(Duration::from_millis(100));
         });
@@ -71,7 +135,25 @@ impl TestServer {
             metrics_addr,
             stop: Some(tx),
             thread: Some(thread),
+            clock,
         }
+    }
+
+    /// Moves the paused clock of a [`TestServer::start_paused`] server on
+    /// by `d`, and returns once the server has done what was due: every
+    /// task that was ready ran before time moved, and every task a timer
+    /// woke ran before this returns. (Tokio wakes what a timer fires before
+    /// what yielded, on a single-threaded runtime.) `advance(ZERO)` just
+    /// lets the server finish what it is doing.
+    pub fn advance(&self, d: Duration) {
+        let clock = self
+            .clock
+            .as_ref()
+            .expect("advance needs a server started with start_paused");
+        let (done, wait) = std_mpsc::channel();
+        clock.send((d, done)).expect("the server's runtime is gone");
+        wait.recv_timeout(HANG)
+            .expect("the paused runtime did not advance its clock");
     }
 
     /// `http://addr/path`.
@@ -88,7 +170,8 @@ impl TestServer {
     }
 
     /// Sends `request` bytes on a new connection and returns everything
-    /// received until the server closes (or 10 s pass).
+    /// received until the server closes it (which it must, within
+    /// [`HANG`]).
     pub fn raw(&self, request: &[u8]) -> Vec<u8> {
         let mut s = self.connect();
         s.write_all(request).unwrap();
@@ -107,14 +190,163 @@ impl Drop for TestServer {
     }
 }
 
-/// Reads until EOF, an error, or the socket's read timeout.
+/// The task of a paused runtime that moves its clock when asked: first
+/// it yields, so that whatever was ready runs at the old time; then it
+/// advances (which yields again, after the timers due have woken their
+/// tasks, so those run first); then it yields once more and answers.
+async fn advance_on_request(mut requests: tokio::sync::mpsc::UnboundedReceiver<Advance>) {
+    while let Some((d, done)) = requests.recv().await {
+        tokio::task::yield_now().await;
+        tokio::time::advance(d).await;
+        tokio::task::yield_now().await;
+        let _ = done.send(());
+    }
+}
+
+/// Reads until the server closes the connection (EOF or reset); panics if
+/// it is still open after [`HANG`].
 pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let (out, closed) = read_until_closed(s);
+    assert!(
+        closed,
+        "the server did not close the connection within {HANG:?}; got {:?}",
+        String::from_utf8_lossy(&out[..out.len().min(300)])
+    );
+    out
+}
+
+/// Reads until EOF or reset (`true`) or until nothing has arrived for
+/// [`HANG`] (`false`), keeping what arrived.
+pub fn read_until_closed(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    s.set_read_timeout(Some(HANG)).unwrap();
     let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
+    let mut buf = vec![0u8; 65536];
     loop {
         match s.read_r(&mut buf) {
-            Ok(0) | Err(_) => return out,
+            Ok(0) => return (out, true),
             Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (out, false);
+            }
+            Err(_) => return (out, true),
+        }
+    }
+}
+
+// ------------------------------------------------ the kernel's view of a socket
+
+/// One TCP socket as `/proc/net/tcp` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRow {
+    /// The kernel's `TCP_*` state number (1 established, 4 FIN-WAIT-1, …).
+    pub state: u8,
+    /// Bytes sent (a FIN counts as one) and not yet acknowledged.
+    pub tx_queue: u64,
+    /// Bytes received and not yet read by the process.
+    pub rx_queue: u64,
+}
+
+fn proc_addr(a: SocketAddr) -> String {
+    let IpAddr::V4(ip) = a.ip() else {
+        panic!("only IPv4 sockets are looked up: {a}")
+    };
+    // The kernel prints the address as the integer it holds, in network
+    // order, read in host order.
+    format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), a.port())
+}
+
+/// Every IPv4 TCP socket the kernel has, by (local, remote) address, as
+/// `/proc/net/tcp` shows them. (One read walks the kernel's whole table,
+/// so callers read it once for many connections.)
+pub fn tcp_table() -> std::collections::HashMap<(String, String), TcpRow> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (tx, rx) = f.get(4)?.split_once(':')?;
+            let row = TcpRow {
+                state: u8::from_str_radix(f[3], 16).ok()?,
+                tx_queue: u64::from_str_radix(tx, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+            };
+            Some(((f[1].to_string(), f[2].to_string()), row))
+        })
+        .collect()
+}
+
+/// The client's and the server's end of `c`'s connection, as keys of
+/// [`tcp_table`].
+fn ends(c: &TcpStream) -> [(String, String); 2] {
+    let (me, server) = (
+        proc_addr(c.local_addr().unwrap()),
+        proc_addr(c.peer_addr().unwrap()),
+    );
+    [(me.clone(), server.clone()), (server, me)]
+}
+
+/// Polls `done` until it holds; panics naming `what` after [`HANG`].
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {HANG:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Returns once the server has read every byte sent on `c` so far: its
+/// kernel acknowledged them (`c`'s send queue is empty) and the server
+/// took them off its socket (its receive queue is empty).
+pub fn wait_until_server_read(c: &TcpStream) {
+    wait_until_server_read_all(std::slice::from_ref(c));
+}
+
+/// [`wait_until_server_read`] for every connection of `cs`.
+pub fn wait_until_server_read_all(cs: &[TcpStream]) {
+    let ends: Vec<_> = cs.iter().map(ends).collect();
+    wait_for("the server reading what the clients sent", || {
+        let t = tcp_table();
+        ends.iter().all(|[client, server]| {
+            t.get(client).is_some_and(|r| r.tx_queue == 0)
+                && t.get(server).is_some_and(|r| r.rx_queue == 0)
+        })
+    });
+}
+
+/// Returns once everything the server has sent on the connections of
+/// `cs`, FINs included, has reached the clients' kernel.
+pub fn wait_until_delivered_all(cs: &[TcpStream]) {
+    let ends: Vec<_> = cs.iter().map(ends).collect();
+    wait_for("what the server sent reaching the clients", || {
+        let t = tcp_table();
+        ends.iter()
+            .all(|[_, server]| t.get(server).is_none_or(|r| r.tx_queue == 0))
+    });
+}
+
+/// Asserts that the server has neither sent anything more on `c` nor
+/// closed it, as far as everything it has done so far shows.
+pub fn assert_open_and_silent(c: &TcpStream, what: &str) {
+    assert_all_open_and_silent(std::slice::from_ref(c), what);
+}
+
+/// [`assert_open_and_silent`] for every connection of `cs`.
+pub fn assert_all_open_and_silent(cs: &[TcpStream], what: &str) {
+    wait_until_delivered_all(cs);
+    for (i, c) in cs.iter().enumerate() {
+        c.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 256];
+        let got = c.peek(&mut b);
+        c.set_nonblocking(false).unwrap();
+        match got {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Ok(0) => panic!("{what}: the server closed connection {i}"),
+            Ok(n) => panic!(
+                "{what}: the server sent {:?} on connection {i}",
+                String::from_utf8_lossy(&b[..n])
+            ),
+            Err(e) => panic!("{what}: connection {i}: {e}"),
         }
     }
 }
@@ -272,4 +504,22 @@ impl<T: Read> ReadRetry for T {
             }
         }
     }
+}
+
+/// Returns once the filesystem's clock has moved past `path`'s mtime and
+/// ctime, so that the next change to it gets new ones even where
+/// timestamps are as coarse as a kernel tick: a probe file beside it is
+/// created until its ctime is later.
+pub fn past_timestamps_of(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    let stamp = (m.mtime(), m.mtime_nsec()).max((m.ctime(), m.ctime_nsec()));
+    let probe = path.with_file_name(".timestamp-probe");
+    wait_for("the filesystem's clock moving on", || {
+        let _ = std::fs::remove_file(&probe);
+        std::fs::write(&probe, b"").unwrap();
+        let p = std::fs::metadata(&probe).unwrap();
+        (p.ctime(), p.ctime_nsec()) > stamp
+    });
+    std::fs::remove_file(&probe).unwrap();
 }

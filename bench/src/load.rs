@@ -86,8 +86,8 @@ pub struct LoadOutcome {
     /// Latency of each valid response in microseconds (1 µs to 60 s, 3
     /// significant figures), merged over the threads.
     pub latency_us: Histogram<u64>,
-    /// How long the load ran: the duration, or less if every connection
-    /// was given up earlier.
+    /// How long the load ran, from the clock: a moment more than the
+    /// duration, or less if every connection was given up earlier.
     pub elapsed: Duration,
 }
 
@@ -146,20 +146,20 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
         groups[i % threads].push(stream);
     }
 
-    let shared = Shared {
+    let gate = StartGate {
         barrier: Barrier::new(threads),
         start: OnceLock::new(),
         failed: AtomicBool::new(false),
     };
     let request = &request[..];
-    let shared = &shared;
+    let gate = &gate;
     let results: Vec<io::Result<Option<ThreadOutcome>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = groups
             .into_iter()
             .enumerate()
             .map(|(t, streams)| {
                 let cpu = (!spec.cpus.is_empty()).then(|| spec.cpus[t % spec.cpus.len()]);
-                scope.spawn(move || thread_main(spec, request, cpu, streams, shared))
+                scope.spawn(move || thread_main(spec, request, cpu, streams, gate))
             })
             .collect();
         handles
@@ -171,7 +171,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
             .collect()
     });
 
-    let start = shared.start.get().copied();
+    let start = gate.start.get().copied();
     let mut out = LoadOutcome {
         requests: 0,
         bytes: 0,
@@ -206,8 +206,9 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
     Ok(out)
 }
 
-/// What the threads share: they start the clock together.
-struct Shared {
+/// Where the threads wait for each other, so that they start the clock
+/// together, and learn whether one of them failed to get ready.
+struct StartGate {
     barrier: Barrier,
     start: OnceLock<Instant>,
     failed: AtomicBool,
@@ -220,7 +221,8 @@ struct ThreadOutcome {
     errors: u64,
     samples: Vec<String>,
     latency: Histogram<u64>,
-    /// When it stopped (at most the deadline).
+    /// When it stopped: just past the deadline, or earlier if every
+    /// connection was given up.
     end: Instant,
 }
 
@@ -229,16 +231,16 @@ fn thread_main(
     request: &[u8],
     cpu: Option<usize>,
     streams: Vec<std::net::TcpStream>,
-    shared: &Shared,
+    gate: &StartGate,
 ) -> io::Result<Option<ThreadOutcome>> {
     let worker = Worker::new(spec, request, cpu, streams);
     if worker.is_err() {
-        shared.failed.store(true, Ordering::SeqCst);
+        gate.failed.store(true, Ordering::SeqCst);
     }
-    shared.barrier.wait();
-    let start = *shared.start.get_or_init(Instant::now);
+    gate.barrier.wait();
+    let start = *gate.start.get_or_init(Instant::now);
     let mut worker = worker?;
-    if shared.failed.load(Ordering::SeqCst) {
+    if gate.failed.load(Ordering::SeqCst) {
         return Ok(None);
     }
     let end = worker.run(start, start + spec.duration)?;
@@ -471,8 +473,8 @@ impl<'a> Worker<'a> {
     }
 
     /// Runs the loop from `start` until `deadline` or until every
-    /// connection is given up; returns when it stopped (at most
-    /// `deadline`).
+    /// connection is given up; returns when it stopped, as read from the
+    /// clock (a moment past `deadline` when it ran to the end).
     fn run(&mut self, start: Instant, deadline: Instant) -> io::Result<Instant> {
         self.deadline = deadline;
         let mut events = Events::with_capacity(self.conns.len().clamp(16, 1024));
@@ -483,7 +485,7 @@ impl<'a> Worker<'a> {
         loop {
             let now = Instant::now();
             if self.stopped || self.live == 0 || now >= deadline {
-                return Ok(now.min(deadline));
+                return Ok(now);
             }
             match self.poll.poll(&mut events, Some(deadline - now)) {
                 Ok(()) => {}

@@ -1,5 +1,13 @@
 //! zcbench's bad input: each mistake exits 2 with one line that says what
-//! to fix, before any server is started or any load is sent.
+//! to fix, before any server is started or any load is sent; and zcbench
+//! end to end on tiny runs, with every backend of the registry and with
+//! peer servers it starts itself.
+//!
+//! The end-to-end tests need the zcserve binary beside zcbench, which
+//! `cargo test --workspace` builds (zcserve's own tests need it). Without
+//! it they fail, saying how to build it, unless the tests were built with
+//! `ZCSERVE_ALLOW_SKIP` listing `zcserve`: a missing binary is never a
+//! silent pass.
 
 use std::process::Command;
 
@@ -172,19 +180,68 @@ fn peer_cmd_that_never_listens_times_out_and_is_stopped() {
     assert!(!process_running(&marker), "{marker} was left running");
 }
 
-/// The zcserve binary beside zcbench, built by `cargo test --workspace` and
-/// `cargo build`; the tests needing it are skipped without it.
+/// The zcserve binary beside zcbench (see the module documentation).
+/// `None` only when its absence is allowed, and then said on stdout and
+/// stderr.
 fn zcserve_bin() -> Option<String> {
     let p = std::path::Path::new(env!("CARGO_BIN_EXE_zcbench")).with_file_name("zcserve");
     if p.is_file() {
-        Some(p.to_string_lossy().into_owned())
-    } else {
-        eprintln!(
-            "skipped: no zcserve at {} (cargo build -p zcserve)",
-            p.display()
-        );
-        None
+        return Some(p.to_string_lossy().into_owned());
     }
+    let why = format!(
+        "no zcserve at {}: build it with `cargo build -p zcserve` (cargo test --workspace does)",
+        p.display()
+    );
+    if zcserve_tests::allowed_skips()
+        .iter()
+        .any(|s| s == "zcserve" || s == "all")
+    {
+        println!("SKIPPED: {why} (allowed by ZCSERVE_ALLOW_SKIP)");
+        eprintln!("SKIPPED: {why} (allowed by ZCSERVE_ALLOW_SKIP)");
+        return None;
+    }
+    panic!("{why}; or rebuild the tests with ZCSERVE_ALLOW_SKIP=zcserve to skip visibly");
+}
+
+#[test]
+fn every_backend_is_loaded_without_errors() {
+    let Some(zc) = zcserve_bin() else { return };
+    // From the registry: a backend this machine cannot run fails here
+    // unless its skip was allowed.
+    let backends: Vec<&str> = zcserve_tests::backends_under_test()
+        .into_iter()
+        .map(|b| b.name())
+        .collect();
+    assert!(!backends.is_empty());
+    let list = backends.join(",");
+    let (code, err, out) = zcbench_small(
+        "backends",
+        &[
+            "--zcserve",
+            &zc,
+            "--backends",
+            &list,
+            "--duration",
+            "0.2",
+            "--idle-conns",
+            "0",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), backends.len(), "{csv}");
+    for (row, b) in rows.iter().zip(&backends) {
+        assert!(
+            row.starts_with(&format!("zcserve-{b},{b},4096,1,1,")),
+            "{row}"
+        );
+        assert!(row.ends_with(",true"), "{row}");
+        // The server's own counters were read: syscalls per request.
+        let f: Vec<&str> = row.split(',').collect();
+        assert!(f[18].parse::<f64>().is_ok_and(|v| v > 0.0), "{row}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]

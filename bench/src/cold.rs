@@ -1,0 +1,1 @@
+//! The cold-cache scenario (filled in below).

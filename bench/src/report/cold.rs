@@ -1,0 +1,1 @@
+//! The cold-cache scenario's report (filled in below).

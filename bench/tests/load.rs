@@ -127,7 +127,7 @@ fn answer(
 fn spec(addr: SocketAddr, conns: usize, threads: usize, ms: u64, len: u64) -> LoadSpec {
     LoadSpec {
         addr,
-        path: "/f".into(),
+        paths: vec!["/f".into()],
         host: "test".into(),
         conns,
         threads,

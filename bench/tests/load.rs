@@ -38,6 +38,8 @@ struct Server {
     served: Arc<AtomicU64>,
     /// Request bytes received.
     received: Arc<AtomicU64>,
+    /// The path of every request, in arrival order.
+    paths: Arc<Mutex<Vec<String>>>,
     /// For [`Mode::HoldAfterFirst`]: each message lets one held response go.
     release: mpsc::Sender<()>,
 }
@@ -49,19 +51,26 @@ fn serve(mode: Mode, body_len: usize) -> Server {
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicU64::new(0));
     let received = Arc::new(AtomicU64::new(0));
+    let paths = Arc::new(Mutex::new(Vec::new()));
     let (release, held) = mpsc::channel::<()>();
     let held = Arc::new(Mutex::new(held));
-    let counters = (served.clone(), received.clone());
+    let counters = (served.clone(), received.clone(), paths.clone());
     thread::spawn(move || {
         for s in listener.incoming().flatten() {
-            let (served, received, held) = (counters.0.clone(), counters.1.clone(), held.clone());
-            thread::spawn(move || answer(s, mode, body_len, &served, &received, &held));
+            let (served, received, paths, held) = (
+                counters.0.clone(),
+                counters.1.clone(),
+                counters.2.clone(),
+                held.clone(),
+            );
+            thread::spawn(move || answer(s, mode, body_len, &served, &received, &paths, &held));
         }
     });
     Server {
         addr,
         served,
         received,
+        paths,
         release,
     }
 }
@@ -72,6 +81,7 @@ fn answer(
     body_len: usize,
     served_total: &AtomicU64,
     received: &AtomicU64,
+    paths: &Mutex<Vec<String>>,
     held: &Mutex<mpsc::Receiver<()>>,
 ) {
     s.set_nodelay(true).unwrap();
@@ -99,7 +109,14 @@ fn answer(
                 }
             }
         };
-        assert!(have.starts_with(b"GET /f HTTP/1.1\r\nHost: "));
+        let line = String::from_utf8_lossy(&have[..end]).into_owned();
+        let path = line
+            .strip_prefix("GET ")
+            .and_then(|l| l.split_once(" HTTP/1.1\r\nHost: "))
+            .map(|(p, _)| p.to_string());
+        let path = path.unwrap_or_else(|| panic!("not a GET: {line:?}"));
+        assert!(path.starts_with("/f"), "{path}");
+        paths.lock().unwrap().push(path);
         have.drain(..end);
         if matches!(mode, Mode::HoldAfterFirst) && served > 0 {
             // The sender lives as long as the test's Server.
@@ -180,6 +197,21 @@ fn valid_responses_are_counted_with_latencies() {
     let rps = out.requests as f64 / out.elapsed.as_secs_f64();
     assert!((out.req_per_s() - rps).abs() < 1e-6);
     assert!(out.mb_per_s() > 0.0);
+}
+
+#[test]
+fn requests_spread_over_the_paths_given() {
+    let server = serve(Mode::Ok, 10);
+    let mut s = spec(server.addr, 3, 1, 200, 10);
+    s.paths = vec!["/f1".into(), "/f2".into(), "/f3".into()];
+    let out = load::run(&s).unwrap();
+    assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+    let paths = server.paths.lock().unwrap().clone();
+    requests_match_the_server(&out, &server, 3);
+    // Every request asked for one of the paths (that every path gets
+    // picked is load::tests::picks_cover_every_choice_and_one_means_it).
+    assert!(!paths.is_empty());
+    assert!(paths.iter().all(|p| s.paths.contains(p)), "{paths:?}");
 }
 
 #[test]

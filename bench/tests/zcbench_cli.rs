@@ -341,3 +341,95 @@ fn peer_cmd_dying_mid_run_marks_its_runs_invalid() {
     assert!(!out.join("idle.csv").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn cold_mistakes_exit_2_with_one_line() {
+    let shm = format!("/dev/shm/zcbench-cli-{}", std::process::id());
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cold-size", "lots"], "--cold-size"),
+        (&["--cold-files", "0"], "--cold-files"),
+        (&["--disk-iops", "0"], "--disk-iops must be at least 1"),
+        // Pages on tmpfs cannot be evicted: refused before anything runs.
+        (&["--fixture-dir", &shm], "tmpfs"),
+    ];
+    for (i, (args, want)) in cases.iter().enumerate() {
+        let mut all = vec![
+            "--scenario",
+            "cold",
+            "--backends",
+            "",
+            "--peer",
+            "n=http://127.0.0.1:1/",
+        ];
+        all.extend_from_slice(args);
+        let (code, err, out) = zcbench_small(&format!("cold{i}"), &all);
+        let _ = std::fs::remove_dir_all(&out);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&shm);
+}
+
+#[test]
+fn cold_scenario_runs_every_backend_from_an_evicted_set() {
+    let Some(zc) = zcserve_bin() else { return };
+    let backends: Vec<&str> = zcserve_tests::backends_under_test()
+        .into_iter()
+        .map(|b| b.name())
+        .collect();
+    let list = backends.join(",");
+    // Eviction needs a disk: /var/tmp, as the eviction unit tests use.
+    let fixture =
+        std::path::PathBuf::from(format!("/var/tmp/zcbench-cli-cold-{}", std::process::id()));
+    let fixture_arg = fixture.to_string_lossy().into_owned();
+    let (code, err, out) = zcbench_small(
+        "cold",
+        &[
+            "--zcserve",
+            &zc,
+            "--backends",
+            &list,
+            "--scenario",
+            "cold",
+            "--cold-files",
+            "40",
+            "--cold-size",
+            "16KiB",
+            "--cold-conns",
+            "2",
+            "--duration",
+            "0.3",
+            "--fixture-dir",
+            &fixture_arg,
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&fixture);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the disk's own cold 4 KiB reads"), "{err}");
+    // Only the cold scenario ran.
+    assert!(!out.join("results.csv").exists());
+    let csv = std::fs::read_to_string(out.join("cold.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), backends.len(), "{csv}");
+    for (row, b) in rows.iter().zip(&backends) {
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!(&f[..3], [format!("zcserve-{b}").as_str(), b, "1"], "{row}");
+        // The set was evicted before the run: at most a few pages cached.
+        let before: f64 = f[4].parse().unwrap();
+        assert!(before < 0.05, "{row}");
+        // Both populations were answered without errors.
+        assert!(
+            f[6].parse::<u64>().unwrap() > 0 && f[9].parse::<u64>().unwrap() > 0,
+            "{row}"
+        );
+        assert_eq!((f[8], f[11], f[16]), ("0", "0", "true"), "{row}");
+    }
+    let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
+    assert!(
+        md.contains("not throttled: the servers read the raw disk"),
+        "{md}"
+    );
+    assert!(out.join("cold-hot-cdf.svg").is_file());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -10,6 +10,8 @@
 //!     --peer-cmd 'go=GOMAXPROCS=1 exec ./gofs -root {root} -port {port}'   # started by zcbench
 //! target/release/zcbench --peer nginx=http://127.0.0.1:8080/ --peer-pid nginx=1234 \
 //!     --fixture-dir /srv/fixture                    # a server already running
+//! sudo target/release/zcbench --scenario cold --disk-iops 200 --duration 10 \
+//!     --fixture-dir /var/tmp/zc --peer-cmd 'nginx-aio=exec nginx.sh {root} {port} aio'
 //! ```
 //!
 //! zcserve is started once per backend per round, pinned to
@@ -19,9 +21,18 @@
 //! stopped as a whole group. Rounds are interleaved (round 1 of every
 //! target, then round 2...), and the report gives medians with min and max.
 //!
-//! Before the rounds every target is started once (a bad command or URL
-//! fails there, with exit code 2) and the memory cost of `--idle-conns`
+//! Before the warm rounds every target is started once (a bad command or
+//! URL fails there, with exit code 2) and the memory cost of `--idle-conns`
 //! idle keep-alive connections is measured on it.
+//!
+//! `--scenario cold` (see `zcserve_bench::cold`) makes a working set of
+//! `--cold-files` files under the fixture directory, measures the disk's
+//! own cold 4 KiB read latency, and then for every target in every round
+//! evicts the set (checking with `mincore` that it is gone), starts the
+//! server (in a cgroup limited to `--disk-iops` reads per second, if
+//! given), and loads it with `--cold-conns` connections fetching random
+//! files of the set while one connection fetches a cached 4 KiB file;
+//! `cold.md` reports the hot client's latency and the cold MB/s.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -256,7 +267,8 @@ fn run(args: &Args) -> Result<bool, String> {
         Some(d) => d.clone(),
         None => args.out.join("fixture"),
     };
-    let mut fixture_sizes = sizes.clone();
+    // The warm matrix's files only when it runs; the probe file always.
+    let mut fixture_sizes = if warm { sizes.clone() } else { Vec::new() };
     fixture_sizes.push(PROBE_SIZE);
     if cold.is_some() {
         std::fs::create_dir_all(&fixture)

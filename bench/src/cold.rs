@@ -282,7 +282,16 @@ impl Throttle {
 
 impl Drop for Throttle {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
+        // Fails while a process is still in it: say so, as the directory
+        // is left behind.
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!(
+                    "zcbench: cannot remove the cgroup {}: {e} (remove it with rmdir once its processes have exited)",
+                    self.dir.display()
+                );
+            }
+        }
     }
 }
 

@@ -163,6 +163,9 @@ struct ColdArgs {
 
 /// The hot client's file in the cold scenario.
 const HOT_SIZE: u64 = 4096;
+/// The largest fraction of the working set that may still be cached when
+/// a cold run starts: more, and eviction failed and the run is invalid.
+const MAX_CACHED_AT_START: f64 = 0.05;
 
 /// How long the idle connections are left idle before memory is read.
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
@@ -622,6 +625,15 @@ fn cold_round(
         ..cold_spec.clone()
     };
     let cached_before = set.cached()?;
+    let evicted = cached_before <= MAX_CACHED_AT_START;
+    if !evicted {
+        eprintln!(
+            "zcbench: cold round {round} {}: {:.1} % of the working set is cached after eviction (more than {:.0} %): the run is not cold and is marked invalid",
+            t.name,
+            cached_before * 100.0,
+            MAX_CACHED_AT_START * 100.0
+        );
+    }
     let (cold_out, hot_out) = std::thread::scope(|s| {
         let cold = s.spawn(|| load::run(&cold_spec));
         let hot = s.spawn(|| load::run(&hot_spec));
@@ -675,7 +687,8 @@ fn cold_round(
             .iter()
             .map(|&q| h.value_at_quantile(q))
             .collect(),
-        valid: cold_out.errors == 0
+        valid: evicted
+            && cold_out.errors == 0
             && hot_out.errors == 0
             && hot_out.requests > 0
             && cold_out.bytes > 0,

@@ -240,8 +240,9 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
     let _ = writeln!(
         o,
         "- **Cached fraction** of the working set (from `mincore`): at the start of a run \
-         (after eviction; the largest over rounds) and at its end. A start above a few percent \
-         means the eviction did not work and the row is not cold.\n"
+         (after eviction; the largest over rounds) and at its end. A run that starts with more \
+         than 5 % cached is marked invalid: the eviction did not work. An end near 100 % means \
+         the run re-read the whole set, so its later requests were warm: use more files.\n"
     );
     let summaries = summarise(report.results);
     if summaries.is_empty() {

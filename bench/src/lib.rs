@@ -8,10 +8,12 @@
 //! stopping servers), [`procs`] (a server's process tree: CPU time, memory,
 //! stopping it), [`peer`] (commands that start peer servers), [`fixture`]
 //! (the files served), [`metrics`] (zcserve's counters), [`machine`] (what
-//! the run ran on), [`units`] (sizes and dates) and [`cold`] (the
-//! cold-cache scenario: evicting, checking residency, throttling the disk).
+//! the run ran on), [`units`] (sizes and dates), [`cold`] (the cold-cache
+//! scenario's machinery: evicting, checking residency, throttling the disk)
+//! and [`cold_scenario`] (running it).
 
 pub mod cold;
+pub mod cold_scenario;
 pub mod fixture;
 pub mod launch;
 pub mod load;

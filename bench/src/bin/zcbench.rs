@@ -41,14 +41,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use zcserve_bench::cold::{self, Throttle, WorkingSet};
+use zcserve_bench::cold;
+use zcserve_bench::cold_scenario::{self, ColdPlan, HOT_SIZE};
 use zcserve_bench::fixture::make_fixture;
-use zcserve_bench::fixture::{file_path, warm};
 use zcserve_bench::launch::{PROBE_SIZE, Running, Setup, raise_nofile_limit, signals};
 use zcserve_bench::load::{self, LoadSpec};
 use zcserve_bench::machine::this_machine;
 use zcserve_bench::metrics::syscalls;
-use zcserve_bench::model::{CDF_QUANTILES, ColdResult, ColdSetup, IdleResult, Machine, RunResult};
+use zcserve_bench::model::{IdleResult, Machine, RunResult};
 use zcserve_bench::procs;
 use zcserve_bench::report::{self, Report};
 use zcserve_bench::target::{Kind, Target, TargetArgs, targets};
@@ -150,23 +150,6 @@ enum ScenarioArg {
     Cold,
 }
 
-/// The cold scenario's settings, checked.
-#[derive(Debug, Clone, Copy)]
-struct ColdArgs {
-    files: usize,
-    size: u64,
-    conns: usize,
-    disk_iops: Option<u32>,
-    /// Random cold reads timed to measure the disk.
-    latency_samples: usize,
-}
-
-/// The hot client's file in the cold scenario.
-const HOT_SIZE: u64 = 4096;
-/// The largest fraction of the working set that may still be cached when
-/// a cold run starts: more, and eviction failed and the run is invalid.
-const MAX_CACHED_AT_START: f64 = 0.05;
-
 /// How long the idle connections are left idle before memory is read.
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
 /// How long reading the idle connections' responses may take in all.
@@ -210,7 +193,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let warm = scenarios.contains(&ScenarioArg::Warm);
     let cold = scenarios
         .contains(&ScenarioArg::Cold)
-        .then(|| cold_args(args))
+        .then(|| cold_plan(args))
         .transpose()?;
     if sizes.is_empty() || conns.is_empty() || conns.contains(&0) {
         return Err("give at least one size and connection counts of at least 1".into());
@@ -307,14 +290,23 @@ fn run(args: &Args) -> Result<bool, String> {
             idle_conns,
         )?;
     }
-    if let Some(c) = cold {
-        all_valid &= run_cold(args, &targets, &setup, &machine, &client_cpus, c)?;
+    if let Some(plan) = cold {
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        all_valid &= cold_scenario::run(
+            &plan,
+            &targets,
+            &setup,
+            &machine,
+            &client_cpus,
+            &args.out,
+            &command,
+        )?;
     }
     Ok(all_valid)
 }
 
 /// The cold scenario's flags, checked, with --quick's defaults.
-fn cold_args(args: &Args) -> Result<ColdArgs, String> {
+fn cold_plan(args: &Args) -> Result<ColdPlan, String> {
     let files = args
         .cold_files
         .unwrap_or(if args.quick { 300 } else { 3000 });
@@ -330,12 +322,14 @@ fn cold_args(args: &Args) -> Result<ColdArgs, String> {
     if args.disk_iops == Some(0) {
         return Err("--disk-iops must be at least 1".into());
     }
-    Ok(ColdArgs {
+    Ok(ColdPlan {
         files,
         size,
         conns: args.cold_conns,
         disk_iops: args.disk_iops,
         latency_samples: if args.quick { 50 } else { 200 },
+        rounds: args.rounds,
+        duration: Duration::from_secs_f64(args.duration),
     })
 }
 
@@ -480,243 +474,6 @@ fn run_warm(
         );
     }
     Ok(results.iter().all(|r| r.valid) && idle.iter().all(|i| i.valid))
-}
-
-/// The cold scenario: the working set made and the disk's latency
-/// measured once; then, round after round, for each target: the set
-/// evicted (and checked), its server started (in the throttled cgroup with
-/// --disk-iops), and the cold and hot populations run together.
-fn run_cold(
-    args: &Args,
-    targets: &[Target],
-    setup: &Setup<'_>,
-    machine: &Machine,
-    client_cpus: &[usize],
-    c: ColdArgs,
-) -> Result<bool, String> {
-    let stem = file_stem(c.size);
-    let set_dir = setup.fixture.join(format!("cold-{stem}"));
-    eprintln!(
-        "zcbench: cold: {} files of {} in {}",
-        c.files,
-        human_size(c.size),
-        set_dir.display()
-    );
-    let set = WorkingSet::make(&set_dir, c.files, c.size)?;
-    let latency = cold::disk_latency(&set, c.latency_samples)?;
-    eprintln!(
-        "zcbench: cold: the disk's own cold 4 KiB reads: median {} µs, p99 {} µs ({} reads)",
-        latency.p50_us, latency.p99_us, latency.samples
-    );
-    let throttle = match c.disk_iops {
-        Some(iops) => {
-            let dev = cold::block_device_of(&set_dir)?;
-            Some(Throttle::create(
-                &format!("zcbench-{}", std::process::id()),
-                dev,
-                iops,
-            )?)
-        }
-        None => None,
-    };
-    let disk = match &throttle {
-        Some(t) => t.description.clone(),
-        None => "no throttle (--disk-iops not given)".to_string(),
-    };
-    let servers = Setup {
-        zcserve: setup.zcserve.clone(),
-        fixture: setup.fixture.clone(),
-        server_cpus: setup.server_cpus,
-        peer_timeout: setup.peer_timeout,
-        logs: setup.logs.clone(),
-        cgroup_procs: throttle.as_ref().map(Throttle::procs),
-    };
-    let hot_file = file_path(&setup.fixture, HOT_SIZE);
-    let duration = Duration::from_secs_f64(args.duration);
-    let mut results = Vec::new();
-    for round in 1..=args.rounds {
-        for t in targets {
-            set.evict()?;
-            warm(&hot_file)?;
-            let r = match t.start(&servers) {
-                Ok(mut s) => cold_round(t, &mut s, &set, &stem, c, client_cpus, duration, round)?,
-                Err(e) => {
-                    eprintln!("zcbench: cold round {round}: {e}");
-                    failed_cold(t, round)
-                }
-            };
-            eprintln!(
-                "zcbench: cold round {round} {}: hot {:.0} req/s p50 {} µs p99 {} µs max {} µs; cold {:.1} MB/s; cached {:.1} % -> {:.1} %{}",
-                r.target,
-                r.hot_req_per_s,
-                r.hot_p50_us,
-                r.hot_p99_us,
-                r.hot_max_us,
-                r.cold_mb_per_s,
-                r.cached_before * 100.0,
-                r.cached_after * 100.0,
-                if r.valid { "" } else { " (invalid)" }
-            );
-            results.push(r);
-        }
-    }
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let cold_setup = ColdSetup {
-        files: c.files,
-        file_size: c.size,
-        cold_conns: c.conns,
-        hot_size: HOT_SIZE,
-        disk,
-        throttled: throttle.is_some(),
-        disk_latency: Some(latency),
-    };
-    let written = report::cold::write_all(
-        &report::cold::ColdReport {
-            machine,
-            command: &command,
-            setup: &cold_setup,
-            results: &results,
-        },
-        &args.out,
-    )
-    .map_err(|e| {
-        format!(
-            "cannot write the cold report to {}: {e}",
-            args.out.display()
-        )
-    })?;
-    for p in written {
-        println!("{}", p.display());
-    }
-    Ok(results.iter().all(|r| r.valid))
-}
-
-/// One target's cold run: the cold connections and the hot client loaded
-/// together, the working set's cached fraction read before and after.
-#[allow(clippy::too_many_arguments)]
-fn cold_round(
-    t: &Target,
-    server: &mut Running,
-    set: &WorkingSet,
-    stem: &str,
-    c: ColdArgs,
-    client_cpus: &[usize],
-    duration: Duration,
-    round: u32,
-) -> Result<ColdResult, String> {
-    let addr = server.addr;
-    let cold_spec = LoadSpec {
-        addr,
-        paths: (0..set.files.len())
-            .map(|i| format!("{}cold-{stem}/{}", server.base, WorkingSet::name(i)))
-            .collect(),
-        host: addr.to_string(),
-        conns: c.conns,
-        threads: 1,
-        cpus: client_cpus.to_vec(),
-        duration,
-        expect_status: 200,
-        expect_len: c.size,
-    };
-    let hot_spec = LoadSpec {
-        paths: vec![format!("{}{}.bin", server.base, file_stem(HOT_SIZE))],
-        conns: 1,
-        expect_len: HOT_SIZE,
-        ..cold_spec.clone()
-    };
-    let cached_before = set.cached()?;
-    let evicted = cached_before <= MAX_CACHED_AT_START;
-    if !evicted {
-        eprintln!(
-            "zcbench: cold round {round} {}: {:.1} % of the working set is cached after eviction (more than {:.0} %): the run is not cold and is marked invalid",
-            t.name,
-            cached_before * 100.0,
-            MAX_CACHED_AT_START * 100.0
-        );
-    }
-    let (cold_out, hot_out) = std::thread::scope(|s| {
-        let cold = s.spawn(|| load::run(&cold_spec));
-        let hot = s.spawn(|| load::run(&hot_spec));
-        (cold.join(), hot.join())
-    });
-    let cached_after = set.cached()?;
-    let joined = |r: std::thread::Result<std::io::Result<load::LoadOutcome>>| {
-        r.map_err(|_| "a load thread panicked".to_string())?
-            .map_err(|e| format!("cannot load {addr}: {e}"))
-    };
-    let (cold_out, hot_out) = match (joined(cold_out), joined(hot_out)) {
-        (Ok(c), Ok(h)) => (c, h),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("zcbench: cold round {round} {}: {e}", t.name);
-            return Ok(failed_cold(t, round));
-        }
-    };
-    for (what, out) in [("cold", &cold_out), ("hot", &hot_out)] {
-        if out.errors > 0 {
-            eprintln!(
-                "zcbench: cold round {round} {} ({what}): {} errors, e.g. {:?}",
-                t.name, out.errors, out.error_samples
-            );
-        }
-    }
-    if let Some(status) = server.exited() {
-        eprintln!(
-            "zcbench: cold round {round} {}: the server exited ({status})",
-            t.name
-        );
-    }
-    let h = &hot_out.latency_us;
-    Ok(ColdResult {
-        target: t.name.clone(),
-        backend: t.backend(),
-        round,
-        seconds: hot_out.elapsed.as_secs_f64(),
-        cached_before,
-        cached_after,
-        cold_requests: cold_out.requests,
-        cold_mb_per_s: cold_out.mb_per_s(),
-        cold_errors: cold_out.errors,
-        hot_requests: hot_out.requests,
-        hot_req_per_s: hot_out.req_per_s(),
-        hot_errors: hot_out.errors,
-        hot_p50_us: h.value_at_quantile(0.5),
-        hot_p99_us: h.value_at_quantile(0.99),
-        hot_p999_us: h.value_at_quantile(0.999),
-        hot_max_us: h.max(),
-        hot_cdf_us: CDF_QUANTILES
-            .iter()
-            .map(|&q| h.value_at_quantile(q))
-            .collect(),
-        valid: evicted
-            && cold_out.errors == 0
-            && hot_out.errors == 0
-            && hot_out.requests > 0
-            && cold_out.bytes > 0,
-    })
-}
-
-/// A cold run that could not happen: invalid, all zero.
-fn failed_cold(t: &Target, round: u32) -> ColdResult {
-    ColdResult {
-        target: t.name.clone(),
-        backend: t.backend(),
-        round,
-        seconds: 0.0,
-        cached_before: 0.0,
-        cached_after: 0.0,
-        cold_requests: 0,
-        cold_mb_per_s: 0.0,
-        cold_errors: 1,
-        hot_requests: 0,
-        hot_req_per_s: 0.0,
-        hot_errors: 0,
-        hot_p50_us: 0,
-        hot_p99_us: 0,
-        hot_p999_us: 0,
-        hot_max_us: 0,
-        hot_cdf_us: Vec::new(),
-        valid: false,
-    }
 }
 
 /// `v` without repeats, in first-seen order.

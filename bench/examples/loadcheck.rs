@@ -20,7 +20,7 @@ fn main() {
     });
     let spec = LoadSpec {
         addr: args[0].parse().expect("ADDR like 127.0.0.1:8300"),
-        path: args[1].clone(),
+        paths: vec![args[1].clone()],
         host: "localhost".into(),
         conns: args[2].parse().expect("CONNS"),
         threads: args.get(5).map_or(1, |t| t.parse().expect("THREADS")),

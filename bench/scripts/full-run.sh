@@ -2,9 +2,11 @@
 # The one command behind README's Results: builds zcserve and zcbench
 # (release), builds the Go peer, and runs zcbench over every zcserve backend
 # and every peer server installed here, each started by zcbench itself
-# (--peer-cmd), pinned to the server CPU, on one fixture.
+# (--peer-cmd), pinned to the server CPU, on one fixture: first the warm
+# matrix, then the cold-cache scenario (a working set evicted before every
+# run, the servers' disk reads throttled; cold.md beside report.md).
 #
-#   bench/scripts/full-run.sh [extra zcbench flags...]
+#   bench/scripts/full-run.sh [extra zcbench flags for both runs...]
 #
 # Settings (environment):
 #   ROUNDS=5 DURATION=5 SIZES=4KiB,64KiB,1MiB,16MiB,256MiB CONNS=1,16,64
@@ -13,6 +15,13 @@
 #   FIXTURE_DIR=$CARGO_TARGET_DIR/zcbench-fixture (kept out of results/)
 #   PEERS_DIR=<repo>/../shared/peers (nginx.sh, lighttpd.sh, gofs.go)
 #   BACKENDS= (zcserve backends; unset: zcbench's default, all of them)
+#   COLD=1 (0: skip the cold scenario) COLD_FILES=3000 COLD_SIZE=1MiB
+#   COLD_CONNS=16 COLD_ROUNDS=3 COLD_DURATION=10
+#   DISK_IOPS=200 (read IOPS of the servers' cgroup; needs root; empty: the
+#   raw disk, which the report then says)
+#
+# The cold run's peers: nginx-on, nginx-aio (sendfile + aio threads),
+# lighttpd and go, each when installed.
 #
 # Peers, each included only when installed (the rest are listed as skipped):
 #   nginx-on, nginx-off   apt-get install nginx-light
@@ -43,15 +52,19 @@ q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 args=()
 included=()
 skipped=()
+cold_args=()
 if command -v nginx >/dev/null 2>&1 && [ -f "$peers/nginx.sh" ]; then
   args+=(--peer-cmd "nginx-on=exec bash $(q "$peers/nginx.sh") {root} {port} on")
   args+=(--peer-cmd "nginx-off=exec bash $(q "$peers/nginx.sh") {root} {port} off")
-  included+=(nginx-on nginx-off)
+  cold_args+=(--peer-cmd "nginx-on=exec bash $(q "$peers/nginx.sh") {root} {port} on")
+  cold_args+=(--peer-cmd "nginx-aio=exec bash $(q "$peers/nginx.sh") {root} {port} aio")
+  included+=(nginx-on nginx-off nginx-aio)
 else
   skipped+=("nginx-on nginx-off (no nginx: apt-get install nginx-light)")
 fi
 if command -v lighttpd >/dev/null 2>&1 && [ -f "$peers/lighttpd.sh" ]; then
   args+=(--peer-cmd "lighttpd=exec bash $(q "$peers/lighttpd.sh") {root} {port}")
+  cold_args+=(--peer-cmd "lighttpd=exec bash $(q "$peers/lighttpd.sh") {root} {port}")
   included+=(lighttpd)
 else
   skipped+=("lighttpd (no lighttpd: apt-get install lighttpd)")
@@ -70,20 +83,39 @@ if command -v go >/dev/null 2>&1 && [ -f "$peers/gofs.go" ]; then
   mkdir -p "$target"
   (cd "$peers" && go build -o "$target/gofs" gofs.go)
   args+=(--peer-cmd "go=exec env GOMAXPROCS={threads} $(q "$target/gofs") -root {root} -port {port}")
+  cold_args+=(--peer-cmd "go=exec env GOMAXPROCS={threads} $(q "$target/gofs") -root {root} -port {port}")
   included+=(go)
 else
   skipped+=("go (no Go toolchain: apt-get install golang-go)")
 fi
 if [ -n "${BACKENDS+x}" ]; then
   args+=(--backends "$BACKENDS")
+  cold_args+=(--backends "$BACKENDS")
+fi
+disk_iops=${DISK_IOPS-200}
+if [ -n "$disk_iops" ]; then
+  cold_args+=(--disk-iops "$disk_iops")
 fi
 
 echo "peers included: ${included[*]:-none}"
 for s in "${skipped[@]}"; do echo "peer skipped: $s"; done
 echo "rounds=$rounds duration=${duration}s sizes=$sizes conns=$conns idle-conns=$idle -> $out/"
 
-exec "$target/release/zcbench" \
+status=0
+"$target/release/zcbench" \
   --rounds "$rounds" --duration "$duration" --sizes "$sizes" --conns "$conns" \
   --idle-conns "$idle" --server-cpus "$server_cpus" --client-cpus "$client_cpus" \
   --fixture-dir "$fixture" --out "$out" \
-  ${args[@]+"${args[@]}"} "$@"
+  ${args[@]+"${args[@]}"} "$@" || status=$?
+
+if [ "${COLD:-1}" != 0 ]; then
+  echo "cold: ${COLD_FILES:-3000} x ${COLD_SIZE:-1MiB}, ${COLD_CONNS:-16} cold connections, disk-iops=${disk_iops:-none (raw disk)} -> $out/cold.md"
+  "$target/release/zcbench" --scenario cold \
+    --rounds "${COLD_ROUNDS:-3}" --duration "${COLD_DURATION:-10}" \
+    --cold-files "${COLD_FILES:-3000}" --cold-size "${COLD_SIZE:-1MiB}" \
+    --cold-conns "${COLD_CONNS:-16}" \
+    --server-cpus "$server_cpus" --client-cpus "$client_cpus" \
+    --fixture-dir "$fixture" --out "$out" \
+    ${cold_args[@]+"${cold_args[@]}"} "$@" || status=$?
+fi
+exit "$status"

@@ -1,9 +1,9 @@
-//! The load generator: closed-loop, keep-alive HTTP/1.1 `GET`s of one path
-//! over many connections for a fixed duration.
+//! The load generator: closed-loop, keep-alive HTTP/1.1 `GET`s of one path,
+//! or of paths picked at random, over many connections for a fixed duration.
 //!
 //! Each client thread runs one edge-triggered [`mio`] event loop over its
 //! share of the connections. A connection is a small state machine: write the
-//! request (one fixed byte string, built once) → read the response head into
+//! request (a fixed byte string per path, built once) → read the response head into
 //! the connection's 8 KiB head buffer and parse it with [`httparse`] → read
 //! exactly `Content-Length` body bytes into the thread's 256 KiB scratch
 //! buffer, discarding them → record the latency → write the next request.
@@ -50,8 +50,10 @@ const MAX_HEADERS: usize = 64;
 pub struct LoadSpec {
     /// The server.
     pub addr: SocketAddr,
-    /// The request target, e.g. `/4KiB.bin`.
-    pub path: String,
+    /// The request targets, e.g. `/4KiB.bin`: each request takes one at
+    /// random (uniformly, from a fixed seed per connection); with one, it
+    /// is always that one.
+    pub paths: Vec<String>,
     /// The `Host` header value.
     pub host: String,
     /// Total connections, spread round-robin over the threads.
@@ -86,8 +88,8 @@ pub struct LoadOutcome {
     /// Latency of each valid response in microseconds (1 µs to 60 s, 3
     /// significant figures), merged over the threads.
     pub latency_us: Histogram<u64>,
-    /// How long the load ran: the duration, or less if every connection
-    /// was given up earlier.
+    /// How long the load ran, from the clock: a moment more than the
+    /// duration, or less if every connection was given up earlier.
     pub elapsed: Duration,
 }
 
@@ -132,8 +134,18 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
             format!("cannot pin to CPU {cpu}"),
         ));
     }
+    if spec.paths.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "load needs at least one path",
+        ));
+    }
     let threads = spec.threads.clamp(1, spec.conns);
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", spec.path, spec.host).into_bytes();
+    let requests: Vec<Vec<u8>> = spec
+        .paths
+        .iter()
+        .map(|p| format!("GET {p} HTTP/1.1\r\nHost: {}\r\n\r\n", spec.host).into_bytes())
+        .collect();
 
     let mut groups: Vec<Vec<std::net::TcpStream>> = (0..threads)
         .map(|_| Vec::with_capacity(spec.conns.div_ceil(threads)))
@@ -146,20 +158,20 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
         groups[i % threads].push(stream);
     }
 
-    let shared = Shared {
+    let gate = StartGate {
         barrier: Barrier::new(threads),
         start: OnceLock::new(),
         failed: AtomicBool::new(false),
     };
-    let request = &request[..];
-    let shared = &shared;
+    let requests = &requests[..];
+    let gate = &gate;
     let results: Vec<io::Result<Option<ThreadOutcome>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = groups
             .into_iter()
             .enumerate()
             .map(|(t, streams)| {
                 let cpu = (!spec.cpus.is_empty()).then(|| spec.cpus[t % spec.cpus.len()]);
-                scope.spawn(move || thread_main(spec, request, cpu, streams, shared))
+                scope.spawn(move || thread_main(spec, requests, t, cpu, streams, gate))
             })
             .collect();
         handles
@@ -171,7 +183,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
             .collect()
     });
 
-    let start = shared.start.get().copied();
+    let start = gate.start.get().copied();
     let mut out = LoadOutcome {
         requests: 0,
         bytes: 0,
@@ -206,8 +218,9 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
     Ok(out)
 }
 
-/// What the threads share: they start the clock together.
-struct Shared {
+/// Where the threads wait for each other, so that they start the clock
+/// together, and learn whether one of them failed to get ready.
+struct StartGate {
     barrier: Barrier,
     start: OnceLock<Instant>,
     failed: AtomicBool,
@@ -220,25 +233,27 @@ struct ThreadOutcome {
     errors: u64,
     samples: Vec<String>,
     latency: Histogram<u64>,
-    /// When it stopped (at most the deadline).
+    /// When it stopped: just past the deadline, or earlier if every
+    /// connection was given up.
     end: Instant,
 }
 
 fn thread_main(
     spec: &LoadSpec,
-    request: &[u8],
+    requests: &[Vec<u8>],
+    thread: usize,
     cpu: Option<usize>,
     streams: Vec<std::net::TcpStream>,
-    shared: &Shared,
+    gate: &StartGate,
 ) -> io::Result<Option<ThreadOutcome>> {
-    let worker = Worker::new(spec, request, cpu, streams);
+    let worker = Worker::new(spec, requests, thread, cpu, streams);
     if worker.is_err() {
-        shared.failed.store(true, Ordering::SeqCst);
+        gate.failed.store(true, Ordering::SeqCst);
     }
-    shared.barrier.wait();
-    let start = *shared.start.get_or_init(Instant::now);
+    gate.barrier.wait();
+    let start = *gate.start.get_or_init(Instant::now);
     let mut worker = worker?;
-    if shared.failed.load(Ordering::SeqCst) {
+    if gate.failed.load(Ordering::SeqCst) {
         return Ok(None);
     }
     let end = worker.run(start, start + spec.duration)?;
@@ -250,6 +265,17 @@ fn thread_main(
         latency: worker.latency,
         end,
     }))
+}
+
+/// The next of `n` choices from xorshift64 state `x`.
+fn pick(x: &mut u64, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    (*x % n as u64) as usize
 }
 
 /// The CPUs a `cpu_set_t` can name.
@@ -304,6 +330,10 @@ enum Phase {
 struct Conn {
     stream: Option<TcpStream>,
     phase: Phase,
+    /// Which of the requests it is writing, or last wrote.
+    request: usize,
+    /// xorshift64 state picking the next request.
+    rng: u64,
     written: usize,
     head: Box<[u8]>,
     head_len: usize,
@@ -406,7 +436,8 @@ struct Worker<'a> {
     conns: Vec<Conn>,
     live: usize,
     scratch: Box<[u8]>,
-    request: &'a [u8],
+    /// Each path's request, as written.
+    wire: &'a [Vec<u8>],
     addr: SocketAddr,
     expect_status: u16,
     expect_len: u64,
@@ -423,7 +454,8 @@ struct Worker<'a> {
 impl<'a> Worker<'a> {
     fn new(
         spec: &LoadSpec,
-        request: &'a [u8],
+        requests: &'a [Vec<u8>],
+        thread: usize,
         cpu: Option<usize>,
         streams: Vec<std::net::TcpStream>,
     ) -> io::Result<Worker<'a>> {
@@ -440,9 +472,14 @@ impl<'a> Worker<'a> {
                 Token(i),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
+            // Distinct, non-zero seeds: the same sequence on every run.
+            let mut rng = 0x9e37_79b9_7f4a_7c15 ^ ((thread as u64) << 32 | i as u64);
+            let request = pick(&mut rng, requests.len());
             conns.push(Conn {
                 stream: Some(stream),
                 phase: Phase::Writing,
+                request,
+                rng,
                 written: 0,
                 head: vec![0; HEAD_BUF].into_boxed_slice(),
                 head_len: 0,
@@ -456,7 +493,7 @@ impl<'a> Worker<'a> {
             live: conns.len(),
             conns,
             scratch: vec![0; SCRATCH_BUF].into_boxed_slice(),
-            request,
+            wire: requests,
             addr: spec.addr,
             expect_status: spec.expect_status,
             expect_len: spec.expect_len,
@@ -471,8 +508,8 @@ impl<'a> Worker<'a> {
     }
 
     /// Runs the loop from `start` until `deadline` or until every
-    /// connection is given up; returns when it stopped (at most
-    /// `deadline`).
+    /// connection is given up; returns when it stopped, as read from the
+    /// clock (a moment past `deadline` when it ran to the end).
     fn run(&mut self, start: Instant, deadline: Instant) -> io::Result<Instant> {
         self.deadline = deadline;
         let mut events = Events::with_capacity(self.conns.len().clamp(16, 1024));
@@ -483,7 +520,7 @@ impl<'a> Worker<'a> {
         loop {
             let now = Instant::now();
             if self.stopped || self.live == 0 || now >= deadline {
-                return Ok(now.min(deadline));
+                return Ok(now);
             }
             match self.poll.poll(&mut events, Some(deadline - now)) {
                 Ok(()) => {}
@@ -547,15 +584,16 @@ impl<'a> Worker<'a> {
         let Some(stream) = c.stream.as_mut() else {
             return false;
         };
+        let request = &self.wire[c.request];
         loop {
-            match stream.write(&self.request[c.written..]) {
+            match stream.write(&request[c.written..]) {
                 Ok(0) => {
                     self.fail(i, Fault::Closed);
                     return false;
                 }
                 Ok(n) => {
                     c.written += n;
-                    if c.written == self.request.len() {
+                    if c.written == request.len() {
                         c.phase = Phase::Head;
                         c.head_len = 0;
                         return true;
@@ -652,6 +690,7 @@ impl<'a> Worker<'a> {
         self.latency.saturating_record(us.clamp(1, LATENCY_MAX_US));
         self.requests += 1;
         c.started = now;
+        c.request = pick(&mut c.rng, self.wire.len());
         c.written = 0;
         c.head_len = 0;
         c.phase = Phase::Writing;
@@ -962,10 +1001,21 @@ mod tests {
     }
 
     #[test]
+    fn picks_cover_every_choice_and_one_means_it() {
+        let mut x = 0x9e37_79b9_7f4a_7c15;
+        let mut seen = [0u32; 5];
+        for _ in 0..5000 {
+            seen[pick(&mut x, 5)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
+        assert_eq!(pick(&mut x, 1), 0);
+    }
+
+    #[test]
     fn zero_connections_is_an_error() {
         let spec = LoadSpec {
             addr: "127.0.0.1:9".parse().unwrap(),
-            path: "/".into(),
+            paths: vec!["/".into()],
             host: "x".into(),
             conns: 0,
             threads: 1,
@@ -973,6 +1023,12 @@ mod tests {
             duration: Duration::from_millis(10),
             expect_status: 200,
             expect_len: 0,
+        };
+        assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let spec = LoadSpec {
+            conns: 1,
+            paths: vec![],
+            ..spec
         };
         assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }

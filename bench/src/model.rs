@@ -246,6 +246,76 @@ pub struct Machine {
     pub client_cpus: Vec<usize>,
 }
 
+/// The quantiles of the hot client's latency recorded for its CDF chart.
+pub const CDF_QUANTILES: [f64; 19] = [
+    0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999,
+    0.9995, 0.9999, 1.0,
+];
+
+/// One round of the cold-cache scenario on one target: `cold_conns`
+/// connections fetching random files of an evicted working set while one
+/// keep-alive connection fetches a small cached file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColdResult {
+    /// The target, as in [`RunResult::target`].
+    pub target: String,
+    /// Its backend, for zcserve.
+    pub backend: Option<String>,
+    /// Round number, from 1.
+    pub round: u32,
+    /// Seconds the load ran.
+    pub seconds: f64,
+    /// Fraction of the working set in the page cache when the load started
+    /// (after eviction: near 0).
+    pub cached_before: f64,
+    /// Fraction of the working set in the page cache when it ended.
+    pub cached_after: f64,
+    /// Complete responses on the cold connections.
+    pub cold_requests: u64,
+    /// Body MB (1e6 bytes) per second on the cold connections.
+    pub cold_mb_per_s: f64,
+    /// Errors on the cold connections.
+    pub cold_errors: u64,
+    /// Complete responses of the hot client.
+    pub hot_requests: u64,
+    /// The hot client's responses per second.
+    pub hot_req_per_s: f64,
+    /// Errors of the hot client.
+    pub hot_errors: u64,
+    /// The hot client's latency percentiles (µs).
+    pub hot_p50_us: u64,
+    /// See `hot_p50_us`.
+    pub hot_p99_us: u64,
+    /// See `hot_p50_us`.
+    pub hot_p999_us: u64,
+    /// The hot client's slowest response (µs).
+    pub hot_max_us: u64,
+    /// The hot client's latency (µs) at each of [`CDF_QUANTILES`].
+    pub hot_cdf_us: Vec<u64>,
+    /// False when any error occurred or either population got no answer.
+    pub valid: bool,
+}
+
+/// How the cold-cache scenario was set up, for its report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColdSetup {
+    /// Files in the working set.
+    pub files: usize,
+    /// Size of each.
+    pub file_size: u64,
+    /// Connections fetching cold files.
+    pub cold_conns: usize,
+    /// Size of the hot client's cached file.
+    pub hot_size: u64,
+    /// The throttle the servers ran under, or why there was none.
+    pub disk: String,
+    /// Whether the servers' reads were throttled.
+    pub throttled: bool,
+    /// The disk's own cold 4 KiB read latency, measured by zcbench outside
+    /// any throttle.
+    pub disk_latency: Option<crate::cold::DiskLatency>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -586,3 +586,158 @@ fn render_sample_charts() {
         println!("{}", p.display());
     }
 }
+
+// ---------------------------------------------------------------- cold
+
+use zcserve_bench::cold::DiskLatency;
+use zcserve_bench::model::{CDF_QUANTILES, ColdResult, ColdSetup};
+use zcserve_bench::report::cold::{self as cold_report, ColdReport};
+
+/// Two rounds of two targets: `zcserve-uring` fast and valid; `nginx-on`
+/// slow, its round 2 with a cold error.
+fn cold_rows() -> Vec<ColdResult> {
+    let mut out = Vec::new();
+    for round in 1..=2u32 {
+        for (target, p50, p99, mb) in [
+            ("zcserve-uring", 53, 17_000, 328.0),
+            ("nginx-on", 104_000, 262_000, 121.0),
+        ] {
+            let errors = u64::from(target == "nginx-on" && round == 2);
+            out.push(ColdResult {
+                target: target.into(),
+                backend: target.strip_prefix("zcserve-").map(str::to_string),
+                round,
+                seconds: 10.0,
+                cached_before: 0.001 * f64::from(round),
+                cached_after: 0.2,
+                cold_requests: 3000,
+                cold_mb_per_s: mb * f64::from(round),
+                cold_errors: errors,
+                hot_requests: 1000,
+                hot_req_per_s: (1_000_000 / p50) as f64,
+                hot_errors: 0,
+                hot_p50_us: p50 * u64::from(round),
+                hot_p99_us: p99,
+                hot_p999_us: p99 * 2,
+                hot_max_us: p99 * 3 * u64::from(round),
+                hot_cdf_us: CDF_QUANTILES
+                    .iter()
+                    .map(|q| (p50 as f64 * (1.0 + 10.0 * q)) as u64)
+                    .collect(),
+                valid: errors == 0,
+            });
+        }
+    }
+    out
+}
+
+fn cold_setup(throttled: bool) -> ColdSetup {
+    ColdSetup {
+        files: 3000,
+        file_size: MIB,
+        cold_conns: 16,
+        hot_size: 4 * KIB,
+        disk: if throttled {
+            "cgroup v1 blkio, device 254:0, 200 read IOPS".into()
+        } else {
+            "no throttle (--disk-iops not given)".into()
+        },
+        throttled,
+        disk_latency: Some(DiskLatency {
+            samples: 200,
+            p50_us: 110,
+            p99_us: 3979,
+            cached_after: 0.0,
+        }),
+    }
+}
+
+#[test]
+fn the_cold_table_has_medians_the_disk_and_invalid_rounds() {
+    let (m, rows, setup) = (machine(), cold_rows(), cold_setup(true));
+    let r = ColdReport {
+        machine: &m,
+        command: "zcbench --scenario cold --disk-iops 200",
+        setup: &setup,
+        results: &rows,
+    };
+    let md = cold_report::markdown(&r);
+    assert!(
+        md.contains("working set of 3,000 files of 1 MiB (2.93 GiB in all)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("cgroup v1 blkio, device 254:0, 200 read IOPS"),
+        "{md}"
+    );
+    assert!(!md.contains("the servers read the raw disk"), "{md}");
+    assert!(md.contains("median 110 µs, p99 3.98 ms"), "{md}");
+    // Medians over the two rounds: p50 of 53 and 106 µs is 79.5 µs; max is
+    // the largest of any round; cold MB/s median of 328 and 656.
+    let uring = md
+        .lines()
+        .find(|l| l.starts_with("| zcserve-uring |"))
+        .expect("a uring row");
+    assert_eq!(
+        uring,
+        "| zcserve-uring | 18,867 | 79.5 µs | 17 ms | 34 ms | 102 ms | 492 | 0.2 % | 20.0 % | ✓ |"
+    );
+    let nginx = md.lines().find(|l| l.starts_with("| nginx-on |")).unwrap();
+    assert!(
+        nginx.contains("156 ms")
+            && nginx.ends_with("| ⚠ invalid: round 2: 1 cold / 0 hot errors |"),
+        "{nginx}"
+    );
+    assert!(md.contains("](cold-hot-cdf.svg)"));
+
+    let raw = cold_setup(false);
+    let md = cold_report::markdown(&ColdReport { setup: &raw, ..r });
+    assert!(
+        md.contains("**not throttled: the servers read the raw disk**"),
+        "{md}"
+    );
+    let none = cold_report::markdown(&ColdReport { results: &[], ..r });
+    assert!(none.contains("No runs were recorded."));
+}
+
+#[test]
+fn cold_csv_json_and_chart_hold_every_round_and_target() {
+    let (m, rows, setup) = (machine(), cold_rows(), cold_setup(true));
+    let r = ColdReport {
+        machine: &m,
+        command: "zcbench --scenario cold",
+        setup: &setup,
+        results: &rows,
+    };
+    let csv = cold_report::csv(&rows);
+    assert_eq!(csv.lines().count(), 1 + rows.len());
+    assert!(csv.starts_with("target,backend,round,"));
+    assert!(csv.lines().nth(4).unwrap().ends_with(",false"), "{csv}");
+    let json: serde_json::Value = serde_json::from_str(&cold_report::json(&r)).unwrap();
+    assert_eq!(json["results"].as_array().unwrap().len(), rows.len());
+    assert_eq!(json["setup"]["disk_latency"]["p99_us"], 3979);
+    let back: Vec<ColdResult> = serde_json::from_value(json["results"].clone()).unwrap();
+    assert_eq!(back, rows);
+    let svg = cold_report::svg_hot_cdf(&rows);
+    assert!(svg.starts_with("<svg") && svg.contains("zcserve-uring"));
+    assert!(
+        svg.contains("nginx-on (invalid)"),
+        "an invalid target is marked"
+    );
+    assert!(!svg.contains("cannot draw"));
+    let dir = TempDir::new("cold");
+    let written = cold_report::write_all(&r, &dir.0).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["cold.csv", "cold.json", "cold.md", "cold-hot-cdf.svg"]
+    );
+    assert!(
+        written
+            .iter()
+            .all(|p| std::fs::metadata(p).unwrap().len() > 0)
+    );
+}

@@ -1,5 +1,13 @@
 //! zcbench's bad input: each mistake exits 2 with one line that says what
-//! to fix, before any server is started or any load is sent.
+//! to fix, before any server is started or any load is sent; and zcbench
+//! end to end on tiny runs, with every backend of the registry and with
+//! peer servers it starts itself.
+//!
+//! The end-to-end tests need the zcserve binary beside zcbench, which
+//! `cargo test --workspace` builds (zcserve's own tests need it). Without
+//! it they fail, saying how to build it, unless the tests were built with
+//! `ZCSERVE_ALLOW_SKIP` listing `zcserve`: a missing binary is never a
+//! silent pass.
 
 use std::process::Command;
 
@@ -172,19 +180,68 @@ fn peer_cmd_that_never_listens_times_out_and_is_stopped() {
     assert!(!process_running(&marker), "{marker} was left running");
 }
 
-/// The zcserve binary beside zcbench, built by `cargo test --workspace` and
-/// `cargo build`; the tests needing it are skipped without it.
+/// The zcserve binary beside zcbench (see the module documentation).
+/// `None` only when its absence is allowed, and then said on stdout and
+/// stderr.
 fn zcserve_bin() -> Option<String> {
     let p = std::path::Path::new(env!("CARGO_BIN_EXE_zcbench")).with_file_name("zcserve");
     if p.is_file() {
-        Some(p.to_string_lossy().into_owned())
-    } else {
-        eprintln!(
-            "skipped: no zcserve at {} (cargo build -p zcserve)",
-            p.display()
-        );
-        None
+        return Some(p.to_string_lossy().into_owned());
     }
+    let why = format!(
+        "no zcserve at {}: build it with `cargo build -p zcserve` (cargo test --workspace does)",
+        p.display()
+    );
+    if zcserve_tests::allowed_skips()
+        .iter()
+        .any(|s| s == "zcserve" || s == "all")
+    {
+        println!("SKIPPED: {why} (allowed by ZCSERVE_ALLOW_SKIP)");
+        eprintln!("SKIPPED: {why} (allowed by ZCSERVE_ALLOW_SKIP)");
+        return None;
+    }
+    panic!("{why}; or rebuild the tests with ZCSERVE_ALLOW_SKIP=zcserve to skip visibly");
+}
+
+#[test]
+fn every_backend_is_loaded_without_errors() {
+    let Some(zc) = zcserve_bin() else { return };
+    // From the registry: a backend this machine cannot run fails here
+    // unless its skip was allowed.
+    let backends: Vec<&str> = zcserve_tests::backends_under_test()
+        .into_iter()
+        .map(|b| b.name())
+        .collect();
+    assert!(!backends.is_empty());
+    let list = backends.join(",");
+    let (code, err, out) = zcbench_small(
+        "backends",
+        &[
+            "--zcserve",
+            &zc,
+            "--backends",
+            &list,
+            "--duration",
+            "0.2",
+            "--idle-conns",
+            "0",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), backends.len(), "{csv}");
+    for (row, b) in rows.iter().zip(&backends) {
+        assert!(
+            row.starts_with(&format!("zcserve-{b},{b},4096,1,1,")),
+            "{row}"
+        );
+        assert!(row.ends_with(",true"), "{row}");
+        // The server's own counters were read: syscalls per request.
+        let f: Vec<&str> = row.split(',').collect();
+        assert!(f[18].parse::<f64>().is_ok_and(|v| v > 0.0), "{row}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -282,5 +339,97 @@ fn peer_cmd_dying_mid_run_marks_its_runs_invalid() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("⚠ invalid"), "{md}");
     assert!(!out.join("idle.csv").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn cold_mistakes_exit_2_with_one_line() {
+    let shm = format!("/dev/shm/zcbench-cli-{}", std::process::id());
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cold-size", "lots"], "--cold-size"),
+        (&["--cold-files", "0"], "--cold-files"),
+        (&["--disk-iops", "0"], "--disk-iops must be at least 1"),
+        // Pages on tmpfs cannot be evicted: refused before anything runs.
+        (&["--fixture-dir", &shm], "tmpfs"),
+    ];
+    for (i, (args, want)) in cases.iter().enumerate() {
+        let mut all = vec![
+            "--scenario",
+            "cold",
+            "--backends",
+            "",
+            "--peer",
+            "n=http://127.0.0.1:1/",
+        ];
+        all.extend_from_slice(args);
+        let (code, err, out) = zcbench_small(&format!("cold{i}"), &all);
+        let _ = std::fs::remove_dir_all(&out);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&shm);
+}
+
+#[test]
+fn cold_scenario_runs_every_backend_from_an_evicted_set() {
+    let Some(zc) = zcserve_bin() else { return };
+    let backends: Vec<&str> = zcserve_tests::backends_under_test()
+        .into_iter()
+        .map(|b| b.name())
+        .collect();
+    let list = backends.join(",");
+    // Eviction needs a disk: /var/tmp, as the eviction unit tests use.
+    let fixture =
+        std::path::PathBuf::from(format!("/var/tmp/zcbench-cli-cold-{}", std::process::id()));
+    let fixture_arg = fixture.to_string_lossy().into_owned();
+    let (code, err, out) = zcbench_small(
+        "cold",
+        &[
+            "--zcserve",
+            &zc,
+            "--backends",
+            &list,
+            "--scenario",
+            "cold",
+            "--cold-files",
+            "40",
+            "--cold-size",
+            "16KiB",
+            "--cold-conns",
+            "2",
+            "--duration",
+            "0.3",
+            "--fixture-dir",
+            &fixture_arg,
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&fixture);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the disk's own cold 4 KiB reads"), "{err}");
+    // Only the cold scenario ran.
+    assert!(!out.join("results.csv").exists());
+    let csv = std::fs::read_to_string(out.join("cold.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), backends.len(), "{csv}");
+    for (row, b) in rows.iter().zip(&backends) {
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!(&f[..3], [format!("zcserve-{b}").as_str(), b, "1"], "{row}");
+        // The set was evicted before the run: at most a few pages cached.
+        let before: f64 = f[4].parse().unwrap();
+        assert!(before < 0.05, "{row}");
+        // Both populations were answered without errors.
+        assert!(
+            f[6].parse::<u64>().unwrap() > 0 && f[9].parse::<u64>().unwrap() > 0,
+            "{row}"
+        );
+        assert_eq!((f[8], f[11], f[16]), ("0", "0", "true"), "{row}");
+    }
+    let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
+    assert!(
+        md.contains("not throttled: the servers read the raw disk"),
+        "{md}"
+    );
+    assert!(out.join("cold-hot-cdf.svg").is_file());
     let _ = std::fs::remove_dir_all(&out);
 }

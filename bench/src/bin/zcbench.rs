@@ -10,6 +10,8 @@
 //!     --peer-cmd 'go=GOMAXPROCS=1 exec ./gofs -root {root} -port {port}'   # started by zcbench
 //! target/release/zcbench --peer nginx=http://127.0.0.1:8080/ --peer-pid nginx=1234 \
 //!     --fixture-dir /srv/fixture                    # a server already running
+//! sudo target/release/zcbench --scenario cold --disk-iops 200 --duration 10 \
+//!     --fixture-dir /var/tmp/zc --peer-cmd 'nginx-aio=exec nginx.sh {root} {port} aio'
 //! ```
 //!
 //! zcserve is started once per backend per round, pinned to
@@ -19,26 +21,38 @@
 //! stopped as a whole group. Rounds are interleaved (round 1 of every
 //! target, then round 2...), and the report gives medians with min and max.
 //!
-//! Before the rounds every target is started once (a bad command or URL
-//! fails there, with exit code 2) and the memory cost of `--idle-conns`
+//! Before the warm rounds every target is started once (a bad command or
+//! URL fails there, with exit code 2) and the memory cost of `--idle-conns`
 //! idle keep-alive connections is measured on it.
+//!
+//! `--scenario cold` (see `zcserve_bench::cold`) makes a working set of
+//! `--cold-files` files under the fixture directory, measures the disk's
+//! own cold 4 KiB read latency, and then for every target in every round
+//! evicts the set (checking with `mincore` that it is gone), starts the
+//! server (in a cgroup limited to `--disk-iops` reads per second, if
+//! given), and loads it with `--cold-conns` connections fetching random
+//! files of the set while one connection fetches a cached 4 KiB file;
+//! `cold.md` reports the hot client's latency and the cold MB/s.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use zcserve_bench::load::{self, LoadSpec, ProbeError};
+use zcserve_bench::cold;
+use zcserve_bench::cold_scenario::{self, ColdPlan, HOT_SIZE};
+use zcserve_bench::fixture::make_fixture;
+use zcserve_bench::launch::{PROBE_SIZE, Running, Setup, raise_nofile_limit, signals};
+use zcserve_bench::load::{self, LoadSpec};
+use zcserve_bench::machine::this_machine;
+use zcserve_bench::metrics::syscalls;
 use zcserve_bench::model::{IdleResult, Machine, RunResult};
-use zcserve_bench::peer::PeerCommand;
 use zcserve_bench::procs;
 use zcserve_bench::report::{self, Report};
+use zcserve_bench::target::{Kind, Target, TargetArgs, targets};
+use zcserve_bench::units::{file_stem, human_size, parse_size};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,180 +117,45 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     zcserve: Option<PathBuf>,
     /// Small matrix for a smoke run under a minute: 4 KiB and 1 MiB, 1 and 16 connections, 1 s, 1 round
+    /// (with `--scenario cold`: 300 files of 64 KiB)
     #[arg(long)]
     quick: bool,
+    /// Scenarios, comma separated: `warm` (the --sizes x --conns matrix from a warm page cache)
+    /// and `cold` (a working set evicted from the page cache before every run, fetched at random
+    /// by --cold-conns connections, while one connection fetches a cached 4 KiB file)
+    #[arg(long, value_enum, default_value = "warm", value_delimiter = ',')]
+    scenario: Vec<ScenarioArg>,
+    /// Cold scenario: files in the working set [default: 3000; 300 with --quick]
+    #[arg(long, value_name = "N")]
+    cold_files: Option<usize>,
+    /// Cold scenario: the size of each file [default: 1MiB; 64KiB with --quick]
+    #[arg(long, value_name = "SIZE")]
+    cold_size: Option<String>,
+    /// Cold scenario: connections fetching random cold files
+    #[arg(long, default_value_t = 16, value_name = "C")]
+    cold_conns: usize,
+    /// Cold scenario: start the servers in a block-I/O cgroup limiting reads from the fixture's
+    /// disk to N per second (cgroup v1 blkio or v2 io.max; needs root). Without it the servers
+    /// read the raw disk, and the report says so
+    #[arg(long, value_name = "N")]
+    disk_iops: Option<u32>,
 }
 
-/// The file every server is probed with, and the idle connections fetch:
-/// always in the fixture, whatever `--sizes` says.
-const PROBE_SIZE: u64 = 1024;
+/// A scenario `--scenario` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScenarioArg {
+    /// The size x connections matrix, page cache warm.
+    Warm,
+    /// The cold-cache scenario.
+    Cold,
+}
+
 /// How long the idle connections are left idle before memory is read.
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
 /// How long reading the idle connections' responses may take in all.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Descriptors zcbench keeps for itself beyond the idle connections.
 const SPARE_FDS: u64 = 64;
-
-/// Something to load.
-struct Target {
-    name: String,
-    kind: Kind,
-}
-
-enum Kind {
-    /// zcserve with this backend, started by zcbench.
-    Zcserve(String),
-    /// A server already running at a URL; its pid if given.
-    Url {
-        addr: SocketAddr,
-        base: String,
-        pid: Option<u32>,
-    },
-    /// A server zcbench starts with a command.
-    Cmd(PeerCommand),
-}
-
-impl Target {
-    fn backend(&self) -> Option<String> {
-        match &self.kind {
-            Kind::Zcserve(b) => Some(b.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// What starting a server needs.
-struct Setup<'a> {
-    zcserve: PathBuf,
-    fixture: PathBuf,
-    server_cpus: &'a [usize],
-    peer_timeout: Duration,
-    logs: PathBuf,
-}
-
-/// A server being measured: one zcbench started (stopped on drop) or one
-/// running already.
-struct Running {
-    child: Option<Child>,
-    /// The child leads a process group of its own (a --peer-cmd): the
-    /// whole group is stopped.
-    group: bool,
-    /// Where it is registered for the signal handler's cleanup.
-    slot: Option<usize>,
-    addr: SocketAddr,
-    /// The URL path of the fixture directory, ending in '/'.
-    base: String,
-    /// The root of its process tree, when known.
-    pid: Option<u32>,
-    /// zcserve's metrics listener.
-    metrics: Option<SocketAddr>,
-}
-
-impl Running {
-    /// How the server's own process ended, if it did.
-    fn exited(&mut self) -> Option<String> {
-        match self.child.as_mut()?.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            Ok(None) => None,
-            Err(e) => Some(format!("cannot tell: {e}")),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if self.group {
-            procs::stop_group(child.id(), Duration::from_secs(5), || {
-                let _ = child.try_wait();
-            });
-            let _ = child.kill();
-            let _ = child.wait();
-        } else {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let mut done = false;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    done = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !done {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if let Some(slot) = self.slot {
-            cleanup::forget(slot);
-        }
-    }
-}
-
-/// What the servers zcbench started are stopped with when zcbench itself
-/// is interrupted or terminated: a --peer-cmd server is in a process group
-/// of its own, which a terminal's Ctrl-C does not reach.
-mod cleanup {
-    use super::{AtomicI32, Ordering};
-
-    /// Processes (positive) and process groups (negative) to signal.
-    static LIVE: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
-
-    /// Installs the handler for SIGINT, SIGTERM and SIGHUP.
-    pub fn install() {
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only
-            // makes async-signal-safe calls (atomic loads, kill, signal,
-            // raise).
-            unsafe {
-                libc::signal(
-                    sig,
-                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-                );
-            }
-        }
-    }
-
-    /// Remembers `id` (a pid, or minus a process group id); the slot to
-    /// forget it by, or `None` when all slots are taken.
-    pub fn remember(id: i32) -> Option<usize> {
-        LIVE.iter().position(|s| {
-            s.compare_exchange(0, id, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        })
-    }
-
-    /// Forgets what `slot` holds.
-    pub fn forget(slot: usize) {
-        LIVE[slot].store(0, Ordering::SeqCst);
-    }
-
-    extern "C" fn on_signal(sig: libc::c_int) {
-        for s in &LIVE {
-            let id = s.load(Ordering::SeqCst);
-            if id != 0 && id != -1 {
-                // SAFETY: kill is async-signal-safe and has no memory
-                // preconditions; `id` is a child's pid or minus its group.
-                unsafe {
-                    libc::kill(id, libc::SIGTERM);
-                }
-            }
-        }
-        // SAFETY: signal and raise are async-signal-safe: the default
-        // action is restored and the signal raised again, so zcbench ends
-        // as the signal asked.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-            libc::raise(sig);
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
@@ -310,6 +189,12 @@ fn run(args: &Args) -> Result<bool, String> {
         .collect::<Result<_, _>>()?;
     let sizes = dedup(sizes);
     let conns = dedup(args.conns.clone());
+    let scenarios = dedup(args.scenario.clone());
+    let warm = scenarios.contains(&ScenarioArg::Warm);
+    let cold = scenarios
+        .contains(&ScenarioArg::Cold)
+        .then(|| cold_plan(args))
+        .transpose()?;
     if sizes.is_empty() || conns.is_empty() || conns.contains(&0) {
         return Err("give at least one size and connection counts of at least 1".into());
     }
@@ -353,15 +238,30 @@ fn run(args: &Args) -> Result<bool, String> {
             .map_err(|e| format!("cannot find myself: {e}"))?
             .with_file_name("zcserve"),
     };
-    let targets = targets(args, &zcserve)?;
+    let targets = targets(
+        TargetArgs {
+            backends: &args.backends,
+            peers: &args.peer,
+            peer_pids: &args.peer_pid,
+            peer_cmds: &args.peer_cmd,
+        },
+        &zcserve,
+    )?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let fixture = match &args.fixture_dir {
         Some(d) => d.clone(),
         None => args.out.join("fixture"),
     };
-    let mut fixture_sizes = sizes.clone();
+    // The warm matrix's files only when it runs; the probe file always.
+    let mut fixture_sizes = if warm { sizes.clone() } else { Vec::new() };
     fixture_sizes.push(PROBE_SIZE);
+    if cold.is_some() {
+        std::fs::create_dir_all(&fixture)
+            .map_err(|e| format!("cannot create {}: {e}", fixture.display()))?;
+        cold::check_evictable(&fixture)?;
+        fixture_sizes.push(HOT_SIZE);
+    }
     make_fixture(&fixture, &fixture_sizes)?;
     // Peers may change directory: give them the whole path.
     let fixture = std::fs::canonicalize(&fixture)
@@ -372,10 +272,80 @@ fn run(args: &Args) -> Result<bool, String> {
         server_cpus: &args.server_cpus,
         peer_timeout: Duration::from_secs_f64(args.peer_start_timeout),
         logs: args.out.join("logs"),
+        cgroup_procs: None,
     };
-    cleanup::install();
+    signals::install();
 
-    let machine = machine(&args.server_cpus, &client_cpus);
+    let machine = this_machine(&args.server_cpus, &client_cpus);
+    let mut all_valid = true;
+    if warm {
+        all_valid &= run_warm(
+            args,
+            &targets,
+            &setup,
+            &machine,
+            &client_cpus,
+            &sizes,
+            &conns,
+            idle_conns,
+        )?;
+    }
+    if let Some(plan) = cold {
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        all_valid &= cold_scenario::run(
+            &plan,
+            &targets,
+            &setup,
+            &machine,
+            &client_cpus,
+            &args.out,
+            &command,
+        )?;
+    }
+    Ok(all_valid)
+}
+
+/// The cold scenario's flags, checked, with --quick's defaults.
+fn cold_plan(args: &Args) -> Result<ColdPlan, String> {
+    let files = args
+        .cold_files
+        .unwrap_or(if args.quick { 300 } else { 3000 });
+    let size_arg = args
+        .cold_size
+        .clone()
+        .unwrap_or_else(|| if args.quick { "64KiB" } else { "1MiB" }.into());
+    let size = parse_size(&size_arg)
+        .ok_or_else(|| format!("--cold-size: cannot read {size_arg:?} (try 64KiB, 1MiB)"))?;
+    if files == 0 || args.cold_conns == 0 {
+        return Err("--cold-files and --cold-conns must be at least 1".into());
+    }
+    if args.disk_iops == Some(0) {
+        return Err("--disk-iops must be at least 1".into());
+    }
+    Ok(ColdPlan {
+        files,
+        size,
+        conns: args.cold_conns,
+        disk_iops: args.disk_iops,
+        latency_samples: if args.quick { 50 } else { 200 },
+        rounds: args.rounds,
+        duration: Duration::from_secs_f64(args.duration),
+    })
+}
+
+/// The warm matrix: every target started once (idle memory measured),
+/// then every size x connections, round after round; writes the report.
+#[allow(clippy::too_many_arguments)]
+fn run_warm(
+    args: &Args,
+    targets: &[Target],
+    setup: &Setup<'_>,
+    machine: &Machine,
+    client_cpus: &[usize],
+    sizes: &[u64],
+    conns: &[usize],
+    idle_conns: usize,
+) -> Result<bool, String> {
     let per_round = targets.len() as u64 * (sizes.len() * conns.len()) as u64;
     let bar = ProgressBar::new(targets.len() as u64 + u64::from(args.rounds) * per_round);
     bar.set_style(
@@ -388,10 +358,10 @@ fn run(args: &Args) -> Result<bool, String> {
     // not serve the fixture, ends the run here. The idle connections'
     // memory is measured on the fresh server.
     let mut idle = Vec::new();
-    for t in &targets {
+    for t in targets {
         bar.set_message(format!("starting {}", t.name));
-        let mut server = start(&setup, t)?;
-        let path = format!("{}{}.bin", server.base, human_file(PROBE_SIZE));
+        let mut server = t.start(setup)?;
+        let path = format!("{}{}.bin", server.base, file_stem(PROBE_SIZE));
         if let Err(e) = load::probe(server.addr, &path, 200, PROBE_SIZE, Duration::from_secs(5)) {
             return Err(format!(
                 "{}: GET {path} at {} was not answered 200 with {PROBE_SIZE} bytes: {e}",
@@ -409,26 +379,26 @@ fn run(args: &Args) -> Result<bool, String> {
     let duration = Duration::from_secs_f64(args.duration);
     let mut results = Vec::new();
     for round in 1..=args.rounds {
-        for t in &targets {
-            let mut server = match start(&setup, t) {
+        for t in targets {
+            let mut server = match t.start(setup) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     bar.println(format!("round {round}: {e}"));
                     None
                 }
             };
-            for &size in &sizes {
-                for &conns in &conns {
+            for &size in sizes {
+                for &conns in conns {
                     bar.set_message(format!(
                         "round {round} {} {} x{conns}",
                         t.name,
-                        report::human_size(size)
+                        human_size(size)
                     ));
                     let failed = |why: String| {
                         bar.println(format!(
                             "{} {} x{conns}, round {round}: {why}; the run is invalid",
                             t.name,
-                            report::human_size(size)
+                            human_size(size)
                         ));
                         failed_run(t, size, conns, round)
                     };
@@ -440,11 +410,11 @@ fn run(args: &Args) -> Result<bool, String> {
                                 let addr = s.addr;
                                 let spec = LoadSpec {
                                     addr,
-                                    path: format!("{}{}.bin", s.base, human_file(size)),
+                                    paths: vec![format!("{}{}.bin", s.base, file_stem(size))],
                                     host: addr.to_string(),
                                     conns,
                                     threads: client_cpus.len().min(conns),
-                                    cpus: client_cpus.clone(),
+                                    cpus: client_cpus.to_vec(),
                                     duration,
                                     expect_status: 200,
                                     expect_len: size,
@@ -475,7 +445,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .map(|t| t.name.as_str());
     let written = report::write_all(
         &Report {
-            machine: &machine,
+            machine,
             results: &results,
             baseline_backend: "zcserve-copy",
             first_peer: peer,
@@ -515,106 +485,6 @@ fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
         }
     }
     out
-}
-
-/// The targets the arguments name, in order: zcserve backends, URL peers,
-/// command peers. Names must be unique.
-fn targets(args: &Args, zcserve: &Path) -> Result<Vec<Target>, String> {
-    let mut targets = Vec::new();
-    let mut backends = Vec::new();
-    for b in &args.backends {
-        if b == "available" {
-            for b in zcserve_backends::Backend::ALL {
-                match b.check() {
-                    Ok(()) => backends.push(b.name().to_string()),
-                    Err(e) => eprintln!("zcbench: skipping backend {b}: {e}"),
-                }
-            }
-        } else {
-            backends.push(b.clone());
-        }
-    }
-    for b in &backends {
-        if b.is_empty() {
-            continue;
-        }
-        if !zcserve.is_file() {
-            return Err(format!(
-                "zcserve binary not found at {} (build it with `cargo build --release -p zcserve`, or pass --zcserve)",
-                zcserve.display()
-            ));
-        }
-        targets.push(Target {
-            name: format!("zcserve-{b}"),
-            kind: Kind::Zcserve(b.clone()),
-        });
-    }
-    let mut pids = Vec::new();
-    for p in &args.peer_pid {
-        let (name, pid) = p
-            .split_once('=')
-            .ok_or_else(|| format!("--peer-pid {p:?}: write NAME=PID"))?;
-        let pid = pid
-            .parse::<u32>()
-            .map_err(|_| format!("--peer-pid {name}: {pid:?} is not a pid"))?;
-        if !args
-            .peer
-            .iter()
-            .any(|p| p.split_once('=').is_some_and(|(n, _)| n == name))
-        {
-            return Err(format!("--peer-pid {name}: there is no --peer {name}=URL"));
-        }
-        pids.push((name.to_string(), pid));
-    }
-    for p in &args.peer {
-        let (name, url) = p
-            .split_once('=')
-            .ok_or_else(|| format!("--peer {p:?}: write NAME=URL"))?;
-        let (addr, base) = parse_url(url).ok_or_else(|| {
-            format!("--peer {name}: cannot read URL {url:?} (http://HOST:PORT/PATH/)")
-        })?;
-        let pid = pids.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
-        targets.push(Target {
-            name: name.to_string(),
-            kind: Kind::Url { addr, base, pid },
-        });
-    }
-    for c in &args.peer_cmd {
-        let pc = PeerCommand::parse(c)?;
-        targets.push(Target {
-            name: pc.name.clone(),
-            kind: Kind::Cmd(pc),
-        });
-    }
-    for (i, t) in targets.iter().enumerate() {
-        if targets[..i].iter().any(|u| u.name == t.name) {
-            return Err(format!(
-                "two targets are named {}: give each its own NAME",
-                t.name
-            ));
-        }
-    }
-    if targets.is_empty() {
-        return Err("nothing to measure: give --backends, --peer or --peer-cmd".into());
-    }
-    Ok(targets)
-}
-
-/// Starts (or, for a URL peer, looks up) the server of `t`.
-fn start(setup: &Setup<'_>, t: &Target) -> Result<Running, String> {
-    match &t.kind {
-        Kind::Zcserve(b) => start_zcserve(&setup.zcserve, b, &setup.fixture, setup.server_cpus),
-        Kind::Url { addr, base, pid } => Ok(Running {
-            child: None,
-            group: false,
-            slot: None,
-            addr: *addr,
-            base: base.clone(),
-            pid: *pid,
-            metrics: None,
-        }),
-        Kind::Cmd(pc) => start_peer(setup, pc),
-    }
 }
 
 /// A run that could not happen (its server is gone): recorded as invalid,
@@ -679,7 +549,7 @@ fn measure(
         eprintln!(
             "{} {} x{}: {} errors, e.g. {:?}",
             t.name,
-            report::human_size(spec.expect_len),
+            human_size(spec.expect_len),
             spec.conns,
             out.errors,
             out.error_samples
@@ -748,396 +618,4 @@ fn measure_idle(t: &Target, server: &mut Running, n: usize, path: &str) -> IdleR
     .derive();
     drop(conns);
     result
-}
-
-/// Raises the soft limit on open descriptors to the hard limit (the
-/// servers zcbench starts inherit it); returns the soft limit now in force.
-fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: `raised` is a valid rlimit whose soft limit does not
-        // exceed its hard limit.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim = raised;
-        }
-    }
-    lim.rlim_cur
-}
-
-/// Makes the child of `cmd` run on `cpus` (inherited by everything it
-/// starts) and receive SIGTERM if zcbench dies.
-fn pin_and_tie(cmd: &mut Command, cpus: &[usize]) -> Result<(), String> {
-    let mut set = nix::sched::CpuSet::new();
-    for &c in cpus {
-        set.set(c).map_err(|e| format!("CPU {c}: {e}"))?;
-    }
-    // SAFETY: between fork and exec only two plain syscalls run,
-    // sched_setaffinity on a CpuSet built before the fork and prctl with
-    // integer arguments: no allocation, no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-                .map_err(std::io::Error::from)?;
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok(())
-}
-
-fn start_zcserve(
-    bin: &Path,
-    backend: &str,
-    root: &Path,
-    cpus: &[usize],
-) -> Result<Running, String> {
-    let mut cmd = Command::new(bin);
-    cmd.arg("--root")
-        .arg(root)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--access-log",
-            "off",
-            "--backend",
-            backend,
-        ])
-        .args(["--threads", &cpus.len().max(1).to_string()])
-        // Its start and shutdown lines would break the progress bar.
-        .env("ZCSERVE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    pin_and_tie(&mut cmd, cpus)?;
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let stdout = child.stdout.take().expect("piped");
-    let pid = child.id();
-    let mut server = Running {
-        slot: cleanup::remember(pid as i32),
-        child: Some(child),
-        group: false,
-        addr: "0.0.0.0:0".parse().expect("literal"),
-        base: "/".into(),
-        pid: Some(pid),
-        metrics: None,
-    };
-    let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
-    if read.is_err() || line.is_empty() {
-        return Err(format!(
-            "zcserve --backend {backend} did not start (see its message above)"
-        ));
-    }
-    let mut urls = line
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("http://"))
-        .filter_map(|w| w.split('/').next())
-        .filter_map(|a| a.parse::<SocketAddr>().ok());
-    server.addr = urls
-        .next()
-        .ok_or_else(|| format!("no address in zcserve's start line {line:?}"))?;
-    server.metrics = Some(
-        urls.next()
-            .ok_or_else(|| format!("no metrics address in zcserve's start line {line:?}"))?,
-    );
-    Ok(server)
-}
-
-/// A port on 127.0.0.1 free a moment ago.
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
-}
-
-/// Starts a --peer-cmd server on a free port and waits until it answers a
-/// GET of the probe file, the command exits, or the time is up.
-fn start_peer(setup: &Setup<'_>, pc: &PeerCommand) -> Result<Running, String> {
-    let name = &pc.name;
-    let port = free_port()?;
-    let line = pc.expand(&setup.fixture, port, setup.server_cpus.len().max(1));
-    std::fs::create_dir_all(&setup.logs)
-        .map_err(|e| format!("cannot create {}: {e}", setup.logs.display()))?;
-    let log_path = setup.logs.join(format!("{name}.log"));
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
-    let _ = writeln!(log, "# zcbench: sh -c {line}");
-    let log_from = log.metadata().map_or(0, |m| m.len());
-    let log_err = log
-        .try_clone()
-        .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(&line)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0);
-    pin_and_tie(&mut cmd, setup.server_cpus)?;
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("--peer-cmd {name}: cannot run sh: {e}"))?;
-    let pid = child.id();
-    let mut server = Running {
-        slot: cleanup::remember(-(pid as i32)),
-        child: Some(child),
-        group: true,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        base: "/".into(),
-        pid: Some(pid),
-        metrics: None,
-    };
-    let path = format!("/{}.bin", human_file(PROBE_SIZE));
-    let deadline = Instant::now() + setup.peer_timeout;
-    loop {
-        if let Some(status) = server.exited() {
-            return Err(format!(
-                "--peer-cmd {name}: `{line}` exited ({status}) before serving on port {port} (it must stay in the foreground){}",
-                log_tail(&log_path, log_from)
-            ));
-        }
-        let err = match load::probe(server.addr, &path, 200, PROBE_SIZE, Duration::from_secs(2)) {
-            Ok(()) => return Ok(server),
-            Err(ProbeError::Wrong(e)) => {
-                return Err(format!(
-                    "--peer-cmd {name}: GET {path} on port {port} was answered with {e}, not 200 and {PROBE_SIZE} bytes: does it serve {{root}} ({})?",
-                    setup.fixture.display()
-                ));
-            }
-            Err(ProbeError::NoAnswer(e)) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "--peer-cmd {name}: nothing answered GET {path} on 127.0.0.1:{port} within {} s (last try: {err}){}",
-                setup.peer_timeout.as_secs_f64(),
-                log_tail(&log_path, log_from)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The last line a peer wrote to its log after `from`, as the end of a
-/// one-line message.
-fn log_tail(path: &Path, from: u64) -> String {
-    let text = File::open(path)
-        .and_then(|mut f| {
-            use std::io::Seek;
-            f.seek(std::io::SeekFrom::Start(from))?;
-            let mut s = String::new();
-            f.take(64 * 1024).read_to_string(&mut s)?;
-            Ok(s)
-        })
-        .unwrap_or_default();
-    match text.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(l) => {
-            let l: String = l.trim().chars().take(200).collect();
-            format!("; its last output: {l:?} (all in {})", path.display())
-        }
-        None => format!("; it wrote nothing (log: {})", path.display()),
-    }
-}
-
-/// Total backend syscalls from zcserve's /metrics.
-fn syscalls(metrics: SocketAddr) -> Option<u64> {
-    let mut s = TcpStream::connect_timeout(&metrics, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: zcbench\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(
-        text.lines()
-            .filter(|l| l.starts_with("zcserve_backend_syscalls_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum(),
-    )
-}
-
-/// Files `4KiB.bin`, `1MiB.bin`, ... of pseudo-random bytes, made when
-/// missing or of the wrong size, then read once so the page cache is warm.
-fn make_fixture(dir: &Path, sizes: &[u64]) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for &size in sizes {
-        let path = dir.join(format!("{}.bin", human_file(size)));
-        let ok = std::fs::metadata(&path)
-            .map(|m| m.len() == size)
-            .unwrap_or(false);
-        if !ok {
-            let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&path)
-                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-            );
-            let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ size;
-            let mut left = size;
-            let mut block = vec![0u8; 1 << 16];
-            while left > 0 {
-                for chunk in block.chunks_mut(8) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-                }
-                let n = left.min(block.len() as u64) as usize;
-                f.write_all(&block[..n])
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                left -= n as u64;
-            }
-            f.flush()
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        let mut f = std::fs::File::open(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        std::io::copy(&mut f, &mut std::io::sink())
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = [
-        ("GiB", 1u64 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-        ("B", 1),
-    ]
-    .iter()
-    .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
-    .unwrap_or((s, 1));
-    num.trim()
-        .parse::<u64>()
-        .ok()?
-        .checked_mul(mult)
-        .filter(|&n| n > 0)
-}
-
-/// 4096 -> "4KiB", as fixture file names.
-fn human_file(size: u64) -> String {
-    for (suf, m) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if size >= m && size % m == 0 {
-            return format!("{}{suf}", size / m);
-        }
-    }
-    format!("{size}B")
-}
-
-/// `http://127.0.0.1:8080/some/dir/` -> (addr, "/some/dir/").
-fn parse_url(url: &str) -> Option<(SocketAddr, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let host = if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&host)
-        .ok()?
-        .next()?;
-    let mut path = path.to_string();
-    if !path.ends_with('/') {
-        path.push('/');
-    }
-    Some((addr, path))
-}
-
-fn machine(server_cpus: &[usize], client_cpus: &[usize]) -> Machine {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into());
-    Machine {
-        cpu_model,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel,
-        date: rfc3339(SystemTime::now()),
-        server_cpus: server_cpus.to_vec(),
-        client_cpus: client_cpus.to_vec(),
-    }
-}
-
-/// UTC RFC 3339 timestamp, from the civil-from-days algorithm.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_names() {
-        assert_eq!(parse_size("4KiB"), Some(4096));
-        assert_eq!(parse_size("256MiB"), Some(256 << 20));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("0"), None);
-        assert_eq!(parse_size("lots"), None);
-        assert_eq!(human_file(4096), "4KiB");
-        assert_eq!(human_file(1 << 20), "1MiB");
-        assert_eq!(human_file(1000), "1000B");
-    }
-
-    #[test]
-    fn urls() {
-        let (a, p) = parse_url("http://127.0.0.1:8080/files").unwrap();
-        assert_eq!((a.port(), p.as_str()), (8080, "/files/"));
-        assert_eq!(parse_url("http://127.0.0.1:9").unwrap().1, "/");
-        assert!(parse_url("https://x/").is_none());
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_863_748)),
-            "2026-11-28T11:02:28Z"
-        );
-    }
 }

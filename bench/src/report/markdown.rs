@@ -1,0 +1,348 @@
+//! `report.md`: the run for people, one table per scenario with ratios,
+//! the idle-memory table, the crossovers and links to the charts.
+
+use std::fmt::Write as _;
+
+use super::Report;
+use super::charts::{ChartKind, charts, plural};
+use super::crossover::{crossovers, is_baseline};
+use super::numbers::{fmt_count, fmt_trim, ratio};
+use crate::model::{IdleResult, Machine, RunResult, Scenario, Summary, summarise};
+use crate::units::human_size;
+
+/// The report: the machine, the command, a note on what loopback can and
+/// cannot show, one table per scenario (size × connections) with ratios to
+/// the baseline and the first peer, the crossover table, and the charts
+/// [`write_all`] writes beside it.
+pub fn markdown(report: &Report<'_>) -> String {
+    let summaries = summarise(report.results);
+    let base = report.baseline_backend;
+    let m = report.machine;
+    let mut o = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(o, "# zcbench report\n");
+    machine_section(&mut o, m, report.command);
+    o.push_str(
+        "> **What loopback can show.** Everything here went over 127.0.0.1, with the \
+         server and the load generator on the same machine. The receiver copies every byte \
+         out of its socket whatever the server does, and the receive side's TCP processing \
+         runs on the sending CPU (in softirq, where it may be charged to the server), so \
+         the copy that `sendfile`/`splice`/`mmap` save on the send side is a smaller share \
+         of the total than with a real NIC, where the card reads the page cache by DMA. \
+         Zero-copy gains on a real NIC cannot show here, and `MSG_ZEROCOPY`-style gains are \
+         invisible on 127.0.0.1: the kernel copies looped-back zero-copy data anyway. Read \
+         the ratios below as \"on loopback, on this machine\".\n\n",
+    );
+    let rounds_max = summaries.iter().map(|s| s.rounds).max().unwrap_or(0);
+    let _ = writeln!(
+        o,
+        "Figures are medians over rounds (up to {rounds_max}), with min–max for req/s. \
+         Ratios are of median req/s (the same as MB/s within a scenario) to `{base}`{}. \
+         Latency is each round's percentile, median over rounds. CPU s/GB is server CPU \
+         seconds (user + system, children included) per 10⁹ body bytes.\n",
+        report
+            .first_peer
+            .map(|p| format!(" and to the first peer, `{p}`"))
+            .unwrap_or_default()
+    );
+    if summaries.is_empty() {
+        o.push_str("No runs were recorded.\n");
+        return o;
+    }
+
+    let mut scenarios: Vec<Scenario> = summaries.iter().map(|s| s.scenario).collect();
+    scenarios.sort();
+    scenarios.dedup();
+    let chart_list = charts(&summaries);
+    for sc in &scenarios {
+        let _ = writeln!(
+            o,
+            "## {} × {} connection{}\n",
+            human_size(sc.size),
+            sc.conns,
+            if sc.conns == 1 { "" } else { "s" }
+        );
+        let rows: Vec<&Summary> = summaries.iter().filter(|s| s.scenario == *sc).collect();
+        let base_rps = rows
+            .iter()
+            .find(|s| is_baseline(s, base))
+            .map(|s| s.req_per_s.median);
+        let peer_rps = report.first_peer.and_then(|p| {
+            rows.iter()
+                .find(|s| s.target == p)
+                .map(|s| s.req_per_s.median)
+        });
+        o.push_str("| target | req/s median (min–max) | MB/s | vs ");
+        o.push_str(&md_cell(base));
+        if let Some(p) = report.first_peer {
+            o.push_str(" | vs ");
+            o.push_str(&md_cell(p));
+        }
+        o.push_str(
+            " | p50 / p99 / p99.9 ms | CPU s/GB | peak RSS MiB | syscalls/req | valid |\n\
+             |---|--:|--:|--:|",
+        );
+        if report.first_peer.is_some() {
+            o.push_str("--:|");
+        }
+        o.push_str("--:|--:|--:|--:|---|\n");
+        for s in rows {
+            let _ = write!(
+                o,
+                "| {} | {} ({}–{}) | {} | {} |",
+                md_cell(&s.target),
+                fmt_count(s.req_per_s.median),
+                fmt_count(s.req_per_s.min),
+                fmt_count(s.req_per_s.max),
+                fmt_count(s.mb_per_s.median),
+                ratio(s.req_per_s.median, base_rps),
+            );
+            if report.first_peer.is_some() {
+                let _ = write!(o, " {} |", ratio(s.req_per_s.median, peer_rps));
+            }
+            let _ = writeln!(
+                o,
+                " {} / {} / {} | {} | {} | {} | {} |",
+                fmt_trim(s.p50_us / 1e3),
+                fmt_trim(s.p99_us / 1e3),
+                fmt_trim(s.p999_us / 1e3),
+                s.cpu_s_per_gb
+                    .map_or_else(|| "–".to_string(), |c| fmt_trim(c.median)),
+                s.peak_rss_kib
+                    .map_or_else(|| "–".to_string(), |k| format!("{:.1}", k as f64 / 1024.0)),
+                s.syscalls_per_req.map_or_else(|| "–".to_string(), fmt_trim),
+                validity(s, report.results),
+            );
+        }
+        if let Some(c) = chart_list.iter().find(|c| {
+            matches!(c.kind, ChartKind::Latency { size, conns } if size == sc.size && conns == sc.conns)
+        }) {
+            let _ = writeln!(o, "\nLatency chart: [{0}]({0})", c.file);
+        }
+        o.push('\n');
+    }
+
+    idle_section(&mut o, report.idle);
+
+    let _ = writeln!(o, "## Crossovers\n");
+    let cross = crossovers(&summaries, base);
+    if cross.is_empty() {
+        let _ = writeln!(
+            o,
+            "No zero-copy backend was measured beside `{base}`: no crossover to name.\n"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "From which file size each zero-copy backend beats `{base}` on CPU s/GB (lower) \
+             and on MB/s (higher), and keeps beating it at every larger size measured \
+             (medians; an invalid run counts as not beating). Sizes measured: {}.\n",
+            sizes_list(&scenarios)
+        );
+        let _ = writeln!(
+            o,
+            "| backend | conns | beats {0} on CPU s/GB from | beats {0} on MB/s from |\n|---|--:|---|---|",
+            md_cell(base)
+        );
+        for c in &cross {
+            let cpu_measured = summaries.iter().any(|s| {
+                s.target == c.target && s.scenario.conns == c.conns && s.cpu_s_per_gb.is_some()
+            }) && summaries.iter().any(|s| {
+                is_baseline(s, base) && s.scenario.conns == c.conns && s.cpu_s_per_gb.is_some()
+            });
+            let cpu = match c.by_cpu {
+                Some(size) => human_size(size),
+                None if cpu_measured => NONE_MEASURED.to_string(),
+                None => "CPU not measured".to_string(),
+            };
+            let tput = c
+                .by_throughput
+                .map_or_else(|| NONE_MEASURED.to_string(), human_size);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                md_cell(&c.target),
+                c.conns,
+                cpu,
+                tput
+            );
+        }
+        o.push('\n');
+    }
+
+    let _ = writeln!(o, "## Charts\n");
+    let mut conns: Vec<usize> = scenarios.iter().map(|s| s.conns).collect();
+    conns.dedup();
+    conns.sort_unstable();
+    conns.dedup();
+    for c in conns {
+        for chart in &chart_list {
+            match chart.kind {
+                ChartKind::Throughput { conns } if conns == c => {
+                    let _ = writeln!(
+                        o,
+                        "![Throughput vs file size, {c} connection{}]({})\n",
+                        plural(c),
+                        chart.file
+                    );
+                }
+                ChartKind::Cpu { conns } if conns == c => {
+                    let _ = writeln!(
+                        o,
+                        "![Server CPU s/GB vs file size, {c} connection{}]({})\n",
+                        plural(c),
+                        chart.file
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    o.push_str("Latency percentiles per scenario:\n\n");
+    for chart in &chart_list {
+        if let ChartKind::Latency { size, conns } = chart.kind {
+            let _ = writeln!(o, "- [{} × {}]({})", human_size(size), conns, chart.file);
+        }
+    }
+    o
+}
+
+const NONE_MEASURED: &str = "none within the sizes measured";
+
+/// The target this project set: 1,000 idle keep-alive connections cost at
+/// most 30 MiB of RSS, i.e. 30.72 KiB each.
+pub const IDLE_TARGET_KIB_PER_CONN: f64 = 30.0 * 1024.0 / 1000.0;
+
+/// The "Memory: N idle keep-alive connections" section, when measured.
+fn idle_section(o: &mut String, idle: &[IdleResult]) {
+    if idle.is_empty() {
+        return;
+    }
+    let mut ns: Vec<usize> = idle.iter().map(|r| r.conns).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let n = ns
+        .iter()
+        .map(|&n| {
+            if n >= 1000 {
+                fmt_count(n as f64)
+            } else {
+                n.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let _ = writeln!(o, "## Memory: {n} idle keep-alive connections\n");
+    let _ = writeln!(
+        o,
+        "Each server's resident set (`VmRSS`, summed over its process tree: nginx's \
+         master and worker, a launcher script and what it started) just after it \
+         started, then with the connections open, each having made one small `GET` \
+         and left idle for half a second. Shared pages count once per process. \
+         Target: 1,000 idle keep-alive connections cost ≤ 30 MiB, i.e. ≤ {} KiB \
+         per connection.\n",
+        fmt_trim(IDLE_TARGET_KIB_PER_CONN)
+    );
+    o.push_str(
+        "| target | conns | processes | RSS before MiB | RSS with conns MiB | delta MiB | \
+         KiB per conn | ≤ target | valid |\n|---|--:|--:|--:|--:|--:|--:|---|---|\n",
+    );
+    let mib =
+        |k: Option<u64>| k.map_or_else(|| "–".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+    for r in idle {
+        let per = r.per_conn_kib();
+        let verdict = match per {
+            Some(p) if r.valid && p <= IDLE_TARGET_KIB_PER_CONN => "✓ yes",
+            Some(_) if r.valid => "✗ no",
+            _ => "–",
+        };
+        let valid = if r.valid {
+            "✓".to_string()
+        } else {
+            let mut why = format!(
+                "⚠ {} of {} answered, {} still open",
+                r.answered, r.conns, r.still_open
+            );
+            if let Some(e) = &r.error {
+                why.push_str(": ");
+                why.push_str(e);
+            }
+            md_cell(&why)
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_cell(&r.target),
+            r.conns,
+            r.processes,
+            mib(r.rss_before_kib),
+            mib(r.rss_after_kib),
+            r.rss_delta_kib
+                .map_or_else(|| "–".to_string(), |d| format!("{:.1}", d as f64 / 1024.0)),
+            per.map_or_else(|| "–".to_string(), |p| format!("{p:.1}")),
+            verdict,
+            valid,
+        );
+    }
+    o.push('\n');
+}
+
+/// `✓`, or a warning naming the errors of the target's runs in the
+/// scenario.
+fn validity(s: &Summary, results: &[RunResult]) -> String {
+    if s.valid {
+        return "✓".to_string();
+    }
+    let runs: Vec<&RunResult> = results
+        .iter()
+        .filter(|r| {
+            r.target == s.target && r.size == s.scenario.size && r.conns == s.scenario.conns
+        })
+        .collect();
+    let errors: u64 = runs.iter().map(|r| r.errors).sum();
+    let bad = runs.iter().filter(|r| !r.valid).count();
+    format!(
+        "⚠ invalid: {errors} error{} in {bad} of {} round{}",
+        if errors == 1 { "" } else { "s" },
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// Escapes what would break a Markdown table cell.
+pub(super) fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+pub(super) fn cpu_list(cpus: &[usize]) -> String {
+    if cpus.is_empty() {
+        return "not pinned".to_string();
+    }
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sizes_list(scenarios: &[Scenario]) -> String {
+    let mut sizes: Vec<u64> = scenarios.iter().map(|s| s.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+        .into_iter()
+        .map(human_size)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The machine table and the command that produced the run.
+pub(super) fn machine_section(o: &mut String, m: &Machine, command: &str) {
+    let _ = writeln!(o, "| machine | |\n|---|---|");
+    let _ = writeln!(o, "| CPU | {} |", md_cell(&m.cpu_model));
+    let _ = writeln!(o, "| cores | {} |", m.cores);
+    let _ = writeln!(o, "| kernel | {} |", md_cell(&m.kernel));
+    let _ = writeln!(o, "| date | {} |", md_cell(&m.date));
+    let _ = writeln!(o, "| server CPUs | {} |", cpu_list(&m.server_cpus));
+    let _ = writeln!(o, "| client CPUs | {} |", cpu_list(&m.client_cpus));
+    let _ = writeln!(o, "\nProduced by:\n\n```sh\n{}\n```\n", command);
+}

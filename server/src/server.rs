@@ -21,6 +21,7 @@ use zcserve_backends::Backend;
 use crate::access_log::Logger;
 use crate::config::Settings;
 use crate::conn::{self, ServerState};
+use crate::disk_work::{DiskWork, Gate};
 use crate::fs::{Policy, Root};
 use crate::http::file_cache::FileCache;
 use crate::http::range::DEFAULT_MAX_RANGES;
@@ -90,6 +91,7 @@ impl Server {
             notsent_lowat: settings.notsent_lowat,
             log,
             metrics: Arc::default(),
+            disk: DiskWork::new(settings.disk_threads),
         });
         Ok(Server {
             listeners,
@@ -124,6 +126,15 @@ impl Server {
     /// The server's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()
+    }
+
+    /// Makes every request's disk work call `gate` with the request target
+    /// first, on the disk pool's thread (see [`DiskWork::set_gate`]): a
+    /// seam for tests that hold one path's open. Before [`Server::run`].
+    pub fn set_disk_gate(&mut self, gate: Gate) {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.disk.set_gate(gate);
+        }
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets

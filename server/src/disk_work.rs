@@ -305,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn jobs_past_the_bound_queue_in_order_and_are_counted() {
+    fn jobs_past_the_bound_wait_for_a_thread_and_are_counted() {
         let pool = DiskWork::new(1);
         let rt = runtime();
         rt.block_on(async {

@@ -205,10 +205,10 @@ async fn produce(req: Box<Request>, state: &Arc<ServerState>) -> Option<(Respons
     } else {
         Work::Open
     };
-    let state2 = Arc::clone(state);
+    let shared = Arc::clone(state);
     let job = move || {
-        state2.disk.enter(&req.target);
-        let resp = site::from_disk(&req, miss, &state2.site);
+        shared.disk.enter(&req.target);
+        let resp = site::from_disk(&req, miss, &shared.site);
         (resp, req)
     };
     state.disk.run(work, job).await

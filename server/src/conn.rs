@@ -20,10 +20,11 @@ use zcserve_core::tokio::send_all;
 use zcserve_core::{Transfer, TransferError};
 
 use crate::access_log::{Entry, Logger};
+use crate::disk_work::{DiskWork, Work};
 use crate::metrics::Metrics;
 use crate::request_head::{self, MAX_HEAD, Parsed, Request};
 use crate::response_head::{Body, Response, plain};
-use crate::site::{Site, respond};
+use crate::site::{self, Site, respond};
 
 /// Largest request body read and thrown away to keep a connection usable;
 /// a static server has no use for bodies, so bigger ones get 413.
@@ -50,6 +51,8 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// What keep-alive deadlines are read from between timer wake-ups.
     pub clock: crate::clock::Clock,
+    /// Where opens that miss the file cache run.
+    pub disk: DiskWork,
 }
 
 enum Head {
@@ -118,19 +121,24 @@ pub async fn serve(
             }
             Head::Request(req) => req,
         };
-        let mut resp = if req.body_len > MAX_DISCARD {
-            plain(
+        let (mut resp, req) = if req.body_len > MAX_DISCARD {
+            let resp = plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request bodies are not accepted",
                 false,
                 false,
-            )
+            );
+            (resp, req)
         } else {
             if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &state).await
             {
                 break;
             }
-            respond(&req, &state.site)
+            match produce(req, &state).await {
+                Some(done) => done,
+                // The runtime is shutting down under this connection.
+                None => return,
+            }
         };
         if *stopping.borrow() && !resp.close {
             // Finish this response, but tell the client not to send more.
@@ -176,6 +184,34 @@ pub async fn serve(
         }
     }
     linger(stream).await;
+}
+
+/// The response to `req` (handed back with it). What memory can answer
+/// (a file in the open-file cache, a refused request) is answered here on
+/// the worker, as is everything when the disk pool is off; opening a path
+/// (a miss: `openat2` and `statx`, `index.html`, a listing) runs on the
+/// disk pool, so that the other connections on this worker are served
+/// meanwhile. `None` if the runtime dropped the work (it is shutting down).
+async fn produce(req: Box<Request>, state: &Arc<ServerState>) -> Option<(Response, Box<Request>)> {
+    if !state.disk.is_on() {
+        return Some((respond(&req, &state.site), req));
+    }
+    let miss = match site::from_memory(&req, &state.site) {
+        Ok(resp) => return Some((resp, req)),
+        Err(miss) => miss,
+    };
+    let work = if miss.is_directory() {
+        Work::Directory
+    } else {
+        Work::Open
+    };
+    let shared = Arc::clone(state);
+    let job = move || {
+        shared.disk.enter(&req.target);
+        let resp = site::from_disk(&req, miss, &shared.site);
+        (resp, req)
+    };
+    state.disk.run(work, job).await
 }
 
 /// The connection's one timer. A wait with a deadline later than the armed

@@ -8,6 +8,8 @@
 //! pure HTTP semantics in [`http`] and opening files beneath the root
 //! through [`fs`]; the response head ([`response_head`]) leaves as the
 //! prefix of a [`zcserve_core::Session`] that moves the body ([`conn`]).
+//! Opening a path the open-file cache lacks can wait for the disk, so it
+//! runs on a bounded pool ([`disk_work`]) while the worker serves others.
 //!
 //! ```no_run
 //! use zcserve::{config::Settings, server::Server};
@@ -23,6 +25,7 @@ pub mod access_log;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod disk_work;
 pub mod fs;
 pub mod http;
 pub mod metrics;

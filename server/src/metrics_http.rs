@@ -50,14 +50,13 @@ pub async fn serve(
             };
             let resp = match req.as_deref().and_then(|r| split_target(&r.target)) {
                 Some(("/metrics", _)) => {
-                    let body = state
-                        .metrics
-                        .render(
-                            state.backend.name(),
-                            &state.backend.stats().snapshot(),
-                            state.log.dropped(),
-                        )
-                        .into_bytes();
+                    let mut text = state.metrics.render(
+                        state.backend.name(),
+                        &state.backend.stats().snapshot(),
+                        state.log.dropped(),
+                    );
+                    state.disk.stats().render(state.disk.threads(), &mut text);
+                    let body = text.into_bytes();
                     let mut head = Head::new(StatusCode::OK);
                     head.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                         .header("Content-Length", body.len());

@@ -22,6 +22,7 @@ use crate::access_log::Logger;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::conn::{self, ServerState};
+use crate::disk_work::{DiskWork, Gate};
 use crate::fs::{Policy, Root};
 use crate::http::file_cache::FileCache;
 use crate::http::range::DEFAULT_MAX_RANGES;
@@ -99,6 +100,7 @@ impl Server {
             log,
             metrics: Arc::default(),
             clock,
+            disk: DiskWork::new(settings.disk_threads),
         });
         Ok(Server {
             listeners,
@@ -133,6 +135,15 @@ impl Server {
     /// The server's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()
+    }
+
+    /// Makes every request's disk work call `gate` with the request target
+    /// first, on the disk pool's thread (see [`DiskWork::set_gate`]): a
+    /// seam for tests that hold one path's open. Before [`Server::run`].
+    pub fn set_disk_gate(&mut self, gate: Gate) {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.disk.set_gate(gate);
+        }
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets

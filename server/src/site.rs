@@ -34,6 +34,30 @@ pub struct Site {
 
 /// The response to `req`.
 pub fn respond(req: &Request, site: &Site) -> Response {
+    match from_memory(req, site) {
+        Ok(resp) => resp,
+        Err(miss) => from_disk(req, miss, site),
+    }
+}
+
+/// A request [`from_memory`] could not answer: its path must be opened.
+#[derive(Debug)]
+pub struct Miss {
+    path: RequestPath,
+}
+
+impl Miss {
+    /// Whether the path names a directory (it had a trailing slash): its
+    /// `index.html` is probed, or it is listed.
+    pub fn is_directory(&self) -> bool {
+        self.path.has_trailing_slash()
+    }
+}
+
+/// The response to `req` if it needs nothing from the disk: a refused
+/// method or target, or a file in the open-file cache. Otherwise the
+/// [`Miss`] to finish with [`from_disk`], which may wait for the disk.
+pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
     let keep_alive = req.keep_alive && !req.chunked_body;
     let head_only = req.method == Method::HEAD;
     if req.method != Method::GET && !head_only {
@@ -42,19 +66,19 @@ pub fn respond(req: &Request, site: &Site) -> Response {
         } else {
             StatusCode::NOT_IMPLEMENTED
         };
-        return plain(status, "", false, keep_alive);
+        return Ok(plain(status, "", false, keep_alive));
     }
-    let Some((raw_path, query)) = split_target(&req.target) else {
-        return plain(
+    let Some((raw_path, _)) = split_target(&req.target) else {
+        return Ok(plain(
             StatusCode::BAD_REQUEST,
             "unsupported request target",
             head_only,
             keep_alive,
-        );
+        ));
     };
     let path = match RequestPath::parse(raw_path) {
         Ok(p) => p,
-        Err(e) => return path_error(e, head_only, keep_alive, &site.cache),
+        Err(e) => return Ok(path_error(e, head_only, keep_alive, &site.cache)),
     };
     let ctx = Ctx {
         req,
@@ -62,12 +86,29 @@ pub fn respond(req: &Request, site: &Site) -> Response {
         keep_alive,
     };
     let cache = &site.cache;
-    let key = cache.enabled().then(|| path.key());
-    if let Some(key) = &key
-        && let Some(file) = cache.get(key)
+    if cache.enabled()
+        && let Some(file) = cache.get(path.key())
     {
-        return serve_file(&ctx, &file, site.max_ranges);
+        return Ok(serve_file(&ctx, &file, site.max_ranges));
     }
+    Err(Miss { path })
+}
+
+/// Finishes what [`from_memory`] left: opens the path beneath the root
+/// (and its `index.html`, or lists it) and answers. Blocks on the disk.
+pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
+    let Miss { path } = miss;
+    let keep_alive = req.keep_alive && !req.chunked_body;
+    let head_only = req.method == Method::HEAD;
+    // `from_memory` accepted the target.
+    let (raw_path, query) = split_target(&req.target).unwrap_or((&req.target, None));
+    let ctx = Ctx {
+        req,
+        head_only,
+        keep_alive,
+    };
+    let cache = &site.cache;
+    let key = cache.enabled().then(|| path.key());
     // The window of a cached file starts before it is opened.
     let opened_at = key.as_ref().map(|_| cache.now());
     let keep = |file: OpenFile| {

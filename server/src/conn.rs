@@ -1,7 +1,16 @@
 //! One connection: read request heads (pipelined requests are answered in
-//! order), answer each, and send file bodies through the backend straight
-//! from the file to this socket. Every way a client can misbehave ends in
-//! a status and a closed connection, never a stuck task.
+//! order), read and drop any request body, answer each, and send file
+//! bodies through the backend straight from the file to this socket.
+//! Every way a client can misbehave ends in a status and a closed
+//! connection, never a stuck task.
+//!
+//! The deadlines: a request's head *and body* must arrive within
+//! `header_timeout` of its first byte (of the accept, for the first
+//! request), one deadline for both, so a body dripped a byte at a time
+//! cannot hold a connection slot for longer than a slow head could (408
+//! when it passes). Between requests the idle limit is
+//! `keepalive_timeout`. A response may stall (the client reading nothing)
+//! for at most `send_timeout` at a time, for every kind of body.
 
 use std::future::Future;
 use std::io;
@@ -21,12 +30,14 @@ use zcserve_core::{Transfer, TransferError};
 
 use crate::access_log::{Entry, Logger};
 use crate::metrics::Metrics;
+use crate::request_body::{BodyReader, Chunked, Fed};
 use crate::request_head::{self, MAX_HEAD, Parsed, Request};
 use crate::response_head::{Body, Response, plain};
 use crate::site::{Site, respond};
 
-/// Largest request body read and thrown away to keep a connection usable;
-/// a static server has no use for bodies, so bigger ones get 413.
+/// Largest request body read and thrown away to keep a connection usable
+/// (counted on the wire for a chunked body); a static server has no use
+/// for bodies, so bigger ones get 413.
 pub const MAX_DISCARD: u64 = 1 << 20;
 
 /// The server's state that every connection (and the metrics endpoint and
@@ -40,7 +51,8 @@ pub struct ServerState {
     pub header_timeout: Duration,
     /// Idle time allowed between keep-alive requests.
     pub keepalive_timeout: Duration,
-    /// Longest a response may wait on a client that reads nothing.
+    /// Longest a response may wait on a client that reads nothing (a
+    /// stall, not the whole response).
     pub send_timeout: Duration,
     /// TCP_NOTSENT_LOWAT for each connection, if set.
     pub notsent_lowat: Option<u32>,
@@ -51,7 +63,8 @@ pub struct ServerState {
 }
 
 enum Head {
-    Request(Box<Request>),
+    /// A request, and the deadline its body (if any) must also meet.
+    Request(Box<Request>, tokio::time::Instant),
     /// The peer closed, or stayed idle, or the server is stopping: close
     /// without a word.
     Gone,
@@ -97,7 +110,7 @@ pub async fn serve(
         // Timing is for the access log only; clock reads cost on every request.
         let started = state.log.enabled().then(Instant::now);
         let elapsed = || started.map(|t| t.elapsed()).unwrap_or_default();
-        let req = match head {
+        let (req, deadline) = match head {
             Head::Gone => break,
             Head::Refuse(status, why) => {
                 let resp = plain(status, why, false, false);
@@ -116,21 +129,43 @@ pub async fn serve(
                 });
                 break;
             }
-            Head::Request(req) => req,
+            Head::Request(req, deadline) => (req, deadline),
         };
         let mut resp = if req.body_len > MAX_DISCARD {
+            // Known from the head: answered at once, body unread.
             plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request bodies are not accepted",
                 false,
                 false,
             )
-        } else {
-            if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &state).await
-            {
-                break;
+        } else if req.expect_continue && has_body(&req) {
+            // RFC 9110 §10.1.1: the final status at once when the head
+            // decides it, else 100 Continue before reading the body.
+            let resp = respond(&req, &state.site);
+            if resp.status.is_client_error() || resp.status.is_server_error() {
+                // The client may never send the body: closing is the only
+                // way to be sure what the next bytes are.
+                reannounce_close(resp)
+            } else {
+                if buf.is_empty() {
+                    let sent = write_all(&mut stream, CONTINUE.to_vec(), state.send_timeout).await;
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+                match read_body(&mut stream, &mut buf, &req, &mut clock, deadline).await {
+                    BodyEnd::Read => resp,
+                    BodyEnd::Refuse(status, why) => plain(status, why, false, false),
+                    BodyEnd::Gone => break,
+                }
             }
-            respond(&req, &state.site)
+        } else {
+            match read_body(&mut stream, &mut buf, &req, &mut clock, deadline).await {
+                BodyEnd::Read => respond(&req, &state.site),
+                BodyEnd::Refuse(status, why) => plain(status, why, false, false),
+                BodyEnd::Gone => break,
+            }
         };
         if *stopping.borrow() && !resp.close {
             // Finish this response, but tell the client not to send more.
@@ -245,7 +280,9 @@ async fn read_head<F: Future<Output = ()>>(
             match request_head::parse(buf) {
                 Ok(Parsed::Complete(req, used)) => {
                     buf.drain(..used);
-                    return Head::Request(req);
+                    let deadline = deadline
+                        .unwrap_or_else(|| tokio::time::Instant::now() + state.header_timeout);
+                    return Head::Request(req, deadline);
                 }
                 Ok(Parsed::Partial) => {}
                 Err(r) => return Head::Refuse(r.status, r.reason),
@@ -294,26 +331,67 @@ async fn read_head<F: Future<Output = ()>>(
     }
 }
 
-/// Reads and drops `len` body bytes (some may already be in `buf`).
-/// False when the client did not deliver them in time.
-async fn discard_body(
+/// The interim response to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Whether a body follows `req`'s head.
+fn has_body(req: &Request) -> bool {
+    req.body_len > 0 || req.chunked_body
+}
+
+/// How reading a request body ended.
+enum BodyEnd {
+    /// Read to its end (and dropped); what follows it is in `buf`.
+    Read,
+    /// Answer with this status and close.
+    Refuse(StatusCode, &'static str),
+    /// The peer closed or failed.
+    Gone,
+}
+
+/// Reads `req`'s body (Content-Length or chunked; some of it may already be
+/// in `buf`) and drops it, leaving in `buf` whatever follows it, by
+/// `deadline`: the one its head had.
+async fn read_body(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    len: u64,
-    state: &ServerState,
-) -> bool {
-    let in_buf = (len.min(buf.len() as u64)) as usize;
-    buf.drain(..in_buf);
-    let mut left = len - in_buf as u64;
-    let mut scratch = [0u8; 8192];
-    while left > 0 {
-        let want = (left as usize).min(scratch.len());
-        match tokio::time::timeout(state.header_timeout, stream.read(&mut scratch[..want])).await {
-            Ok(Ok(n)) if n > 0 => left -= n as u64,
-            _ => return false,
+    req: &Request,
+    clock: &mut Clock<'_>,
+    deadline: tokio::time::Instant,
+) -> BodyEnd {
+    if !has_body(req) {
+        return BodyEnd::Read;
+    }
+    let mut body = if req.chunked_body {
+        BodyReader::Chunked(Chunked::new(MAX_DISCARD))
+    } else {
+        BodyReader::Length(req.body_len)
+    };
+    loop {
+        if !buf.is_empty() {
+            match body.feed(buf) {
+                Ok(Fed::Done(n)) => {
+                    buf.drain(..n);
+                    return BodyEnd::Read;
+                }
+                Ok(Fed::More) => buf.clear(),
+                Err(e) => return BodyEnd::Refuse(e.status(), e.reason()),
+            }
+        }
+        if buf.capacity() < 8192 {
+            buf.reserve(8192);
+        }
+        match clock.limit(deadline, stream.read_buf(buf)).await {
+            None => {
+                return BodyEnd::Refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
+            }
+            Some(Ok(0) | Err(_)) => return BodyEnd::Gone,
+            Some(Ok(_)) => {}
         }
     }
-    true
 }
 
 fn reannounce_close(mut resp: Response) -> Response {

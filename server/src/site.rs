@@ -34,7 +34,7 @@ pub struct Site {
 
 /// The response to `req`.
 pub fn respond(req: &Request, site: &Site) -> Response {
-    let keep_alive = req.keep_alive && !req.chunked_body;
+    let keep_alive = req.keep_alive;
     let head_only = req.method == Method::HEAD;
     if req.method != Method::GET && !head_only {
         let status = if is_known_method(&req.method) {

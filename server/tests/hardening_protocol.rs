@@ -1,0 +1,445 @@
+//! Protocol hardening (issue 12): what a strict client or an attacker sees
+//! on the wire. Request bodies (one deadline for head and body, 408, chunked
+//! bodies decoded and dropped with the connection kept, `Expect:
+//! 100-continue`), versions (`HTTP/1.2` as 1.1, `HTTP/2.0` 505),
+//! `Transfer-Encoding` (400 when chunked is not final), validators
+//! (`Last-Modified` never after `Date`, `If-Range` dates only when strong,
+//! `ETag`s equal across replicas), send stall timeouts for in-memory
+//! bodies, 503 when the backend cannot start, and the metrics listener's
+//! connection cap.
+//!
+//! These are about HTTP, not about moving file bytes, so they run against
+//! one backend (the first under test); the per-backend suites cover the
+//! rest.
+
+mod common;
+use common::*;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+const A_TXT: &[u8] = b"hello from a.txt\n";
+const GET_A: &[u8] = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+
+fn fixture() -> TempDir {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("a.txt"), A_TXT).unwrap();
+    dir
+}
+
+fn backend() -> &'static str {
+    backends()[0]
+}
+
+fn start(root: &Path) -> TestServer {
+    TestServer::start(backend(), root, |_| {})
+}
+
+/// Reads one whole response off `c` (a HEAD's when `head_only`), keeping
+/// any bytes after it in `pending`. Panics on EOF or timeout.
+fn read_response(c: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> RawResponse {
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some((r, n)) = try_parse(pending, head_only) {
+            pending.drain(..n);
+            return r;
+        }
+        match c.read_r(&mut buf) {
+            Ok(0) => panic!(
+                "connection closed mid-response: {:?}",
+                String::from_utf8_lossy(pending)
+            ),
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{e}: {:?}", String::from_utf8_lossy(pending)),
+        }
+    }
+}
+
+/// True when the server closes `c` (EOF or reset) within the socket's read
+/// timeout without sending anything more.
+fn closes_quietly(c: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    match c.read_r(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) => e.kind() == ErrorKind::ConnectionReset,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Versions and transfer codings
+// ---------------------------------------------------------------------------
+
+#[test]
+fn http_1_2_is_served_as_1_1_and_http_2_gets_505() {
+    let root = fixture();
+    let s = start(root.path());
+    // RFC 9110 §2.5: a higher minor version is processed as 1.1,
+    // keep-alive included.
+    let mut c = s.connect();
+    c.write_all(b"GET /a.txt HTTP/1.2\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.9\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut pending = Vec::new();
+    for _ in 0..2 {
+        let r = read_response(&mut c, &mut pending, false);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, A_TXT);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // Another major version in an HTTP/1 request line: 505.
+    for req in [
+        &b"GET /a.txt HTTP/2.0\r\nHost: x\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET /a.txt HTTP/3.0\r\nHost: x\r\n\r\n",
+    ] {
+        let got = parse_responses(&s.raw(req), &[false]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].status, 505, "{:?}", String::from_utf8_lossy(req));
+    }
+}
+
+#[test]
+fn transfer_encoding_must_end_in_chunked() {
+    let root = fixture();
+    let s = start(root.path());
+    let with = |te: &str| {
+        format!("POST /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n")
+    };
+    // RFC 9112 §6.3: chunked not final → 400 and close.
+    for te in ["gzip", "identity", "chunked, gzip", "chunked, chunked"] {
+        let got = parse_responses(&s.raw(with(te).as_bytes()), &[false]);
+        assert_eq!(got.len(), 1, "{te}");
+        assert_eq!(got[0].status, 400, "{te}");
+        assert_eq!(got[0].header("connection"), Some("close"), "{te}");
+    }
+    // Chunked final after a coding not implemented here: 501 (§6.1).
+    let got = parse_responses(&s.raw(with("gzip, chunked").as_bytes()), &[false]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, 501);
+}
+
+// ---------------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------------
+
+#[test]
+fn chunked_body_is_read_and_the_connection_kept() {
+    let root = fixture();
+    let s = start(root.path());
+    let mut c = s.connect();
+    // A chunked body with extensions and trailers, then a pipelined GET, in
+    // one write; then a GET with a chunked body of its own.
+    c.write_all(
+        b"POST /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5;ext=\"v\"\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Sum: 1\r\n\r\n\
+          GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let mut pending = Vec::new();
+    let first = read_response(&mut c, &mut pending, false);
+    assert_eq!(first.status, 405);
+    assert_eq!(first.header("connection"), Some("keep-alive"));
+    for i in 0..2 {
+        let r = read_response(&mut c, &mut pending, false);
+        assert_eq!(r.status, 200, "request {}", i + 2);
+        assert_eq!(r.body, A_TXT);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // Still usable, a chunked body dribbled in pieces across reads.
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab")
+        .unwrap();
+    c.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    c.write_all(b"cd\r\n0\r\n\r\n").unwrap();
+    let r = read_response(&mut c, &mut pending, false);
+    assert_eq!(r.status, 200);
+    assert!(pending.is_empty());
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413_and_malformed_is_400() {
+    let root = fixture();
+    let s = start(root.path());
+    let head = "GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // The same limit as for a Content-Length body (1 MiB), on the wire.
+    let big = format!("{head}{:x}\r\n", zcserve::conn::MAX_DISCARD + 1);
+    let got = parse_responses(&s.raw(big.as_bytes()), &[false]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, 413);
+    // Many small chunks add up the same way.
+    let mut many = head.as_bytes().to_vec();
+    for _ in 0..(zcserve::conn::MAX_DISCARD / 6 + 1) {
+        many.extend_from_slice(b"1\r\nx\r\n");
+    }
+    let mut c = s.connect();
+    let _ = c.write_all(&many);
+    let got = parse_responses(&read_to_close(&mut c), &[false]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, 413);
+    // Malformed framing (a bare LF; a smuggling-style size): 400, closed,
+    // and what follows is never answered.
+    for body in [
+        "5\nhello\r\n0\r\n\r\n",
+        "5 5\r\nhello\r\n0\r\n\r\n",
+        "0x5\r\n",
+    ] {
+        let raw = format!("{head}{body}GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        let got = parse_responses(&s.raw(raw.as_bytes()), &[false]);
+        assert_eq!(got.len(), 1, "{body:?}");
+        assert_eq!(got[0].status, 400, "{body:?}");
+        assert_eq!(got[0].header("connection"), Some("close"), "{body:?}");
+    }
+}
+
+/// Sends `head`, then one body byte every 50 ms, until the server answers
+/// or closes; returns what it said and when.
+fn drip_body(s: &TestServer, head: &[u8], byte: u8) -> (Vec<u8>, Duration) {
+    let mut c = s.connect();
+    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let started = Instant::now();
+    c.write_all(head).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(10) {
+        let _ = c.write_all(&[byte]);
+        match c.read_r(&mut buf) {
+            Ok(0) => return (got, started.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return (got, started.elapsed()),
+        }
+    }
+    panic!("a dripped body held the connection for 10 s: {got:?}");
+}
+
+#[test]
+fn a_dripped_body_gets_408_at_the_head_deadline() {
+    let root = fixture();
+    let header = Duration::from_millis(500);
+    let s = TestServer::start(backend(), root.path(), |s| {
+        s.header_timeout = header;
+        s.keepalive_timeout = Duration::from_secs(30);
+    });
+    for (what, head, byte) in [
+        (
+            "Content-Length",
+            &b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"[..],
+            b'x',
+        ),
+        (
+            "chunked",
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n",
+            b'x',
+        ),
+        (
+            "chunk extension",
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;a",
+            b'a',
+        ),
+    ] {
+        let (got, after) = drip_body(&s, head, byte);
+        assert!(
+            after >= header.mul_f64(0.8) && after < Duration::from_secs(5),
+            "{what}: closed after {after:?}, deadline {header:?}"
+        );
+        let r = parse_responses(&got, &[false]);
+        assert_eq!(r.len(), 1, "{what}");
+        assert_eq!(r[0].status, 408, "{what}");
+        assert_eq!(r[0].header("connection"), Some("close"), "{what}");
+    }
+}
+
+#[test]
+fn expect_100_continue_gets_100_before_the_body() {
+    let root = fixture();
+    let s = TestServer::start(backend(), root.path(), |s| {
+        s.header_timeout = Duration::from_secs(3);
+    });
+    let mut c = s.connect();
+    c.write_all(
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    // The interim response comes before any body byte is sent.
+    let mut pending = Vec::new();
+    let interim = read_response(&mut c, &mut pending, true);
+    assert_eq!(interim.status, 100);
+    assert!(pending.is_empty(), "{pending:?}");
+    c.write_all(b"hello").unwrap();
+    let r = read_response(&mut c, &mut pending, false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, A_TXT);
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    // A chunked body too; and the connection goes on after it.
+    c.write_all(
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut c, &mut pending, true).status, 100);
+    c.write_all(b"2\r\nhi\r\n0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c, &mut pending, false).status, 200);
+    c.write_all(GET_A).unwrap();
+    assert_eq!(read_response(&mut c, &mut pending, false).status, 200);
+    // A client that did not wait and sent its body already gets no 100.
+    c.write_all(
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut c, &mut pending, false).status, 200);
+}
+
+#[test]
+fn expect_100_continue_gets_the_final_status_at_once_when_known() {
+    let root = fixture();
+    let s = TestServer::start(backend(), root.path(), |s| {
+        s.header_timeout = Duration::from_secs(3);
+    });
+    for (head, want) in [
+        (
+            "PUT /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            405,
+        ),
+        (
+            "BREW /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+            501,
+        ),
+        (
+            "GET /nothing HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            404,
+        ),
+        (
+            "PUT /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n",
+            413,
+        ),
+    ] {
+        // The body is never sent: the answer must come without it, and the
+        // connection close (the server cannot know whether it will come).
+        let mut c = s.connect();
+        c.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut pending = Vec::new();
+        let r = read_response(&mut c, &mut pending, false);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{head:?}: answered after {:?}, header timeout 3 s",
+            started.elapsed()
+        );
+        assert_eq!(r.status, want, "{head:?}");
+        assert_eq!(r.header("connection"), Some("close"), "{head:?}");
+        assert!(pending.is_empty() && closes_quietly(&mut c), "{head:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validators
+// ---------------------------------------------------------------------------
+
+fn set_mtime(path: &Path, t: SystemTime) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+fn get(s: &TestServer, path: &str, extra: &str) -> RawResponse {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+    let got = parse_responses(&s.raw(req.as_bytes()), &[false]);
+    assert_eq!(got.len(), 1);
+    got.into_iter().next().unwrap()
+}
+
+fn http_date(r: &RawResponse, name: &str) -> SystemTime {
+    httpdate::parse_http_date(r.header(name).unwrap_or_else(|| panic!("no {name}"))).unwrap()
+}
+
+#[test]
+fn last_modified_is_never_later_than_date() {
+    let root = fixture();
+    let future = SystemTime::now() + Duration::from_secs(86_400 * 365);
+    set_mtime(&root.path().join("a.txt"), future);
+    let s = start(root.path());
+    for _ in 0..2 {
+        // Opened afresh, then from the file cache.
+        let r = get(&s, "/a.txt", "");
+        assert_eq!(r.status, 200);
+        assert!(
+            http_date(&r, "last-modified") <= http_date(&r, "date"),
+            "Last-Modified {:?} after Date {:?}",
+            r.header("last-modified"),
+            r.header("date")
+        );
+    }
+}
+
+#[test]
+fn if_range_with_a_date_needs_a_strong_last_modified() {
+    let root = fixture();
+    let a = root.path().join("a.txt");
+    let s = TestServer::start(backend(), root.path(), |s| s.file_cache = false);
+    // A Last-Modified a long second ago is strong: the range is honoured.
+    set_mtime(&a, SystemTime::now() - Duration::from_secs(3600));
+    let lm = get(&s, "/a.txt", "")
+        .header("last-modified")
+        .unwrap()
+        .to_string();
+    let r = get(
+        &s,
+        "/a.txt",
+        &format!("Range: bytes=0-4\r\nIf-Range: {lm}\r\n"),
+    );
+    assert_eq!((r.status, &r.body[..]), (206, &A_TXT[..5]));
+    // A future mtime gets a Last-Modified clamped to Date, which says
+    // nothing about the content: never strong, the whole file it is.
+    set_mtime(&a, SystemTime::now() + Duration::from_secs(86_400));
+    let lm = get(&s, "/a.txt", "")
+        .header("last-modified")
+        .unwrap()
+        .to_string();
+    let r = get(
+        &s,
+        "/a.txt",
+        &format!("Range: bytes=0-4\r\nIf-Range: {lm}\r\n"),
+    );
+    assert_eq!((r.status, &r.body[..]), (200, A_TXT));
+}
+
+#[test]
+fn etags_are_equal_across_replicas_of_a_tree() {
+    // Two copies of one tree, mtimes kept to the nanosecond (rsync -t,
+    // cp -p): different inodes, the same validators.
+    let mtime = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    let replicas: Vec<TempDir> = (0..2)
+        .map(|_| {
+            let root = fixture();
+            set_mtime(&root.path().join("a.txt"), mtime);
+            root
+        })
+        .collect();
+    let tags: Vec<(String, String)> = replicas
+        .iter()
+        .map(|root| {
+            let s = start(root.path());
+            let r = get(&s, "/a.txt", "");
+            assert_eq!(r.status, 200);
+            (
+                r.header("etag").unwrap().to_string(),
+                r.header("last-modified").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tags[0], tags[1]);
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(replicas[0].path().join("a.txt"))
+        .unwrap()
+        .ino();
+    assert!(
+        !tags[0].0.contains(&format!("{ino:x}")),
+        "{tags:?} shows inode {ino:x}"
+    );
+    // A different size is a different tag, same mtime or not.
+    std::fs::write(replicas[1].path().join("a.txt"), b"other\n").unwrap();
+    set_mtime(&replicas[1].path().join("a.txt"), mtime);
+    let s = start(replicas[1].path());
+    assert_ne!(get(&s, "/a.txt", "").header("etag").unwrap(), tags[0].0);
+}

@@ -114,7 +114,7 @@ pub async fn serve(
             Head::Gone => break,
             Head::Refuse(status, why) => {
                 let resp = plain(status, why, false, false);
-                let _ = send(&mut stream, resp, &state).await;
+                send(&mut stream, resp, &state).await;
                 state.metrics.response(status.as_u16());
                 state.log.log(&Entry {
                     peer,
@@ -171,13 +171,14 @@ pub async fn serve(
             // Finish this response, but tell the client not to send more.
             resp = reannounce_close(resp);
         }
-        let status = resp.status.as_u16();
         let close = resp.close;
+        let planned = resp.status.as_u16();
         let outcome = send(&mut stream, resp, &state).await;
-        state.metrics.response(status);
-        let bytes = match &outcome {
-            Ok(n) | Err((n, _)) => *n,
+        let (status, bytes) = match &outcome {
+            Sent::Done(n) | Sent::Cut(n, _) => (planned, *n),
+            Sent::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE.as_u16(), 0),
         };
+        state.metrics.response(status);
         state.metrics.body_bytes.fetch_add(bytes, Ordering::Relaxed);
         if state.log.enabled() {
             let text = |h: header::HeaderName| req.headers.get(h).and_then(|v| v.to_str().ok());
@@ -197,14 +198,32 @@ pub async fn serve(
                 duration: elapsed(),
             });
         }
-        if let Err((_, e)) = outcome {
-            state.metrics.aborted.fetch_add(1, Ordering::Relaxed);
-            if !e.is_peer_gone() {
-                tracing::warn!(%peer, target = %req.target, "response cut short: {e}");
+        match outcome {
+            Sent::Done(_) => {}
+            Sent::Cut(_, e) => {
+                state.metrics.aborted.fetch_add(1, Ordering::Relaxed);
+                if !e.is_peer_gone() {
+                    tracing::warn!(%peer, target = %req.target, "response cut short: {e}");
+                }
+                // The framing is broken mid-body: the only honest end is to
+                // drop the connection.
+                return;
             }
-            // The framing is broken mid-body: the only honest end is to
-            // drop the connection.
-            return;
+            Sent::Unavailable(e) => {
+                state
+                    .metrics
+                    .backend_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%peer, target = %req.target, "answered 503: the backend could not start: {e}");
+                if matches!(
+                    e.errno(),
+                    Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+                ) {
+                    // Descriptors the cache holds are the ones to give back.
+                    state.site.cache.clear();
+                }
+                break;
+            }
         }
         if close {
             break;
@@ -405,39 +424,57 @@ fn reannounce_close(mut resp: Response) -> Response {
     resp
 }
 
-/// Sends `resp`; returns body bytes sent, or those and the error that cut
-/// the response short.
-async fn send(
-    stream: &mut TcpStream,
-    resp: Response,
-    state: &ServerState,
-) -> Result<u64, (u64, TransferError)> {
+/// What became of a response.
+enum Sent {
+    /// All of it went out; this many body bytes.
+    Done(u64),
+    /// Cut short after this many body bytes.
+    Cut(u64, TransferError),
+    /// The backend failed before a byte of the head left (out of
+    /// descriptors or memory for a pipe or ring, say): a 503 went out
+    /// instead, or was tried, and the connection closes.
+    Unavailable(TransferError),
+}
+
+/// Sends `resp`.
+async fn send(stream: &mut TcpStream, resp: Response, state: &ServerState) -> Sent {
     let head_len = resp.head.len() as u64;
     let write = |stream, bytes| write_all(stream, bytes, state.send_timeout);
     match resp.body {
-        Body::Empty => write(stream, resp.head)
-            .await
-            .map(|_| 0)
-            .map_err(|e| (0, e)),
+        Body::Empty => match write(stream, resp.head).await {
+            Ok(()) => Sent::Done(0),
+            Err(e) => Sent::Cut(0, e),
+        },
         Body::Bytes(body) => {
             let n = body.len() as u64;
             let mut all = resp.head;
             all.extend_from_slice(&body);
-            write(stream, all).await.map(|_| n).map_err(|e| (0, e))
+            match write(stream, all).await {
+                Ok(()) => Sent::Done(n),
+                Err(e) => Sent::Cut(0, e),
+            }
         }
         Body::File { source, range } => {
-            let mut session = state
-                .backend
-                .start(&source, range, resp.head)
-                .map_err(|e| (0, e))?;
+            let mut session = match state.backend.start(&source, range, resp.head) {
+                Ok(s) => s,
+                Err(e) => return unavailable(stream, e, state).await,
+            };
             let sent = send_all(stream, session.as_mut(), Some(state.send_timeout)).await;
             let left = session.remaining();
-            if let Err(TransferError::FileShrank { .. }) = &sent {
-                // A cached descriptor must not keep promising the old length.
-                state.site.cache.forget(source.file());
+            match sent {
+                Ok(n) => Sent::Done(n - head_len),
+                Err(e) if left == head_len + range.len() && server_side(&e) => {
+                    unavailable(stream, e, state).await
+                }
+                Err(e) => {
+                    if let TransferError::FileShrank { .. } = &e {
+                        // A cached descriptor must not keep promising the
+                        // old length.
+                        state.site.cache.forget(source.file());
+                    }
+                    Sent::Cut((range.len() + head_len - left).saturating_sub(head_len), e)
+                }
             }
-            sent.map(|n| n - head_len)
-                .map_err(|e| ((range.len() + head_len - left).saturating_sub(head_len), e))
         }
         Body::Multipart {
             source,
@@ -447,51 +484,91 @@ async fn send(
             let mut sent = 0u64;
             let mut prefix = Some(resp.head);
             for (part_head, range) in parts {
+                let first = prefix.is_some();
                 let mut p = prefix.take().unwrap_or_default();
                 let skip = p.len() as u64;
                 p.extend_from_slice(&part_head);
-                let mut session = state
-                    .backend
-                    .start(&source, range, p)
-                    .map_err(|e| (sent, e))?;
+                let total = p.len() as u64 + range.len();
+                let mut session = match state.backend.start(&source, range, p) {
+                    Ok(s) => s,
+                    Err(e) if first => return unavailable(stream, e, state).await,
+                    Err(e) => return Sent::Cut(sent, e),
+                };
                 match send_all(stream, session.as_mut(), Some(state.send_timeout)).await {
                     Ok(n) => sent += n - skip,
+                    Err(e) if first && session.remaining() == total && server_side(&e) => {
+                        return unavailable(stream, e, state).await;
+                    }
                     Err(e) => {
                         if let TransferError::FileShrank { .. } = &e {
                             state.site.cache.forget(source.file());
                         }
-                        return Err((sent, e));
+                        return Sent::Cut(sent, e);
                     }
                 }
             }
             let n = tail.len() as u64;
-            write(stream, tail).await.map_err(|e| (sent, e))?;
-            Ok(sent + n)
+            if let Err(e) = write(stream, tail).await {
+                return Sent::Cut(sent, e);
+            }
+            Sent::Done(sent + n)
         }
     }
 }
 
-/// Writes `bytes` from memory, giving up after `limit` without progress.
+/// An error of the server's own making (not the client's going away or
+/// reading nothing), which a 503 may stand in for while no byte has left.
+fn server_side(e: &TransferError) -> bool {
+    !e.is_peer_gone() && !matches!(e, TransferError::TimedOut(_))
+}
+
+/// Answers 503 in place of a response whose body the backend could not
+/// start.
+async fn unavailable(stream: &mut TcpStream, e: TransferError, state: &ServerState) -> Sent {
+    let resp = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is short of resources; try again",
+        false,
+        false,
+    );
+    let mut all = resp.head;
+    if let Body::Bytes(body) = resp.body {
+        all.extend_from_slice(&body);
+    }
+    let _ = write_all(stream, all, state.send_timeout).await;
+    Sent::Unavailable(e)
+}
+
+/// Writes `bytes` from memory, giving up when the socket takes nothing for
+/// `stall`: like a file body, an in-memory one (a listing, an error page)
+/// goes to a client that reads slowly but steadily however long it takes,
+/// and only a client that stops reading is dropped.
 async fn write_all(
     stream: &mut TcpStream,
     bytes: Vec<u8>,
-    limit: Duration,
+    stall: Duration,
 ) -> Result<(), TransferError> {
     let failed = |e: io::Error| TransferError::sys_io(zcserve_core::Syscall::Send, &e);
-    // Heads of 304s and small error pages fit an empty socket buffer: one
-    // send, no timer.
-    let done = match stream.try_write(&bytes) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(failed(e)),
-    };
-    if done == bytes.len() {
-        return Ok(());
+    let mut done = 0;
+    while done < bytes.len() {
+        // Heads of 304s and small error pages fit an empty socket buffer:
+        // one send, no timer.
+        match stream.try_write(&bytes[done..]) {
+            Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                done += n;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(failed(e)),
+        }
+        match tokio::time::timeout(stall, stream.writable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(failed(e)),
+            Err(_) => return Err(TransferError::TimedOut(stall)),
+        }
     }
-    match tokio::time::timeout(limit, stream.write_all(&bytes[done..])).await {
-        Ok(r) => r.map_err(failed),
-        Err(_) => Err(TransferError::TimedOut(limit)),
-    }
+    Ok(())
 }
 
 /// Closes the way nginx's lingering close does: stop sending, then read

@@ -443,3 +443,255 @@ fn etags_are_equal_across_replicas_of_a_tree() {
     let s = start(replicas[1].path());
     assert_ne!(get(&s, "/a.txt", "").header("etag").unwrap(), tags[0].0);
 }
+
+// ---------------------------------------------------------------------------
+// A server assembled by hand, for what the settings cannot reach: a backend
+// that fails on demand, a short send timeout.
+// ---------------------------------------------------------------------------
+
+mod by_hand {
+    use std::net::SocketAddr;
+    use std::os::fd::BorrowedFd;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use nix::errno::Errno;
+    use zcserve::access_log::Logger;
+    use zcserve::config::{AccessLog, LogFormat};
+    use zcserve::conn::ServerState;
+    use zcserve::fs::{Policy, Root};
+    use zcserve::http::file_cache::FileCache;
+    use zcserve::http::range::DEFAULT_MAX_RANGES;
+    use zcserve::site::Site;
+    use zcserve_core::{ByteRange, Pump, Session, Source, Stats, Syscall, Transfer, TransferError};
+
+    /// A real backend that can be told to fail the way one out of
+    /// descriptors does: in `start`, or in the first pump before any byte.
+    pub struct Flaky {
+        pub inner: Arc<dyn Transfer>,
+        pub fail_start: AtomicBool,
+        pub fail_pump: AtomicBool,
+    }
+
+    struct FailingSession {
+        stats: Arc<Stats>,
+        total: u64,
+    }
+
+    impl Session for FailingSession {
+        fn pump(&mut self, _sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+            Err(TransferError::sys(Syscall::Pipe, Errno::EMFILE))
+        }
+        fn remaining(&self) -> u64 {
+            self.total
+        }
+        fn stats(&self) -> &Stats {
+            &self.stats
+        }
+    }
+
+    impl Transfer for Flaky {
+        fn name(&self) -> &'static str {
+            self.inner.name()
+        }
+        fn stats(&self) -> &Arc<Stats> {
+            self.inner.stats()
+        }
+        fn start(
+            &self,
+            source: &Source,
+            range: ByteRange,
+            prefix: Vec<u8>,
+        ) -> Result<Box<dyn Session>, TransferError> {
+            if self.fail_start.load(Ordering::SeqCst) {
+                return Err(TransferError::sys(Syscall::Pipe, Errno::EMFILE));
+            }
+            if self.fail_pump.load(Ordering::SeqCst) {
+                return Ok(Box::new(FailingSession {
+                    stats: self.inner.stats().clone(),
+                    total: prefix.len() as u64 + range.len(),
+                }));
+            }
+            self.inner.start(source, range, prefix)
+        }
+    }
+
+    pub fn flaky() -> Arc<Flaky> {
+        let backend: zcserve_backends::Backend = super::backend().parse().unwrap();
+        Arc::new(Flaky {
+            inner: backend.build(&zcserve_backends::Config::default()).unwrap(),
+            fail_start: AtomicBool::new(false),
+            fail_pump: AtomicBool::new(false),
+        })
+    }
+
+    /// `conn::serve` on every connection to `addr`, on a thread of its own.
+    pub struct Server {
+        pub addr: SocketAddr,
+        pub state: Arc<ServerState>,
+        stop: Option<tokio::sync::watch::Sender<bool>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Server {
+        pub fn start(root: &Path, backend: Arc<dyn Transfer>, send_timeout: Duration) -> Server {
+            let state = Arc::new(ServerState {
+                site: Site {
+                    root: Root::open(root).unwrap(),
+                    policy: Policy::default(),
+                    listing: true,
+                    max_ranges: DEFAULT_MAX_RANGES,
+                    cache: FileCache::off(),
+                },
+                backend,
+                header_timeout: Duration::from_secs(10),
+                keepalive_timeout: Duration::from_secs(10),
+                send_timeout,
+                notsent_lowat: Some(16 * 1024),
+                log: Logger::start(&AccessLog::Off, LogFormat::Combined).unwrap(),
+                metrics: Arc::default(),
+            });
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let st = state.clone();
+            let thread = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let mut stopping = rx.clone();
+                    loop {
+                        tokio::select! {
+                            a = listener.accept() => {
+                                let (stream, peer) = a.unwrap();
+                                tokio::spawn(zcserve::conn::serve(stream, peer, st.clone(), rx.clone()));
+                            }
+                            _ = stopping.wait_for(|s| *s) => return,
+                        }
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_millis(100));
+            });
+            Server {
+                addr,
+                state,
+                stop: Some(tx),
+                thread: Some(thread),
+            }
+        }
+
+        pub fn connect(&self) -> std::net::TcpStream {
+            let s = std::net::TcpStream::connect(self.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            if let Some(tx) = self.stop.take() {
+                let _ = tx.send(true);
+            }
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+#[test]
+fn backend_failing_to_start_gets_503_and_is_counted() {
+    use std::sync::atomic::Ordering;
+    let root = fixture();
+    let flaky = by_hand::flaky();
+    let s = by_hand::Server::start(root.path(), flaky.clone(), Duration::from_secs(10));
+    let ask = |req: &[u8]| {
+        let mut c = s.connect();
+        c.write_all(req).unwrap();
+        parse_responses(&read_to_close(&mut c), &[false])
+    };
+    let get_a = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    let multipart = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1,4-5\r\n\r\n";
+    let mut failures = 0;
+    // In `start` (a pipe or ring that cannot be made), for a whole file
+    // and for the first part of a multipart body; and in a pump that fails
+    // before any byte left.
+    for (flag, req) in [
+        (&flaky.fail_start, &get_a[..]),
+        (&flaky.fail_start, &multipart[..]),
+        (&flaky.fail_pump, &get_a[..]),
+        (&flaky.fail_pump, &multipart[..]),
+    ] {
+        flag.store(true, Ordering::SeqCst);
+        let got = ask(req);
+        flag.store(false, Ordering::SeqCst);
+        failures += 1;
+        assert_eq!(got.len(), 1, "{:?}", String::from_utf8_lossy(req));
+        assert_eq!(got[0].status, 503);
+        assert_eq!(got[0].header("connection"), Some("close"));
+    }
+    let m = &s.state.metrics;
+    assert_eq!(m.responses(503), failures);
+    assert_eq!(m.backend_unavailable.load(Ordering::Relaxed), failures);
+    assert_eq!(m.aborted.load(Ordering::Relaxed), 0);
+    let text = m.render("x", &Default::default(), 0);
+    assert!(
+        text.contains(&format!("zcserve_backend_unavailable_total {failures}\n")),
+        "{text}"
+    );
+    // And then it serves again.
+    let got = ask(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((got[0].status, &got[0].body[..]), (200, A_TXT));
+}
+
+#[test]
+fn in_memory_bodies_have_a_stall_timeout_not_a_total_one() {
+    // A listing big enough to stay mostly in user space behind a small
+    // receive window, read slowly but steadily for several times the send
+    // timeout: it must arrive whole.
+    let root = TempDir::new();
+    let dir = root.path().join("big");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..1000 {
+        std::fs::write(dir.join(format!("{i:05}-{}", "n".repeat(200))), b"").unwrap();
+    }
+    let send_timeout = Duration::from_millis(300);
+    let s = by_hand::Server::start(root.path(), by_hand::flaky(), send_timeout);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&s.addr.into()).unwrap();
+    let mut c: TcpStream = sock.into();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /big/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read_r(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        // At most 400 KB/s: far from a stall, far below the link's speed.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = started.elapsed();
+    let r = parse_responses(&got, &[false]);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, 200);
+    assert!(
+        r[0].body.len() > 400_000,
+        "listing of {} bytes",
+        r[0].body.len()
+    );
+    assert!(
+        took > send_timeout * 2,
+        "read in {took:?}: the body fitted the socket buffers, so this proves nothing"
+    );
+}

@@ -695,3 +695,67 @@ fn in_memory_bodies_have_a_stall_timeout_not_a_total_one() {
         "read in {took:?}: the body fitted the socket buffers, so this proves nothing"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The access log's queue
+// ---------------------------------------------------------------------------
+
+#[test]
+fn access_log_queue_is_bounded_in_bytes_and_never_blocks() {
+    use std::io::Read;
+    use zcserve::access_log::{Entry, Logger};
+    use zcserve::config::{AccessLog, LogFormat};
+    // The log goes into a FIFO nobody reads yet: the writer thread stalls
+    // once the pipe and its own buffer are full, as on a stuck disk.
+    let dir = TempDir::new();
+    let fifo = dir.path().join("log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (gate, wait) = std::sync::mpsc::channel::<()>();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::open(&fifo).unwrap();
+            wait.recv().unwrap();
+            let mut all = Vec::new();
+            f.read_to_end(&mut all).unwrap();
+            all
+        })
+    };
+    let log = Logger::start(&AccessLog::File(fifo), LogFormat::Combined).unwrap();
+    // Lines of 16 KiB (a long target): 2,000 of them are 32 MiB, a few
+    // hundred lines of queue by bytes though far fewer than any line cap.
+    let target = format!("/{}", "t".repeat(16 * 1024));
+    let entry = Entry {
+        peer: "127.0.0.1:1".parse().unwrap(),
+        method: "GET",
+        target: &target,
+        version: "HTTP/1.1",
+        status: 200,
+        bytes: 1,
+        referer: None,
+        user_agent: None,
+        duration: Duration::ZERO,
+    };
+    let lines = 2000u64;
+    let mut most_queued = 0;
+    for _ in 0..lines {
+        log.log(&entry);
+        most_queued = most_queued.max(log.queued_bytes());
+    }
+    let dropped = log.dropped();
+    assert!(dropped > 0, "nothing dropped behind a stalled writer");
+    assert!(
+        most_queued <= zcserve::access_log::QUEUE_BYTES,
+        "{most_queued} bytes queued"
+    );
+    // Everything not dropped is written once the reader reads.
+    drop(log);
+    gate.send(()).unwrap();
+    let written = reader.join().unwrap();
+    let written_lines = written
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64;
+    assert_eq!(written_lines, lines - dropped);
+    assert!(written_lines > 100, "only {written_lines} lines kept");
+}

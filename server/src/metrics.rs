@@ -37,6 +37,9 @@ pub struct Metrics {
     /// Responses replaced by 503 because the backend could not start the
     /// body (out of descriptors or memory for a pipe or ring).
     pub backend_unavailable: AtomicU64,
+    /// Connections to the metrics listener closed unserved because
+    /// [`MAX_CONNECTIONS`](crate::metrics_http::MAX_CONNECTIONS) were open.
+    pub metrics_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -113,6 +116,12 @@ impl Metrics {
             "counter",
             "Responses replaced by 503 because the backend could not start the body.",
             load(&self.backend_unavailable),
+        );
+        simple(
+            "zcserve_metrics_connections_refused_total",
+            "counter",
+            "Connections to the metrics listener closed unserved: too many open.",
+            load(&self.metrics_refused),
         );
         simple(
             "zcserve_access_log_dropped_total",

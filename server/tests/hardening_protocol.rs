@@ -759,3 +759,55 @@ fn access_log_queue_is_bounded_in_bytes_and_never_blocks() {
     assert_eq!(written_lines, lines - dropped);
     assert!(written_lines > 100, "only {written_lines} lines kept");
 }
+
+// ---------------------------------------------------------------------------
+// The metrics listener
+// ---------------------------------------------------------------------------
+
+#[test]
+fn metrics_listener_serves_a_bounded_number_of_connections() {
+    use std::sync::atomic::Ordering;
+    // metrics_http::MAX_CONNECTIONS (the module is private).
+    const CAP: usize = 16;
+    let root = fixture();
+    let s = TestServer::start(backend(), root.path(), |s| {
+        s.metrics = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let addr = s.metrics_addr.unwrap();
+    let connect = || {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c
+    };
+    // CAP clients that connect and say nothing hold every slot (accepted in
+    // the order they connected).
+    let mut idle: Vec<TcpStream> = (0..CAP).map(|_| connect()).collect();
+    // One more is closed at once, without an answer.
+    for _ in 0..3 {
+        let mut c = connect();
+        assert!(closes_quietly(&mut c), "connection past the cap left open");
+    }
+    // A slot given back is a connection served again.
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = connect();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let got = read_to_close(&mut c);
+        if !got.is_empty() {
+            let r = parse_responses(&got, &[false]);
+            assert_eq!(r[0].status, 200);
+            let text = String::from_utf8_lossy(&r[0].body).into_owned();
+            let refused = s.metrics.metrics_refused.load(Ordering::Relaxed);
+            assert!(refused >= 3, "{refused}");
+            assert!(
+                text.contains("zcserve_metrics_connections_refused_total "),
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -147,7 +147,11 @@ fn valid_head(rng: &mut Rng) -> Vec<u8> {
     let version = *rng.pick(&["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/1.2"]);
     let mut head = format!("{method} {target} {version}\r\n");
     if version != "HTTP/1.0" || rng.chance(2) {
-        head.push_str(*rng.pick(&["Host: x\r\n", "Host: a.example:8080\r\n", "host:[::1]\r\n"]));
+        head.push_str(rng.pick::<&str>(&[
+            "Host: x\r\n",
+            "Host: a.example:8080\r\n",
+            "host:[::1]\r\n",
+        ]));
     }
     for _ in 0..rng.below(6) {
         let field = *rng.pick(&[
@@ -174,7 +178,11 @@ fn valid_head(rng: &mut Rng) -> Vec<u8> {
     let mut bytes = head.into_bytes();
     if rng.chance(3) {
         // Something after the head: a body or the next request.
-        bytes.extend_from_slice(*rng.pick(&[&b"hello"[..], b"GET / HTTP/1.1\r\n", b"0\r\n\r\n"]));
+        bytes.extend_from_slice(rng.pick::<&[u8]>(&[
+            &b"hello"[..],
+            b"GET / HTTP/1.1\r\n",
+            b"0\r\n\r\n",
+        ]));
     }
     bytes
 }
@@ -304,7 +312,7 @@ fn valid_chunked(rng: &mut Rng) -> Vec<u8> {
         };
         out.extend_from_slice(size.as_bytes());
         for _ in 0..rng.below(3) {
-            out.extend_from_slice(*rng.pick(&[
+            out.extend_from_slice(rng.pick::<&[u8]>(&[
                 &b";a"[..],
                 b" ; name=value",
                 b";q=\"x \\\" y\"",
@@ -324,7 +332,7 @@ fn valid_chunked(rng: &mut Rng) -> Vec<u8> {
         b"000;x\r\n"
     });
     for _ in 0..rng.below(3) {
-        out.extend_from_slice(*rng.pick(&[
+        out.extend_from_slice(rng.pick::<&[u8]>(&[
             &b"X-Sum: 1\r\n"[..],
             b"Expires:\r\n",
             b"T: a b\tc\r\n",

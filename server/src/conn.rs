@@ -461,19 +461,17 @@ async fn send(stream: &mut TcpStream, resp: Response, state: &ServerState) -> Se
             };
             let sent = send_all(stream, session.as_mut(), Some(state.send_timeout)).await;
             let left = session.remaining();
+            if let Err(TransferError::FileShrank { .. }) = &sent {
+                // A cached descriptor must not keep promising the old
+                // length.
+                state.site.cache.forget(source.file());
+            }
             match sent {
                 Ok(n) => Sent::Done(n - head_len),
                 Err(e) if left == head_len + range.len() && server_side(&e) => {
                     unavailable(stream, e, state).await
                 }
-                Err(e) => {
-                    if let TransferError::FileShrank { .. } = &e {
-                        // A cached descriptor must not keep promising the
-                        // old length.
-                        state.site.cache.forget(source.file());
-                    }
-                    Sent::Cut((range.len() + head_len - left).saturating_sub(head_len), e)
-                }
+                Err(e) => Sent::Cut((range.len() + head_len - left).saturating_sub(head_len), e),
             }
         }
         Body::Multipart {
@@ -494,17 +492,16 @@ async fn send(stream: &mut TcpStream, resp: Response, state: &ServerState) -> Se
                     Err(e) if first => return unavailable(stream, e, state).await,
                     Err(e) => return Sent::Cut(sent, e),
                 };
-                match send_all(stream, session.as_mut(), Some(state.send_timeout)).await {
+                let part = send_all(stream, session.as_mut(), Some(state.send_timeout)).await;
+                if let Err(TransferError::FileShrank { .. }) = &part {
+                    state.site.cache.forget(source.file());
+                }
+                match part {
                     Ok(n) => sent += n - skip,
                     Err(e) if first && session.remaining() == total && server_side(&e) => {
                         return unavailable(stream, e, state).await;
                     }
-                    Err(e) => {
-                        if let TransferError::FileShrank { .. } = &e {
-                            state.site.cache.forget(source.file());
-                        }
-                        return Sent::Cut(sent, e);
-                    }
+                    Err(e) => return Sent::Cut(sent, e),
                 }
             }
             let n = tail.len() as u64;

@@ -37,8 +37,8 @@ pub struct Metrics {
     /// Responses replaced by 503 because the backend could not start the
     /// body (out of descriptors or memory for a pipe or ring).
     pub backend_unavailable: AtomicU64,
-    /// Connections to the metrics listener closed unserved because
-    /// [`MAX_CONNECTIONS`](crate::metrics_http::MAX_CONNECTIONS) were open.
+    /// Connections to the metrics listener closed unserved because its
+    /// connection cap (16) was reached.
     pub metrics_refused: AtomicU64,
 }
 

@@ -661,7 +661,7 @@ fn in_memory_bodies_have_a_stall_timeout_not_a_total_one() {
     for i in 0..1000 {
         std::fs::write(dir.join(format!("{i:05}-{}", "n".repeat(200))), b"").unwrap();
     }
-    let send_timeout = Duration::from_millis(300);
+    let send_timeout = Duration::from_millis(500);
     let s = by_hand::Server::start(root.path(), by_hand::flaky(), send_timeout);
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();

@@ -1,20 +1,27 @@
 //! The access log: lines are formatted on the connection's task and handed
-//! to a writer thread through a bounded channel, so a slow disk or terminal
-//! never stalls a response. When the channel is full the line is dropped
-//! and counted, rather than making the server wait.
+//! to a writer thread through a queue bounded in bytes, so a slow disk or
+//! terminal never stalls a response. When the queue is full the line is
+//! dropped and counted, rather than making the server wait. The bound is in
+//! bytes, not lines: a line can carry a 16 KiB request target and a 16 KiB
+//! User-Agent, so a cap on lines alone would let a stalled writer hold
+//! gigabytes.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
 use std::time::Duration;
 
 use crate::config::{AccessLog, LogFormat};
 
-/// Lines waiting for the writer before new ones are dropped.
-const QUEUE: usize = 16 * 1024;
+/// Bytes of lines waiting for the writer (each line counted with
+/// [`LINE_OVERHEAD`]) before new ones are dropped.
+pub const QUEUE_BYTES: usize = 4 << 20;
+/// What a queued line costs beyond its text: the string's header and the
+/// channel's slot, so that a flood of tiny lines is bounded too.
+const LINE_OVERHEAD: usize = 64;
 
 /// One served request, as the log records it.
 #[derive(Debug)]
@@ -42,9 +49,11 @@ pub struct Entry<'a> {
 /// A handle to the writer thread (or to nothing, when the log is off).
 #[derive(Debug, Clone)]
 pub struct Logger {
-    tx: Option<SyncSender<String>>,
+    tx: Option<Sender<String>>,
     format: LogFormat,
     dropped: Arc<AtomicU64>,
+    /// Bytes queued and not yet written, against [`QUEUE_BYTES`].
+    queued: Arc<AtomicUsize>,
 }
 
 impl Logger {
@@ -56,6 +65,7 @@ impl Logger {
                     tx: None,
                     format,
                     dropped: Arc::default(),
+                    queued: Arc::default(),
                 });
             }
             AccessLog::Stdout => Box::new(std::io::stdout()),
@@ -67,16 +77,25 @@ impl Logger {
                     .map_err(|e| format!("cannot open access log {}: {e}", path.display()))?,
             ),
         };
-        let (tx, rx) = sync_channel::<String>(QUEUE);
+        // Unbounded as a channel, bounded by `queued`: a send never blocks.
+        let (tx, rx) = channel::<String>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let done = queued.clone();
         std::thread::Builder::new()
             .name("zcserve-access-log".into())
             .spawn(move || {
                 let mut out = BufWriter::with_capacity(64 * 1024, out);
-                while let Ok(line) = rx.recv() {
+                let write = |out: &mut BufWriter<_>, line: String| {
                     let _ = out.write_all(line.as_bytes());
+                    // Its budget comes back once it is in the writer's
+                    // buffer (at most 64 KiB more).
+                    done.fetch_sub(line.len() + LINE_OVERHEAD, Ordering::Relaxed);
+                };
+                while let Ok(line) = rx.recv() {
+                    write(&mut out, line);
                     // Drain what queued meanwhile, then flush once.
                     while let Ok(line) = rx.try_recv() {
-                        let _ = out.write_all(line.as_bytes());
+                        write(&mut out, line);
                     }
                     let _ = out.flush();
                 }
@@ -87,6 +106,7 @@ impl Logger {
             tx: Some(tx),
             format,
             dropped: Arc::default(),
+            queued,
         })
     }
 
@@ -100,6 +120,11 @@ impl Logger {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Bytes queued for the writer now (lines with their overhead).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Queues one line for `e`.
     pub fn log(&self, e: &Entry<'_>) {
         let Some(tx) = &self.tx else { return };
@@ -107,7 +132,18 @@ impl Logger {
             LogFormat::Combined => combined(e),
             LogFormat::Json => json(e),
         };
-        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+        let cost = line.len() + LINE_OVERHEAD;
+        // Take the line's share of the budget first, so that racing
+        // connections cannot overshoot it together.
+        let before = self.queued.fetch_add(cost, Ordering::Relaxed);
+        if before + cost > QUEUE_BYTES {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if tx.send(line).is_err() {
+            // The writer is gone; nothing will give the budget back.
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -1,7 +1,16 @@
 //! One connection: read request heads (pipelined requests are answered in
-//! order), answer each, and send file bodies through the backend straight
-//! from the file to this socket. Every way a client can misbehave ends in
-//! a status and a closed connection, never a stuck task.
+//! order), read and drop any request body, answer each, and send file
+//! bodies through the backend straight from the file to this socket.
+//! Every way a client can misbehave ends in a status and a closed
+//! connection, never a stuck task.
+//!
+//! The deadlines: a request's head *and body* must arrive within
+//! `header_timeout` of its first byte (of the accept, for the first
+//! request), one deadline for both, so a body dripped a byte at a time
+//! cannot hold a connection slot for longer than a slow head could (408
+//! when it passes). Between requests the idle limit is
+//! `keepalive_timeout`. A response may stall (the client reading nothing)
+//! for at most `send_timeout` at a time, for every kind of body.
 
 use std::future::Future;
 use std::io;
@@ -22,12 +31,14 @@ use zcserve_core::{Transfer, TransferError};
 use crate::access_log::{Entry, Logger};
 use crate::disk_work::{DiskWork, Work};
 use crate::metrics::Metrics;
+use crate::request_body::{BodyReader, Chunked, Fed};
 use crate::request_head::{self, MAX_HEAD, Parsed, Request};
 use crate::response_head::{Body, Response, plain};
 use crate::site::{self, Site, respond};
 
-/// Largest request body read and thrown away to keep a connection usable;
-/// a static server has no use for bodies, so bigger ones get 413.
+/// Largest request body read and thrown away to keep a connection usable
+/// (counted on the wire for a chunked body); a static server has no use
+/// for bodies, so bigger ones get 413.
 pub const MAX_DISCARD: u64 = 1 << 20;
 
 /// The server's state that every connection (and the metrics endpoint and
@@ -41,7 +52,8 @@ pub struct ServerState {
     pub header_timeout: Duration,
     /// Idle time allowed between keep-alive requests.
     pub keepalive_timeout: Duration,
-    /// Longest a response may wait on a client that reads nothing.
+    /// Longest a response may wait on a client that reads nothing (a
+    /// stall, not the whole response).
     pub send_timeout: Duration,
     /// TCP_NOTSENT_LOWAT for each connection, if set.
     pub notsent_lowat: Option<u32>,
@@ -56,7 +68,8 @@ pub struct ServerState {
 }
 
 enum Head {
-    Request(Box<Request>),
+    /// A request, and the deadline its body (if any) must also meet.
+    Request(Box<Request>, tokio::time::Instant),
     /// The peer closed, or stayed idle, or the server is stopping: close
     /// without a word.
     Gone,
@@ -100,11 +113,11 @@ pub async fn serve(
         // Timing is for the access log only; clock reads cost on every request.
         let started = state.log.enabled().then(Instant::now);
         let elapsed = || started.map(|t| t.elapsed()).unwrap_or_default();
-        let req = match head {
+        let (req, deadline) = match head {
             Head::Gone => break,
             Head::Refuse(status, why) => {
                 let resp = plain(status, why, false, false);
-                let _ = send(&mut stream, resp, &state).await;
+                send(&mut stream, resp, &state).await;
                 state.metrics.response(status.as_u16());
                 state.log.log(&Entry {
                     peer,
@@ -119,9 +132,10 @@ pub async fn serve(
                 });
                 break;
             }
-            Head::Request(req) => req,
+            Head::Request(req, deadline) => (req, deadline),
         };
         let (mut resp, req) = if req.body_len > MAX_DISCARD {
+            // Known from the head: answered at once, body unread.
             let resp = plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request bodies are not accepted",
@@ -129,28 +143,53 @@ pub async fn serve(
                 false,
             );
             (resp, req)
-        } else {
-            if req.body_len > 0 && !discard_body(&mut stream, &mut buf, req.body_len, &state).await
-            {
-                break;
-            }
-            match produce(req, &state).await {
-                Some(done) => done,
+        } else if req.expect_continue && has_body(&req) {
+            // RFC 9110 §10.1.1: the final status at once when the head
+            // decides it, else 100 Continue before reading the body.
+            let Some((resp, req)) = produce(req, &state).await else {
                 // The runtime is shutting down under this connection.
-                None => return,
+                return;
+            };
+            if resp.status.is_client_error() || resp.status.is_server_error() {
+                // The client may never send the body: closing is the only
+                // way to be sure what the next bytes are.
+                (reannounce_close(resp), req)
+            } else {
+                if buf.is_empty() {
+                    let sent = write_all(&mut stream, CONTINUE.to_vec(), state.send_timeout).await;
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+                match read_body(&mut stream, &mut buf, &req, &mut clock, deadline).await {
+                    BodyEnd::Read => (resp, req),
+                    BodyEnd::Refuse(status, why) => (plain(status, why, false, false), req),
+                    BodyEnd::Gone => break,
+                }
+            }
+        } else {
+            match read_body(&mut stream, &mut buf, &req, &mut clock, deadline).await {
+                BodyEnd::Read => match produce(req, &state).await {
+                    Some(done) => done,
+                    // The runtime is shutting down under this connection.
+                    None => return,
+                },
+                BodyEnd::Refuse(status, why) => (plain(status, why, false, false), req),
+                BodyEnd::Gone => break,
             }
         };
         if *stopping.borrow() && !resp.close {
             // Finish this response, but tell the client not to send more.
             resp = reannounce_close(resp);
         }
-        let status = resp.status.as_u16();
         let close = resp.close;
+        let planned = resp.status.as_u16();
         let outcome = send(&mut stream, resp, &state).await;
-        state.metrics.response(status);
-        let bytes = match &outcome {
-            Ok(n) | Err((n, _)) => *n,
+        let (status, bytes) = match &outcome {
+            Sent::Done(n) | Sent::Cut(n, _) => (planned, *n),
+            Sent::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE.as_u16(), 0),
         };
+        state.metrics.response(status);
         state.metrics.body_bytes.fetch_add(bytes, Ordering::Relaxed);
         if state.log.enabled() {
             let text = |h: header::HeaderName| req.headers.get(h).and_then(|v| v.to_str().ok());
@@ -170,14 +209,32 @@ pub async fn serve(
                 duration: elapsed(),
             });
         }
-        if let Err((_, e)) = outcome {
-            state.metrics.aborted.fetch_add(1, Ordering::Relaxed);
-            if !e.is_peer_gone() {
-                tracing::warn!(%peer, target = %req.target, "response cut short: {e}");
+        match outcome {
+            Sent::Done(_) => {}
+            Sent::Cut(_, e) => {
+                state.metrics.aborted.fetch_add(1, Ordering::Relaxed);
+                if !e.is_peer_gone() {
+                    tracing::warn!(%peer, target = %req.target, "response cut short: {e}");
+                }
+                // The framing is broken mid-body: the only honest end is to
+                // drop the connection.
+                return;
             }
-            // The framing is broken mid-body: the only honest end is to
-            // drop the connection.
-            return;
+            Sent::Unavailable(e) => {
+                state
+                    .metrics
+                    .backend_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%peer, target = %req.target, "answered 503: the backend could not start: {e}");
+                if matches!(
+                    e.errno(),
+                    Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+                ) {
+                    // Descriptors the cache holds are the ones to give back.
+                    state.site.cache.clear();
+                }
+                break;
+            }
         }
         if close {
             break;
@@ -282,7 +339,9 @@ async fn read_head<F: Future<Output = ()>>(
             match request_head::parse(buf) {
                 Ok(Parsed::Complete(req, used)) => {
                     buf.drain(..used);
-                    return Head::Request(req);
+                    let deadline = deadline
+                        .unwrap_or_else(|| tokio::time::Instant::now() + state.header_timeout);
+                    return Head::Request(req, deadline);
                 }
                 Ok(Parsed::Partial) => {}
                 Err(r) => return Head::Refuse(r.status, r.reason),
@@ -331,26 +390,67 @@ async fn read_head<F: Future<Output = ()>>(
     }
 }
 
-/// Reads and drops `len` body bytes (some may already be in `buf`).
-/// False when the client did not deliver them in time.
-async fn discard_body(
+/// The interim response to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Whether a body follows `req`'s head.
+fn has_body(req: &Request) -> bool {
+    req.body_len > 0 || req.chunked_body
+}
+
+/// How reading a request body ended.
+enum BodyEnd {
+    /// Read to its end (and dropped); what follows it is in `buf`.
+    Read,
+    /// Answer with this status and close.
+    Refuse(StatusCode, &'static str),
+    /// The peer closed or failed.
+    Gone,
+}
+
+/// Reads `req`'s body (Content-Length or chunked; some of it may already be
+/// in `buf`) and drops it, leaving in `buf` whatever follows it, by
+/// `deadline`: the one its head had.
+async fn read_body(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    len: u64,
-    state: &ServerState,
-) -> bool {
-    let in_buf = (len.min(buf.len() as u64)) as usize;
-    buf.drain(..in_buf);
-    let mut left = len - in_buf as u64;
-    let mut scratch = [0u8; 8192];
-    while left > 0 {
-        let want = (left as usize).min(scratch.len());
-        match tokio::time::timeout(state.header_timeout, stream.read(&mut scratch[..want])).await {
-            Ok(Ok(n)) if n > 0 => left -= n as u64,
-            _ => return false,
+    req: &Request,
+    clock: &mut Clock<'_>,
+    deadline: tokio::time::Instant,
+) -> BodyEnd {
+    if !has_body(req) {
+        return BodyEnd::Read;
+    }
+    let mut body = if req.chunked_body {
+        BodyReader::Chunked(Chunked::new(MAX_DISCARD))
+    } else {
+        BodyReader::Length(req.body_len)
+    };
+    loop {
+        if !buf.is_empty() {
+            match body.feed(buf) {
+                Ok(Fed::Done(n)) => {
+                    buf.drain(..n);
+                    return BodyEnd::Read;
+                }
+                Ok(Fed::More) => buf.clear(),
+                Err(e) => return BodyEnd::Refuse(e.status(), e.reason()),
+            }
+        }
+        if buf.capacity() < 8192 {
+            buf.reserve(8192);
+        }
+        match clock.limit(deadline, stream.read_buf(buf)).await {
+            None => {
+                return BodyEnd::Refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                );
+            }
+            Some(Ok(0) | Err(_)) => return BodyEnd::Gone,
+            Some(Ok(_)) => {}
         }
     }
-    true
 }
 
 fn reannounce_close(mut resp: Response) -> Response {
@@ -364,39 +464,55 @@ fn reannounce_close(mut resp: Response) -> Response {
     resp
 }
 
-/// Sends `resp`; returns body bytes sent, or those and the error that cut
-/// the response short.
-async fn send(
-    stream: &mut TcpStream,
-    resp: Response,
-    state: &ServerState,
-) -> Result<u64, (u64, TransferError)> {
+/// What became of a response.
+enum Sent {
+    /// All of it went out; this many body bytes.
+    Done(u64),
+    /// Cut short after this many body bytes.
+    Cut(u64, TransferError),
+    /// The backend failed before a byte of the head left (out of
+    /// descriptors or memory for a pipe or ring, say): a 503 went out
+    /// instead, or was tried, and the connection closes.
+    Unavailable(TransferError),
+}
+
+/// Sends `resp`.
+async fn send(stream: &mut TcpStream, resp: Response, state: &ServerState) -> Sent {
     let head_len = resp.head.len() as u64;
     let write = |stream, bytes| write_all(stream, bytes, state.send_timeout);
     match resp.body {
-        Body::Empty => write(stream, resp.head)
-            .await
-            .map(|_| 0)
-            .map_err(|e| (0, e)),
+        Body::Empty => match write(stream, resp.head).await {
+            Ok(()) => Sent::Done(0),
+            Err(e) => Sent::Cut(0, e),
+        },
         Body::Bytes(body) => {
             let n = body.len() as u64;
             let mut all = resp.head;
             all.extend_from_slice(&body);
-            write(stream, all).await.map(|_| n).map_err(|e| (0, e))
+            match write(stream, all).await {
+                Ok(()) => Sent::Done(n),
+                Err(e) => Sent::Cut(0, e),
+            }
         }
         Body::File { source, range } => {
-            let mut session = state
-                .backend
-                .start(&source, range, resp.head)
-                .map_err(|e| (0, e))?;
+            let mut session = match state.backend.start(&source, range, resp.head) {
+                Ok(s) => s,
+                Err(e) => return unavailable(stream, e, state).await,
+            };
             let sent = send_all(stream, session.as_mut(), Some(state.send_timeout)).await;
             let left = session.remaining();
             if let Err(TransferError::FileShrank { .. }) = &sent {
-                // A cached descriptor must not keep promising the old length.
+                // A cached descriptor must not keep promising the old
+                // length.
                 state.site.cache.forget(source.file());
             }
-            sent.map(|n| n - head_len)
-                .map_err(|e| ((range.len() + head_len - left).saturating_sub(head_len), e))
+            match sent {
+                Ok(n) => Sent::Done(n - head_len),
+                Err(e) if left == head_len + range.len() && server_side(&e) => {
+                    unavailable(stream, e, state).await
+                }
+                Err(e) => Sent::Cut((range.len() + head_len - left).saturating_sub(head_len), e),
+            }
         }
         Body::Multipart {
             source,
@@ -406,51 +522,90 @@ async fn send(
             let mut sent = 0u64;
             let mut prefix = Some(resp.head);
             for (part_head, range) in parts {
+                let first = prefix.is_some();
                 let mut p = prefix.take().unwrap_or_default();
                 let skip = p.len() as u64;
                 p.extend_from_slice(&part_head);
-                let mut session = state
-                    .backend
-                    .start(&source, range, p)
-                    .map_err(|e| (sent, e))?;
-                match send_all(stream, session.as_mut(), Some(state.send_timeout)).await {
+                let total = p.len() as u64 + range.len();
+                let mut session = match state.backend.start(&source, range, p) {
+                    Ok(s) => s,
+                    Err(e) if first => return unavailable(stream, e, state).await,
+                    Err(e) => return Sent::Cut(sent, e),
+                };
+                let part = send_all(stream, session.as_mut(), Some(state.send_timeout)).await;
+                if let Err(TransferError::FileShrank { .. }) = &part {
+                    state.site.cache.forget(source.file());
+                }
+                match part {
                     Ok(n) => sent += n - skip,
-                    Err(e) => {
-                        if let TransferError::FileShrank { .. } = &e {
-                            state.site.cache.forget(source.file());
-                        }
-                        return Err((sent, e));
+                    Err(e) if first && session.remaining() == total && server_side(&e) => {
+                        return unavailable(stream, e, state).await;
                     }
+                    Err(e) => return Sent::Cut(sent, e),
                 }
             }
             let n = tail.len() as u64;
-            write(stream, tail).await.map_err(|e| (sent, e))?;
-            Ok(sent + n)
+            if let Err(e) = write(stream, tail).await {
+                return Sent::Cut(sent, e);
+            }
+            Sent::Done(sent + n)
         }
     }
 }
 
-/// Writes `bytes` from memory, giving up after `limit` without progress.
+/// An error of the server's own making (not the client's going away or
+/// reading nothing), which a 503 may stand in for while no byte has left.
+fn server_side(e: &TransferError) -> bool {
+    !e.is_peer_gone() && !matches!(e, TransferError::TimedOut(_))
+}
+
+/// Answers 503 in place of a response whose body the backend could not
+/// start.
+async fn unavailable(stream: &mut TcpStream, e: TransferError, state: &ServerState) -> Sent {
+    let resp = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is short of resources; try again",
+        false,
+        false,
+    );
+    let mut all = resp.head;
+    if let Body::Bytes(body) = resp.body {
+        all.extend_from_slice(&body);
+    }
+    let _ = write_all(stream, all, state.send_timeout).await;
+    Sent::Unavailable(e)
+}
+
+/// Writes `bytes` from memory, giving up when the socket takes nothing for
+/// `stall`: like a file body, an in-memory one (a listing, an error page)
+/// goes to a client that reads slowly but steadily however long it takes,
+/// and only a client that stops reading is dropped.
 async fn write_all(
     stream: &mut TcpStream,
     bytes: Vec<u8>,
-    limit: Duration,
+    stall: Duration,
 ) -> Result<(), TransferError> {
     let failed = |e: io::Error| TransferError::sys_io(zcserve_core::Syscall::Send, &e);
-    // Heads of 304s and small error pages fit an empty socket buffer: one
-    // send, no timer.
-    let done = match stream.try_write(&bytes) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(failed(e)),
-    };
-    if done == bytes.len() {
-        return Ok(());
+    let mut done = 0;
+    while done < bytes.len() {
+        // Heads of 304s and small error pages fit an empty socket buffer:
+        // one send, no timer.
+        match stream.try_write(&bytes[done..]) {
+            Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                done += n;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(failed(e)),
+        }
+        match tokio::time::timeout(stall, stream.writable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(failed(e)),
+            Err(_) => return Err(TransferError::TimedOut(stall)),
+        }
     }
-    match tokio::time::timeout(limit, stream.write_all(&bytes[done..])).await {
-        Ok(r) => r.map_err(failed),
-        Err(_) => Err(TransferError::TimedOut(limit)),
-    }
+    Ok(())
 }
 
 /// Closes the way nginx's lingering close does: stop sending, then read

@@ -3,7 +3,8 @@
 //!
 //! The connection loop is ours rather than hyper's because hyper's body API
 //! cannot hand a file to `sendfile`. A request head is read off the wire
-//! with `httparse` ([`request_head`]); [`site`] turns it into a response
+//! with `httparse` ([`request_head`]), a body it may carry is read to its
+//! end and dropped ([`request_body`]); [`site`] turns it into a response
 //! (method checks, redirects, listings, preconditions, ranges), using the
 //! pure HTTP semantics in [`http`] and opening files beneath the root
 //! through [`fs`]; the response head ([`response_head`]) leaves as the
@@ -30,6 +31,7 @@ pub mod fs;
 pub mod http;
 pub mod metrics;
 mod metrics_http;
+pub mod request_body;
 pub mod request_head;
 pub mod response_head;
 pub mod server;

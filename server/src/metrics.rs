@@ -34,6 +34,12 @@ pub struct Metrics {
     pub aborted: AtomicU64,
     /// Accept errors (EMFILE and friends).
     pub accept_errors: AtomicU64,
+    /// Responses replaced by 503 because the backend could not start the
+    /// body (out of descriptors or memory for a pipe or ring).
+    pub backend_unavailable: AtomicU64,
+    /// Connections to the metrics listener closed unserved because its
+    /// connection cap (16) was reached.
+    pub metrics_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -104,6 +110,18 @@ impl Metrics {
             "counter",
             "Failed accept calls.",
             load(&self.accept_errors),
+        );
+        simple(
+            "zcserve_backend_unavailable_total",
+            "counter",
+            "Responses replaced by 503 because the backend could not start the body.",
+            load(&self.backend_unavailable),
+        );
+        simple(
+            "zcserve_metrics_connections_refused_total",
+            "counter",
+            "Connections to the metrics listener closed unserved: too many open.",
+            load(&self.metrics_refused),
         );
         simple(
             "zcserve_access_log_dropped_total",

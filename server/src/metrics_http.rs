@@ -1,6 +1,12 @@
 //! The `--metrics` listener: answers `GET /metrics` with the Prometheus
 //! text of the server's and the backend's counters, one request per
 //! connection, and 404 for anything else.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are served at once; one more is
+//! closed as soon as it is accepted (and counted), so a client that opens
+//! connections to it and sends nothing cannot grow tasks without bound or
+//! eat the descriptors the main listener shares with it. A scraper needs
+//! one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +14,14 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::conn::ServerState;
 use crate::request_head::{self, MAX_HEAD, Parsed, split_target};
 use crate::response_head::{Head, plain};
+
+/// Metrics connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// Serves metrics on `listener` until `stopping` turns true.
 pub async fn serve(
@@ -20,6 +29,7 @@ pub async fn serve(
     state: Arc<ServerState>,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -29,8 +39,17 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            state
+                .metrics
+                .metrics_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut buf = Vec::with_capacity(1024);
             let work = async {
                 loop {

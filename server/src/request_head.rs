@@ -1,7 +1,9 @@
 //! Reading one request head off the wire: `httparse` does the syntax, this
 //! module enforces what a static server must (Host on 1.1, one valid
-//! Content-Length, no Content-Length beside Transfer-Encoding) and turns
-//! every refusal into the status the client should get.
+//! Content-Length, no Content-Length beside Transfer-Encoding, chunked as
+//! the final transfer coding) and turns every refusal into the status the
+//! client should get. A higher HTTP/1 minor version is read as 1.1 (RFC
+//! 9110 §2.5); another major version gets 505.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -18,16 +20,21 @@ pub struct Request {
     pub method: Method,
     /// The request target as sent (origin-form or absolute-form).
     pub target: String,
-    /// HTTP/1.0 or HTTP/1.1.
+    /// HTTP/1.0 or HTTP/1.1 (also for HTTP/1.2 and later minors, which
+    /// are processed as 1.1).
     pub version: Version,
     /// The header fields this server reads ([`READ_HEADERS`]); the others
     /// were checked by the parser and left out.
     pub headers: HeaderMap,
     /// Bytes of body that follow the head (from Content-Length).
     pub body_len: u64,
-    /// The body is chunked (Transfer-Encoding): its length is unknown, so
-    /// the connection must close after the response.
+    /// The body is chunked (Transfer-Encoding, chunked the final and only
+    /// coding): its end is found by decoding it
+    /// ([`crate::request_body`]).
     pub chunked_body: bool,
+    /// An HTTP/1.1 request with `Expect: 100-continue`: the client may
+    /// wait for `100 Continue` before sending its body.
+    pub expect_continue: bool,
     /// The client wants the connection kept open after the response.
     pub keep_alive: bool,
     /// Some `If-*` header is present; without one there is no
@@ -42,11 +49,12 @@ pub struct Request {
 /// records. Browsers send a dozen more (`Accept-*`, `Sec-Fetch-*`,
 /// cookies); copying each into the map cost an allocation or two for
 /// nothing.
-pub const READ_HEADERS: [&str; 12] = [
+pub const READ_HEADERS: [&str; 13] = [
     "host",
     "content-length",
     "transfer-encoding",
     "connection",
+    "expect",
     "range",
     "if-match",
     "if-none-match",
@@ -72,6 +80,7 @@ struct Seen<'a> {
     host: Option<&'a [u8]>,
     framing: bool,
     connection: bool,
+    expect: bool,
     preconditions: bool,
     range: bool,
 }
@@ -85,6 +94,8 @@ impl<'a> Seen<'a> {
             self.framing = true;
         } else if *name == header::CONNECTION {
             self.connection = true;
+        } else if *name == header::EXPECT {
+            self.expect = true;
         } else if *name == header::RANGE {
             self.range = true;
         } else if *name == header::IF_MATCH
@@ -122,6 +133,12 @@ pub enum Parsed {
 
 /// Parses the head at the start of `buf`.
 pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
+    parse_head(buf, true)
+}
+
+/// [`parse`]; `other_versions` lets a version httparse refuses be looked
+/// at again (once) by [`other_version`].
+fn parse_head(buf: &[u8], other_versions: bool) -> Result<Parsed, Refusal> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     let status = match req.parse(buf) {
@@ -132,6 +149,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
                 "too many header fields",
             ));
         }
+        Err(httparse::Error::Version) if other_versions => return other_version(buf),
         Err(httparse::Error::Version) => {
             return Err(refuse(StatusCode::BAD_REQUEST, "malformed HTTP version"));
         }
@@ -209,6 +227,15 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
     } else {
         version == Version::HTTP_11
     };
+    // RFC 9110 §10.1.1: an HTTP/1.0 client does not understand 1xx, so its
+    // Expect is ignored.
+    let expect_continue = seen.expect
+        && version == Version::HTTP_11
+        && headers
+            .get_all(header::EXPECT)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|e| trim(e).eq_ignore_ascii_case(b"100-continue"));
     Ok(Parsed::Complete(
         Box::new(Request {
             method,
@@ -217,6 +244,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refusal> {
             headers,
             body_len,
             chunked_body,
+            expect_continue,
             keep_alive,
             has_preconditions: seen.preconditions,
             has_range: seen.range,
@@ -301,18 +329,7 @@ fn body_framing(headers: &HeaderMap, version: Version) -> Result<(u64, bool), Re
                 "Transfer-Encoding in an HTTP/1.0 request",
             ));
         }
-        // Only a body whose final coding is chunked has a knowable end.
-        let last = te
-            .last()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(|c| c.trim().to_ascii_lowercase());
-        if last.as_deref() != Some("chunked") {
-            return Err(refuse(
-                StatusCode::NOT_IMPLEMENTED,
-                "unsupported Transfer-Encoding",
-            ));
-        }
+        transfer_codings(&te)?;
         return Ok((0, true));
     }
     match cl.as_slice() {
@@ -322,6 +339,150 @@ fn body_framing(headers: &HeaderMap, version: Version) -> Result<(u64, bool), Re
             StatusCode::BAD_REQUEST,
             "more than one Content-Length",
         )),
+    }
+}
+
+/// Checks the transfer codings of a request (RFC 9112 §6): the body's end
+/// is knowable only when chunked is the final coding (else 400, §6.3), and
+/// chunked is applied once (§6.1). Chunked is the only coding this server
+/// implements; another one before it is one it does not understand: 501
+/// (§6.1). Empty list elements are allowed (RFC 9110 §5.6.1);
+/// parameters are ignored.
+fn transfer_codings(values: &[&HeaderValue]) -> Result<(), Refusal> {
+    let bad = |why| Err(refuse(StatusCode::BAD_REQUEST, why));
+    let mut codings = Vec::new();
+    for v in values {
+        for element in v.as_bytes().split(|&b| b == b',') {
+            if trim(element).is_empty() {
+                continue;
+            }
+            let mut parts = element.split(|&b| b == b';').map(trim);
+            let name = parts.next().unwrap_or_default();
+            // transfer-parameter = token BWS "=" BWS ( token / quoted-string )
+            let param_ok = |p: &[u8]| match p.iter().position(|&b| b == b'=') {
+                Some(eq) => {
+                    let (k, v) = (trim(&p[..eq]), trim(&p[eq + 1..]));
+                    is_token(k)
+                        && (is_token(v)
+                            || (v.len() >= 2
+                                && v.starts_with(b"\"")
+                                && v.ends_with(b"\"")
+                                && !v[1..v.len() - 1].contains(&b'"')))
+                }
+                None => false,
+            };
+            if !is_token(name) || !parts.all(param_ok) {
+                return bad("malformed Transfer-Encoding");
+            }
+            codings.push(name);
+        }
+    }
+    let chunked = |c: &&[u8]| c.eq_ignore_ascii_case(b"chunked");
+    match codings.split_last() {
+        None => bad("empty Transfer-Encoding"),
+        Some((last, _)) if !chunked(last) => bad("chunked is not the final transfer coding"),
+        Some((_, before)) if before.iter().any(chunked) => bad("chunked applied twice"),
+        Some((_, [])) => Ok(()),
+        Some(_) => Err(refuse(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported transfer coding",
+        )),
+    }
+}
+
+/// RFC 9110 §5.6.2 `token`.
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Without leading and trailing spaces and tabs (OWS).
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// A request line whose version httparse refused (it knows exactly
+/// `HTTP/1.0` and `HTTP/1.1`). RFC 9110 §2.5: a recipient processes a
+/// higher minor version of a major version it implements as the highest
+/// minor it implements, so `HTTP/1.2` (or `HTTP/1.9`) is read as 1.1, by
+/// parsing a copy with the version rewritten in place (same length, same
+/// offsets). Another major version (`HTTP/2.0`, `HTTP/0.9`) in an HTTP/1
+/// request line gets 505 once the request line is whole and otherwise
+/// valid. Anything else is a malformed version: 400.
+fn other_version(buf: &[u8]) -> Result<Parsed, Refusal> {
+    let bad = || refuse(StatusCode::BAD_REQUEST, "malformed HTTP version");
+    // httparse skips empty lines before the request line (RFC 9112 §2.2).
+    let mut start = 0;
+    while let Some(rest) = buf.get(start..) {
+        if rest.starts_with(b"\r\n") {
+            start += 2;
+        } else if rest.starts_with(b"\n") {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    let rest = &buf[start..];
+    let (line, whole) = match rest.iter().position(|&b| b == b'\n') {
+        Some(end) => (&rest[..end], true),
+        None => (rest, false),
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(space) = line.iter().rposition(|&b| b == b' ') else {
+        return Err(bad());
+    };
+    let at = start + space + 1;
+    let version = &line[space + 1..];
+    const SHAPE: &[u8] = b"HTTP/0.0";
+    let fits = |(i, &b): (usize, &u8)| {
+        if SHAPE[i] == b'0' {
+            b.is_ascii_digit()
+        } else {
+            b == SHAPE[i]
+        }
+    };
+    if version.len() > SHAPE.len() || !version.iter().enumerate().all(fits) {
+        return Err(bad());
+    }
+    if !whole || version.len() < SHAPE.len() {
+        return if whole {
+            Err(bad())
+        } else if buf.len() >= MAX_HEAD {
+            Err(refuse(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head larger than 16 KiB",
+            ))
+        } else {
+            Ok(Parsed::Partial)
+        };
+    }
+    let (major, minor) = (version[5], version[7]);
+    let mut copy = buf.to_vec();
+    copy[at..at + SHAPE.len()].copy_from_slice(b"HTTP/1.1");
+    if major == b'1' {
+        if minor <= b'1' {
+            // httparse refused a 1.0 or 1.1 line for its spacing (say two
+            // spaces before the version), not for the version.
+            return Err(refuse(StatusCode::BAD_REQUEST, "malformed request line"));
+        }
+        return parse_head(&copy, false);
+    }
+    // Another major version: 505, but only for a request line that is
+    // otherwise well-formed.
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut slots).parse(&copy) {
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => Err(refuse(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "only HTTP/1.x is served here",
+        )),
+        Err(e) => Err(refuse(StatusCode::BAD_REQUEST, describe(e))),
     }
 }
 
@@ -507,10 +668,6 @@ mod tests {
         ] {
             assert_eq!(refused(raw), StatusCode::BAD_REQUEST);
         }
-        assert_eq!(
-            refused(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            StatusCode::NOT_IMPLEMENTED
-        );
         let r = ok("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert!(r.chunked_body);
         assert_eq!(
@@ -552,8 +709,20 @@ mod tests {
     #[test]
     fn bad_lines() {
         for raw in [
-            &b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"[..],
-            b"GET / HTTX/1.1\r\nHost: x\r\n\r\n",
+            &b"GET / HTTX/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1x\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.2 \r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/3\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.x\r\nHost: x\r\n\r\n",
+            b"GET / http/1.2\r\nHost: x\r\n\r\n",
+            b"GET /a b HTTP/1.2\r\nHost: x\r\n\r\n",
+            b"G\x01T / HTTP/1.2\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.2\r\nHo st: x\r\n\r\n",
+            b"GET /  HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /  HTTP/1.2\r\nHost: x\r\n\r\n",
+            b"GET /  HTTP/2.0\r\nHost: x\r\n\r\n",
             b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nBad\r\n\r\n",
@@ -566,6 +735,127 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    #[test]
+    fn transfer_codings_follow_rfc_9112() {
+        let te = |v: &str| format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {v}\r\n\r\n");
+        for good in [
+            "chunked",
+            "Chunked",
+            "CHUNKED",
+            " chunked ",
+            "chunked,",
+            ", chunked",
+        ] {
+            assert!(ok(&te(good)).chunked_body, "{good:?}");
+        }
+        // RFC 9112 §6.3: chunked not the final coding → 400.
+        for final_not_chunked in [
+            "gzip",
+            "identity",
+            "chunked, gzip",
+            "chunked, identity",
+            "gzip, chunked, deflate",
+            "x-unknown",
+        ] {
+            assert_eq!(
+                refused(te(final_not_chunked).as_bytes()),
+                StatusCode::BAD_REQUEST,
+                "{final_not_chunked:?}"
+            );
+        }
+        // §6.1: chunked at most once; and what is no coding at all.
+        for bad in [
+            "chunked, chunked",
+            "",
+            ",",
+            "chunked;",
+            "ch unked",
+            "chunked, \"x\"",
+        ] {
+            assert_eq!(
+                refused(te(bad).as_bytes()),
+                StatusCode::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+        // Chunked last after a coding this server does not implement: the
+        // end is knowable, the coding is not understood → 501.
+        for unknown in [
+            "gzip, chunked",
+            "identity, chunked",
+            "br;q=1, chunked",
+            "x; a=\"b\", chunked",
+        ] {
+            assert_eq!(
+                refused(te(unknown).as_bytes()),
+                StatusCode::NOT_IMPLEMENTED,
+                "{unknown:?}"
+            );
+        }
+        // Over two field lines, the list is the concatenation.
+        let two = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\
+                   Transfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(refused(two.as_bytes()), StatusCode::NOT_IMPLEMENTED);
+        let two = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+                   Transfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(refused(two.as_bytes()), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn higher_minor_versions_are_read_as_1_1() {
+        for minor in 2..=9 {
+            let raw = format!("GET /a HTTP/1.{minor}\r\nHost: x\r\n\r\n");
+            let r = ok(&raw);
+            assert_eq!((r.version, r.target.as_str()), (Version::HTTP_11, "/a"));
+            assert!(r.keep_alive);
+        }
+        // 1.1's rules apply: Host is required.
+        assert_eq!(refused(b"GET / HTTP/1.2\r\n\r\n"), StatusCode::BAD_REQUEST);
+        // Leading empty lines are skipped as for 1.1.
+        ok("\r\n\nGET / HTTP/1.5\r\nHost: x\r\n\r\n");
+        // Bytes after the head stay unread.
+        match parse(b"GET / HTTP/1.2\r\nHost: x\r\n\r\nGET") {
+            Ok(Parsed::Complete(_, n)) => assert_eq!(n, 27),
+            other => panic!("{other:?}"),
+        }
+        // Byte by byte, a 1.2 head is Partial until its blank line.
+        let raw = b"GET /a HTTP/1.2\r\nHost: x\r\n\r\n";
+        for k in 0..raw.len() {
+            assert!(matches!(parse(&raw[..k]), Ok(Parsed::Partial)), "{k}");
+        }
+    }
+
+    #[test]
+    fn other_major_versions_get_505() {
+        for v in ["HTTP/2.0", "HTTP/3.0", "HTTP/9.9", "HTTP/0.9"] {
+            let raw = format!("GET / {v}\r\nHost: x\r\n\r\n");
+            assert_eq!(
+                refused(raw.as_bytes()),
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "{v}"
+            );
+        }
+        // As soon as the request line is whole.
+        assert_eq!(
+            refused(b"PRI * HTTP/2.0\r\n"),
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        );
+        assert!(matches!(parse(b"GET / HTTP/2.0"), Ok(Parsed::Partial)));
+        assert!(matches!(parse(b"GET / HTTP/2"), Ok(Parsed::Partial)));
+    }
+
+    #[test]
+    fn expect_100_continue() {
+        let r =
+            ok("PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(r.expect_continue);
+        assert!(ok("PUT / HTTP/1.1\r\nHost: x\r\nexpect:  100-Continue \r\n\r\n").expect_continue);
+        assert!(!ok("PUT / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n").expect_continue);
+        assert!(!ok("PUT / HTTP/1.1\r\nHost: x\r\n\r\n").expect_continue);
+        // An HTTP/1.0 client is never sent a 1xx.
+        assert!(!ok("PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue);
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Miss {
 /// method or target, or a file in the open-file cache. Otherwise the
 /// [`Miss`] to finish with [`from_disk`], which may wait for the disk.
 pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
-    let keep_alive = req.keep_alive && !req.chunked_body;
+    let keep_alive = req.keep_alive;
     let head_only = req.method == Method::HEAD;
     if req.method != Method::GET && !head_only {
         let status = if is_known_method(&req.method) {

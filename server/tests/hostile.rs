@@ -831,17 +831,17 @@ fn malformed_corpus() -> Vec<Case> {
         case(
             "Transfer-Encoding: gzip",
             get_a_with("Transfer-Encoding: gzip\r\n"),
-            &[501],
+            &[400],
         ),
         case(
             "Transfer-Encoding: chunked, gzip",
             get_a_with("Transfer-Encoding: chunked, gzip\r\n"),
-            &[501],
+            &[400],
         ),
         case(
             "Transfer-Encoding: identity",
             get_a_with("Transfer-Encoding: identity\r\n"),
-            &[501],
+            &[400],
         ),
         case(
             "Transfer-Encoding in HTTP/1.0",

@@ -155,7 +155,9 @@ fn check_head(bytes: &[u8]) -> Result<(), TestCaseError> {
         }
         Err(r) => {
             prop_assert!(
-                r.status.is_client_error() || r.status == StatusCode::NOT_IMPLEMENTED,
+                r.status.is_client_error()
+                    || r.status == StatusCode::NOT_IMPLEMENTED
+                    || r.status == StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                 "refused with {}: {:?}",
                 r.status,
                 shown()

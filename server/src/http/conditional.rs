@@ -22,39 +22,55 @@ const MAX_HTTP_DATE_SECS: u64 = 253_402_300_799;
 /// The validators of one version of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validators {
-    /// Strong entity-tag, with its quotes, e.g. `"1a2b-3c-5f5e1000"`.
+    /// Strong entity-tag, with its quotes, e.g. `"3c-5f5e1000"`.
     pub etag: String,
     /// Modification time truncated to whole seconds (the resolution of an
-    /// HTTP-date) and clamped to the years 1970–9999 an HTTP-date can hold.
+    /// HTTP-date), clamped to the years 1970–9999 an HTTP-date can hold and
+    /// to the moment the validators were made (never later than a `Date`).
     pub last_modified: SystemTime,
+    /// The file's mtime lay in the future when the validators were made,
+    /// so `last_modified` is the time of making them, not the mtime: it
+    /// says nothing about the content and is never a strong validator.
+    pub future_mtime: bool,
 }
 
 impl Validators {
-    /// Validators of a file with inode `ino`, `len` bytes, modified at
-    /// `mtime`.
+    /// Validators of a file of `len` bytes modified at `mtime`, made at
+    /// `now` (whole seconds since the epoch, the clock `Date` is read
+    /// from).
     ///
-    /// The entity-tag is `"<ino>-<len>-<mtime ns>"` in hex: any rename onto
-    /// the path, size change or write changes at least one part, and using
-    /// full nanoseconds catches rewrites within the same second that
-    /// `Last-Modified` cannot see. An mtime before the epoch is written as a
+    /// The entity-tag is `"<len>-<mtime ns>"` in hex, as nginx's is `mtime`
+    /// and size: no inode, so that replicas of one tree (copied with their
+    /// mtimes, e.g. `rsync -t`, `cp -p`) give the same tags and
+    /// revalidation through a load balancer hits whichever replica answers,
+    /// and so that inode numbers do not leak. Any write changes the mtime
+    /// (full nanoseconds: rewrites within one second that `Last-Modified`
+    /// cannot see still change the tag) and a size change changes the
+    /// length. The tag stays strong: it names one sequence of bytes as
+    /// long as nobody sets an mtime back by hand onto different content of
+    /// the same size. Filesystems of coarser timestamp resolution (FAT's
+    /// 2 s, ext3's 1 s) give replicas on them different tags from those on
+    /// nanosecond filesystems. An mtime before the epoch is written as a
     /// negative number of nanoseconds.
+    ///
+    /// RFC 9110 §8.8.2.1: an mtime later than `now` is replaced by `now`.
     #[must_use]
-    pub fn new(ino: u64, len: u64, mtime: SystemTime) -> Self {
+    pub fn new(len: u64, mtime: SystemTime, now: u64) -> Self {
         let nanos = match mtime.duration_since(UNIX_EPOCH) {
             Ok(after) => format!("{:x}", after.as_nanos()),
             Err(before) => format!("-{:x}", before.duration().as_nanos()),
         };
-        let secs = mtime
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .min(MAX_HTTP_DATE_SECS);
+        let secs = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let future_mtime = secs > now;
+        let secs = secs.min(now).min(MAX_HTTP_DATE_SECS);
         Self {
-            etag: format!("\"{ino:x}-{len:x}-{nanos}\""),
+            etag: format!("\"{len:x}-{nanos}\""),
             last_modified: UNIX_EPOCH + Duration::from_secs(secs),
+            future_mtime,
         }
     }
 
-    /// Validators of the file described by `meta`.
+    /// Validators of the file described by `meta`, made now.
     #[must_use]
     pub fn from_metadata(meta: &std::fs::Metadata) -> Self {
         // `mtime`/`mtime_nsec` rather than `modified()`, which returns a
@@ -74,7 +90,31 @@ impl Validators {
         }
         .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nsec))))
         .unwrap_or(UNIX_EPOCH);
-        Self::new(meta.ino(), meta.len(), mtime)
+        // The coarse clock is the one `Date` is read from, so the clamped
+        // value is never later than the `Date` of a response built after
+        // this (the file cache only reuses validators made earlier).
+        Self::new(meta.len(), mtime, crate::clock::unix_secs_coarse())
+    }
+
+    /// Whether `last_modified` is a strong validator in a response whose
+    /// `Date` is `now` (RFC 9110 §8.8.2.2): the mtime is real (not clamped)
+    /// and its second is over, at least one second before `Date`. Then no
+    /// later write can still land in that second, so the file now holding
+    /// this `Last-Modified` is the last version that will ever hold it
+    /// (as long as mtimes only move forward).
+    ///
+    /// The other half of the rule is the client's: a copy it got with a
+    /// `Date` less than a second after its `Last-Modified` may be an
+    /// earlier version from the same second, and RFC 9110 §13.1.5 forbids
+    /// it to put that date in `If-Range`. A server cannot check that from
+    /// a date; a client that wants safety either way sends the `ETag`.
+    #[must_use]
+    pub fn last_modified_is_strong(&self, now: u64) -> bool {
+        let lm = self
+            .last_modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        !self.future_mtime && now >= lm.saturating_add(1)
     }
 
     /// `last_modified` as an IMF-fixdate, the value of `Last-Modified`.
@@ -164,12 +204,25 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators) -> Precond
 
 /// Whether a `Range` header may be honoured given `If-Range` (RFC 9110
 /// §13.1.5): true when `If-Range` is absent or its validator still matches
-/// the file; false means serve the whole file with 200.
-///
-/// An entity-tag must match strongly (a weak tag never does) and a date must
-/// equal `last_modified` exactly; anything unreadable is false.
+/// the file; false means serve the whole file with 200. Reads the clock
+/// `Date` is read from; see [`if_range_allows_at`].
 #[must_use]
 pub fn if_range_allows(headers: &HeaderMap, v: &Validators) -> bool {
+    if_range_allows_at(headers, v, crate::clock::unix_secs_coarse())
+}
+
+/// [`if_range_allows`] for a response dated `now` (seconds since the
+/// epoch).
+///
+/// An entity-tag must match strongly (a weak tag never does). A date
+/// matches only when it equals `last_modified` exactly *and*
+/// `last_modified` is strong at `now`
+/// ([`Validators::last_modified_is_strong`]): a file written within the
+/// second the response is dated, or with a future mtime, gets the whole
+/// file, never a part of a possibly different version. Anything
+/// unreadable is false.
+#[must_use]
+pub fn if_range_allows_at(headers: &HeaderMap, v: &Validators, now: u64) -> bool {
     let mut values = headers.get_all(IF_RANGE).iter();
     let Some(value) = values.next() else {
         return true;
@@ -185,7 +238,7 @@ pub fn if_range_allows(headers: &HeaderMap, v: &Validators) -> bool {
             _ => false,
         };
     }
-    parse_date(bytes).is_some_and(|date| date == v.last_modified)
+    parse_date(bytes).is_some_and(|date| date == v.last_modified) && v.last_modified_is_strong(now)
 }
 
 /// One entity-tag as received: `opaque` keeps its double quotes.
@@ -334,13 +387,15 @@ mod tests {
     const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
     const DATE_BEFORE: &str = "Sun, 06 Nov 1994 08:49:36 GMT";
     const DATE_AFTER: &str = "Sun, 06 Nov 1994 08:49:38 GMT";
+    /// When the validators are made: a day after T.
+    const NOW: u64 = T + 86_400;
 
     fn validators() -> Validators {
         // Half a second past T: Last-Modified must truncate it to T.
         Validators::new(
-            0x1a2b,
             0x3c,
             UNIX_EPOCH + Duration::from_secs(T) + Duration::from_millis(500),
+            NOW,
         )
     }
 
@@ -369,22 +424,57 @@ mod tests {
     // --- Validators ---
 
     #[test]
-    fn etag_is_hex_of_inode_size_and_nanoseconds() {
-        let v = Validators::new(0x1a2b, 0x3c, UNIX_EPOCH + Duration::from_nanos(0x5f5e1000));
-        assert_eq!(v.etag, "\"1a2b-3c-5f5e1000\"");
+    fn etag_is_hex_of_size_and_nanoseconds() {
+        let v = Validators::new(0x3c, UNIX_EPOCH + Duration::from_nanos(0x5f5e1000), NOW);
+        assert_eq!(v.etag, "\"3c-5f5e1000\"");
         assert_eq!(v.last_modified, UNIX_EPOCH + Duration::from_secs(1));
     }
 
     #[test]
     fn etag_changes_with_each_part() {
         let t = UNIX_EPOCH + Duration::from_secs(T);
-        let base = Validators::new(1, 2, t).etag;
-        assert_ne!(base, Validators::new(9, 2, t).etag);
-        assert_ne!(base, Validators::new(1, 9, t).etag);
+        let base = Validators::new(2, t, NOW).etag;
+        assert_ne!(base, Validators::new(9, t, NOW).etag);
         assert_ne!(
             base,
-            Validators::new(1, 2, t + Duration::from_nanos(1)).etag
+            Validators::new(2, t + Duration::from_nanos(1), NOW).etag
         );
+        // Nothing else goes in: made at another time, the same file has
+        // the same tag.
+        assert_eq!(base, Validators::new(2, t, NOW + 5).etag);
+    }
+
+    #[test]
+    fn files_of_equal_size_and_mtime_share_their_tag() {
+        // Two replicas of one tree: different inodes (and devices), same
+        // size and mtime to the nanosecond.
+        let dir = std::env::temp_dir().join(format!(
+            "zcserve-replicas-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mtime = UNIX_EPOCH + Duration::new(T, 123_456_789);
+        let mut metas = Vec::new();
+        for name in ["a", "b"] {
+            let path = dir.join(name);
+            std::fs::write(&path, b"same bytes").unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(mtime).unwrap();
+            metas.push(f.metadata().unwrap());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_ne!(metas[0].ino(), metas[1].ino());
+        let (a, b) = (
+            Validators::from_metadata(&metas[0]),
+            Validators::from_metadata(&metas[1]),
+        );
+        assert_eq!(a.etag, b.etag);
+        assert_eq!(
+            a.etag,
+            format!("\"a-{:x}\"", T * 1_000_000_000 + 123_456_789)
+        );
+        assert!(!a.etag.contains(&format!("{:x}", metas[0].ino())));
     }
 
     #[test]
@@ -396,13 +486,29 @@ mod tests {
 
     #[test]
     fn out_of_range_mtimes_are_clamped() {
-        let early = Validators::new(1, 2, UNIX_EPOCH - Duration::from_nanos(0x10));
-        assert_eq!(early.etag, "\"1-2--10\"");
+        let early = Validators::new(2, UNIX_EPOCH - Duration::from_nanos(0x10), NOW);
+        assert_eq!(early.etag, "\"2--10\"");
         assert_eq!(early.last_modified, UNIX_EPOCH);
         assert_eq!(early.last_modified_http(), "Thu, 01 Jan 1970 00:00:00 GMT");
 
-        let late = Validators::new(1, 2, UNIX_EPOCH + Duration::from_secs(1 << 40));
+        let late = Validators::new(2, UNIX_EPOCH + Duration::from_secs(1 << 40), u64::MAX);
         assert_eq!(late.last_modified_http(), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[test]
+    fn future_mtime_is_replaced_by_now() {
+        // RFC 9110 §8.8.2.1: never later than the Date it is sent with.
+        let v = Validators::new(2, UNIX_EPOCH + Duration::from_secs(NOW + 3600), NOW);
+        assert_eq!(v.last_modified, UNIX_EPOCH + Duration::from_secs(NOW));
+        assert!(v.future_mtime);
+        // The tag still follows the real mtime.
+        let real = Validators::new(2, UNIX_EPOCH + Duration::from_secs(NOW + 3600), u64::MAX);
+        assert_eq!(v.etag, real.etag);
+        assert!(!real.future_mtime);
+        // An mtime of this very second is not in the future.
+        let v = Validators::new(2, UNIX_EPOCH + Duration::new(NOW, 999_999_999), NOW);
+        assert_eq!(v.last_modified, UNIX_EPOCH + Duration::from_secs(NOW));
+        assert!(!v.future_mtime);
     }
 
     #[test]
@@ -416,8 +522,13 @@ mod tests {
         let meta = std::fs::metadata(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         let v = Validators::from_metadata(&meta);
-        assert_eq!(v, Validators::new(meta.ino(), 5, meta.modified().unwrap()));
-        assert!(v.etag.starts_with(&format!("\"{:x}-5-", meta.ino())));
+        let now = crate::clock::unix_secs_coarse();
+        // Made with the clock read inside: allow for a second boundary.
+        assert!(
+            v == Validators::new(5, meta.modified().unwrap(), now)
+                || v == Validators::new(5, meta.modified().unwrap(), now - 1)
+        );
+        assert!(v.etag.starts_with("\"5-"));
     }
 
     // --- Step 1: If-Match ---
@@ -481,6 +592,7 @@ mod tests {
         let v = Validators {
             etag: "\"a,b\"".into(),
             last_modified: UNIX_EPOCH,
+            future_mtime: false,
         };
         let h = headers(&[(IF_MATCH, "\"a,b\"")]);
         assert_eq!(evaluate(&Method::GET, &h, &v), Proceed);
@@ -677,6 +789,29 @@ mod tests {
     }
 
     #[test]
+    fn if_range_date_needs_a_strong_last_modified() {
+        // RFC 9110 §13.1.5, §8.8.2.2: a Last-Modified is strong only once
+        // its second is over, one second before the Date it goes out with.
+        let v = validators();
+        let h = headers(&[(IF_RANGE, DATE)]);
+        assert!(!v.last_modified_is_strong(T));
+        assert!(
+            !if_range_allows_at(&h, &v, T),
+            "dated in the mtime's second"
+        );
+        assert!(v.last_modified_is_strong(T + 1));
+        assert!(if_range_allows_at(&h, &v, T + 1));
+        assert!(if_range_allows_at(&h, &v, NOW));
+        // An entity-tag needs no such wait.
+        assert!(if_range_allows_at(&headers(&[(IF_RANGE, &etag())]), &v, T));
+        // A clamped (future) mtime is never strong, however late the Date.
+        let future = Validators::new(2, UNIX_EPOCH + Duration::from_secs(NOW + 9), NOW);
+        let h = headers(&[(IF_RANGE, &future.last_modified_http())]);
+        assert!(!future.last_modified_is_strong(NOW + 100));
+        assert!(!if_range_allows_at(&h, &future, NOW + 100));
+    }
+
+    #[test]
     fn if_range_garbage_disallows() {
         let v = validators();
         for value in [
@@ -733,6 +868,7 @@ mod tests {
         let v = Validators {
             etag: "\"\u{e9}\"".into(),
             last_modified: UNIX_EPOCH,
+            future_mtime: false,
         };
         // The header is raw Latin-1-ish bytes, our tag is UTF-8: different.
         assert_eq!(evaluate(&Method::GET, &map, &v), Proceed);

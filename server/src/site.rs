@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode, header};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use zcserve_core::{ByteRange, Source};
 
 use crate::fs::{Opened, Policy, Root};
@@ -90,7 +91,7 @@ pub fn respond(req: &Request, site: &Site) -> Response {
         }
         Ok(Opened::Dir(dir)) => {
             if !path.has_trailing_slash() {
-                return redirect_to_slash(raw_path, query, head_only, keep_alive);
+                return redirect_to_slash(&path, query, head_only, keep_alive);
             }
             match dir.open_index(&site.policy) {
                 Ok(Some((file, meta))) => {
@@ -162,26 +163,54 @@ fn path_error(e: PathError, head_only: bool, keep_alive: bool, cache: &FileCache
     plain(e.status(), detail, head_only, keep_alive)
 }
 
-/// 301 to the same path with a slash, query kept. The path is the one the
-/// client sent (still percent-encoded); anything outside visible ASCII is
-/// encoded so the Location header stays a valid field value.
+/// Characters encoded in one path segment of a `Location`: controls,
+/// space, what ends or splits a segment (`/ ? #`), `%` itself, and what
+/// RFC 3986 does not allow unencoded in a path. Non-ASCII is always
+/// encoded as UTF-8.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// 301 to the same directory with a slash, query kept.
+///
+/// The `Location` is rebuilt from the normalised, decoded segments, each
+/// percent-encoded again, never copied from the request: `//evil.com`
+/// would otherwise be a protocol-relative URL naming another host. So it
+/// starts with exactly one `/` and holds no empty, `.` or `..` segment.
+/// The query is kept as sent, with anything outside visible ASCII encoded
+/// so the header stays a valid field value.
 fn redirect_to_slash(
-    raw_path: &str,
+    path: &RequestPath,
     query: Option<&str>,
     head_only: bool,
     keep_alive: bool,
 ) -> Response {
-    let query = query.map(|q| ["?", q]).unwrap_or_default();
-    let mut location = String::with_capacity(raw_path.len() + 2);
-    let bytes = raw_path
-        .bytes()
-        .chain([b'/'])
-        .chain(query.concat().into_bytes());
-    for b in bytes {
-        if b.is_ascii_graphic() {
-            location.push(b as char);
-        } else {
-            location.push_str(&format!("%{b:02X}"));
+    let mut location = String::with_capacity(path.key().len() + 2);
+    for segment in path.segments() {
+        location.push('/');
+        location.extend(utf8_percent_encode(segment, SEGMENT));
+    }
+    location.push('/');
+    if let Some(query) = query {
+        location.push('?');
+        for b in query.bytes() {
+            if b.is_ascii_graphic() {
+                location.push(b as char);
+            } else {
+                location.push_str(&format!("%{b:02X}"));
+            }
         }
     }
     let body = format!("301 Moved Permanently\n{location}\n").into_bytes();
@@ -405,12 +434,23 @@ mod tests {
 
     #[test]
     fn redirect_keeps_query_and_encodes() {
-        let r = redirect_to_slash("/a%20b", Some("x=1"), false, true);
-        let head = String::from_utf8(r.head).unwrap();
+        let redirect = |raw, query, head_only| {
+            let p = RequestPath::parse(raw).unwrap();
+            let r = redirect_to_slash(&p, query, head_only, true);
+            (String::from_utf8(r.head).unwrap(), r.body)
+        };
+        let (head, _) = redirect("/a%20b", Some("x=1"), false);
         assert!(head.contains("Location: /a%20b/?x=1\r\n"), "{head}");
-        let r = redirect_to_slash("/d\u{e9}", None, true, true);
-        let head = String::from_utf8(r.head).unwrap();
+        let (head, body) = redirect("/d\u{e9}", None, true);
         assert!(head.contains("Location: /d%C3%A9/\r\n"), "{head}");
-        assert!(matches!(r.body, Body::Empty));
+        assert!(matches!(body, Body::Empty));
+        // Rebuilt from segments: one leading slash, names re-encoded.
+        let (head, _) = redirect("//evil.com", None, false);
+        assert!(head.contains("Location: /evil.com/\r\n"), "{head}");
+        let (head, _) = redirect("/.//x%2F%2Fy/%3F%23%25", Some("q=\u{e9}"), false);
+        assert!(
+            head.contains("Location: /x/y/%3F%23%25/?q=%C3%A9\r\n"),
+            "{head}"
+        );
     }
 }

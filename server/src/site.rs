@@ -3,6 +3,7 @@
 //! ranges. Files are opened here (through [`crate::fs`] and the file
 //! cache), but nothing here touches a socket.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode, header};
@@ -292,7 +293,17 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
         }
         _ => RangeRequest::Full,
     };
+    let boundary = match &ranges {
+        RangeRequest::Partial(ranges) if ranges.len() > 1 => boundary(),
+        _ => None,
+    };
     let (status, mut head, body, body_len) = match ranges {
+        RangeRequest::Partial(ranges) if ranges.len() > 1 && boundary.is_none() => {
+            // No boundary to be had: a 200 with the whole file is also an
+            // answer to a range request (RFC 9110 14.2).
+            tracing::warn!("no random multipart boundary: ranges ignored");
+            return serve_file(ctx, file, 1);
+        }
         RangeRequest::Full => {
             // The common case: every field but Date was formatted when the
             // file was opened.
@@ -342,7 +353,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
             )
         }
         RangeRequest::Partial(ranges) => {
-            let boundary = boundary(&v.etag);
+            let boundary = boundary.unwrap_or_default();
             let mut parts = Vec::with_capacity(ranges.len());
             let mut total = 0u64;
             for r in ranges {
@@ -385,11 +396,22 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
     }
 }
 
-/// A multipart boundary that cannot occur in the parts' headers: derived
-/// from the ETag's hex digits, prefixed so it is never empty.
-fn boundary(etag: &str) -> String {
-    let digits: String = etag.chars().filter(char::is_ascii_alphanumeric).collect();
-    format!("zcserve-{digits}")
+/// A fresh `multipart/byteranges` boundary: 128 bits from the operating
+/// system's random source for every response, so that no one can know it
+/// before the response is sent. A file can hold any bytes, so a boundary
+/// derived from something visible (the ETag, as it once was) could be
+/// planted in the file to forge parts; one that is unknown until it is sent
+/// cannot be, and scanning every part's bytes for it is not needed. `None`
+/// if the random source fails (the caller then ignores the ranges).
+fn boundary() -> Option<String> {
+    let mut bits = [0u8; 16];
+    getrandom::fill(&mut bits).ok()?;
+    let mut out = String::with_capacity(8 + 32);
+    out.push_str("zcserve-");
+    for b in bits {
+        let _ = write!(out, "{b:02x}");
+    }
+    Some(out)
 }
 
 #[cfg(test)]

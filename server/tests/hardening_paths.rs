@@ -54,3 +54,41 @@ fn redirect_location_never_starts_with_two_slashes() {
         assert_eq!(r.header("location"), Some(want), "GET {target}");
     }
 }
+
+// ------------------------------------------------------------------ #9
+
+/// The boundary is fresh for every response and has nothing to do with
+/// the ETag, so a file cannot carry a delimiter that forges parts.
+#[test]
+fn multipart_boundary_is_unpredictable() {
+    let d = TempDir::new();
+    let s0 = server(d.path());
+    std::fs::write(d.path().join("f.txt"), b"0123456789").unwrap();
+    let boundary = |r: &RawResponse| {
+        let ct = r.header("content-type").unwrap();
+        ct.split_once("boundary=").unwrap().1.to_owned()
+    };
+    let range = "Range: bytes=0-1,5-6\r\n";
+    let a = get(&s0, "/f.txt", range);
+    let b = get(&s0, "/f.txt", range);
+    assert_eq!((a.status, b.status), (206, 206));
+    let etag = a.header("etag").unwrap();
+    let etag_digits: String = etag.chars().filter(char::is_ascii_alphanumeric).collect();
+    let (ba, bb) = (boundary(&a), boundary(&b));
+    assert_ne!(ba, bb, "two responses share a boundary");
+    assert!(!ba.contains(&etag_digits), "boundary {ba} from ETag {etag}");
+    // At least 128 bits of hex.
+    let hex = ba.chars().filter(char::is_ascii_hexdigit).count();
+    assert!(hex >= 32, "boundary {ba} too short");
+
+    // A file that carries what the old boundary would have been: its bytes
+    // come back as one part's content, not as a part of their own.
+    let forged = format!("xx\r\n--zcserve-{etag_digits}\r\nContent-Range: bytes 0-1/2\r\n\r\nFAKE");
+    std::fs::write(d.path().join("g.txt"), &forged).unwrap();
+    let end = forged.len() - 1;
+    let r = get(&s0, "/g.txt", &format!("Range: bytes=0-0,1-{end}\r\n"));
+    assert_eq!(r.status, 206);
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    let delim = format!("--{}", boundary(&r));
+    assert_eq!(body.matches(&delim).count(), 3, "{body}");
+}

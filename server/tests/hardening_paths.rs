@@ -92,3 +92,117 @@ fn multipart_boundary_is_unpredictable() {
     let delim = format!("--{}", boundary(&r));
     assert_eq!(body.matches(&delim).count(), 3, "{body}");
 }
+
+// ------------------------------------------------------------------ #14
+
+/// Rows of a listing page (one per entry, `../` excluded).
+fn listed_names(html: &str) -> Vec<String> {
+    html.lines()
+        .filter_map(|l| l.strip_prefix("<tr><td><a href=\""))
+        .map(|l| l[..l.find('"').unwrap()].to_owned())
+        .filter(|n| n != "../")
+        .collect()
+}
+
+/// inotify on one path: the number of `IN_OPEN` events (an `O_PATH` open
+/// is not one, an open for reading is).
+struct OpenWatch(std::os::fd::OwnedFd);
+
+impl OpenWatch {
+    fn new(path: &Path) -> OpenWatch {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain syscall, no pointers.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            fd >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` was just returned to us and is owned from here on.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: `c` is a valid NUL-terminated string for the call.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN) };
+        assert!(
+            wd >= 0,
+            "inotify_add_watch: {}",
+            std::io::Error::last_os_error()
+        );
+        OpenWatch(fd)
+    }
+
+    /// Events queued so far (the queue is read and emptied).
+    fn opens(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 4096];
+        let mut events = 0;
+        loop {
+            // SAFETY: `buf` is valid for `buf.len()` bytes.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return events;
+            }
+            let mut at = 0;
+            while at < n as usize {
+                let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+                events += 1;
+                at += 16 + len;
+            }
+        }
+    }
+}
+
+/// A FIFO (requested directly, as a directory's `index.html`, or met
+/// in a listing, directly or through a symlink) is refused without ever
+/// being opened: opening it for reading would release a writer blocked
+/// on it (and, without `O_NONBLOCK`, block a worker).
+#[test]
+fn fifo_is_never_opened() {
+    use std::os::unix::fs::symlink;
+    let d = TempDir::new();
+    let r = d.path();
+    let mk =
+        |p: &Path| nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    mk(&r.join("fifo"));
+    std::fs::create_dir(r.join("fd")).unwrap();
+    mk(&r.join("fd/index.html"));
+    symlink("fifo", r.join("to_fifo")).unwrap();
+    std::fs::write(r.join("plain.txt"), b"ok").unwrap();
+    let watch = OpenWatch::new(&r.join("fifo"));
+    let watch_index = OpenWatch::new(&r.join("fd/index.html"));
+    // The watch sees opens (an independent check that it can fail).
+    drop(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags_nonblock()
+            .open(r.join("fifo"))
+            .unwrap(),
+    );
+    assert_eq!(watch.opens(), 1, "inotify missed a real open");
+
+    let s = TestServer::start("auto", r, |s| s.file_cache = false);
+    assert_eq!(get(&s, "/fifo", "").status, 403);
+    assert_eq!(get(&s, "/to_fifo", "").status, 403);
+    assert_eq!(get(&s, "/fd/", "").status, 403);
+    let listing = String::from_utf8(get(&s, "/", "").body).unwrap();
+    assert_eq!(listed_names(&listing), ["fd/", "plain.txt"]);
+    // Through a listing with symlinks followed anywhere, too.
+    let follow = TestServer::start("auto", r, |s| s.follow_symlinks = true);
+    assert_eq!(get(&follow, "/to_fifo", "").status, 403);
+    let _ = get(&follow, "/", "");
+    assert_eq!(watch.opens(), 0, "the server opened the FIFO");
+    assert_eq!(watch_index.opens(), 0, "the server opened fd/index.html");
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}

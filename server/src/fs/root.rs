@@ -6,9 +6,10 @@
 //! root are followed; those pointing outside are refused with
 //! [`PathError::Forbidden`] unless [`Policy::follow_symlinks`] is set.
 //! Anything that is neither a regular file nor a directory (FIFOs, sockets,
-//! devices) is refused; files are opened with `O_NONBLOCK` so that opening
-//! a FIFO cannot hang the server. [`Dir`] finds a directory's `index.html`
-//! and lists its entries under the same rules.
+//! devices) is refused, and never opened: the lookup yields a descriptor
+//! that names the file without opening it (`O_PATH` on Linux), and only a
+//! regular file is then opened for reading. [`Dir`] finds a directory's
+//! `index.html` and lists its entries under the same rules.
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -21,7 +22,7 @@ use nix::sys::stat::{SFlag, fstatat};
 
 use super::dir_stream::DirStream;
 use super::stat::{file_kind, modified};
-use super::sys::{Base, open_beneath};
+use super::sys::{Base, open_beneath, open_for_reading};
 use crate::http::listing::Entry;
 use crate::http::request_path::{PathError, RequestPath};
 
@@ -93,18 +94,18 @@ impl Root {
         }
         let mut lexical = self.canonical.clone();
         lexical.extend(p.segments());
-        let file = open_beneath(&self.base, p.relative(), &lexical, &self.canonical, policy)?;
-        let meta = file.metadata().map_err(|e| PathError::from_io(&e))?;
-        let kind = meta.file_type();
+        let found = open_beneath(&self.base, p.relative(), &lexical, &self.canonical, policy)?;
+        let kind = found.meta.file_type();
         if kind.is_file() {
             if p.has_trailing_slash() {
                 return Err(PathError::NotFound);
             }
-            Ok(Opened::File(file, meta))
+            let meta = found.meta.clone();
+            Ok(Opened::File(open_for_reading(found)?, meta))
         } else if kind.is_dir() {
             Ok(Opened::Dir(Dir {
-                file,
-                meta,
+                file: found.fd,
+                meta: found.meta,
                 path: lexical,
                 root: self.canonical.clone(),
                 base: self.base.clone(),
@@ -128,7 +129,8 @@ pub enum Opened {
 /// An open directory inside the root.
 #[derive(Debug)]
 pub struct Dir {
-    /// `O_RDONLY | O_DIRECTORY` descriptor.
+    /// A descriptor of the directory, `O_PATH` on Linux: enough to look
+    /// up and `fstatat` names in it and to open a `readdir` stream.
     file: File,
     meta: Metadata,
     /// Lexical absolute path (canonical root + segments), for the fallback.
@@ -153,23 +155,23 @@ impl Dir {
     pub fn open_index(&self, policy: &Policy) -> Result<Option<(File, Metadata)>, PathError> {
         const INDEX: &str = "index.html";
         let lexical = self.path.join(INDEX);
-        let file = match open_beneath(
+        let found = match open_beneath(
             &self.base,
             &self.beneath(INDEX),
             &lexical,
             &self.root,
             policy,
         ) {
-            Ok(file) => file,
+            Ok(found) => found,
             Err(PathError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let meta = file.metadata().map_err(|e| PathError::from_io(&e))?;
-        let kind = meta.file_type();
+        let kind = found.meta.file_type();
         if kind.is_dir() {
             Ok(None)
         } else if kind.is_file() {
-            Ok(Some((file, meta)))
+            let meta = found.meta.clone();
+            Ok(Some((open_for_reading(found)?, meta)))
         } else {
             Err(PathError::Forbidden)
         }

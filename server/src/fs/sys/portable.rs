@@ -7,8 +7,9 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
+use super::Found;
 use crate::fs::Policy;
-use crate::fs::canonical::open_canonical_checked;
+use crate::fs::canonical::find_canonical_checked;
 use crate::http::request_path::PathError;
 
 /// Nothing: lookups start from the root's canonical path.
@@ -22,16 +23,21 @@ impl Base {
     }
 }
 
-/// Opens `lexical`, the absolute path of `_rel` under `root` (the canonical
-/// root), if it resolves inside `root`.
+/// Finds `lexical`, the absolute path of `_rel` under `root` (the
+/// canonical root), if it resolves inside `root`.
 pub fn open_beneath(
     _base: &Base,
     _rel: &str,
     lexical: &Path,
     root: &Path,
     policy: &Policy,
-) -> Result<File, PathError> {
-    open_canonical_checked(lexical, root, policy)
+) -> Result<Found, PathError> {
+    find_canonical_checked(lexical, root, policy)
+}
+
+/// The fallback opened the file already, after checking its type.
+pub fn open_for_reading(found: Found) -> Result<File, PathError> {
+    Ok(found.fd)
 }
 
 #[cfg(test)]
@@ -53,5 +59,7 @@ mod tests {
         );
         assert_eq!(open("missing", DEFAULT).unwrap_err(), PathError::NotFound);
         assert!(open("link_outside", FOLLOW).is_ok());
+        assert_eq!(open("fifo", DEFAULT).unwrap_err(), PathError::Forbidden);
+        assert!(open_for_reading(open("hello.txt", DEFAULT).unwrap()).is_ok());
     }
 }

@@ -10,6 +10,7 @@ use common::*;
 
 use std::path::Path;
 
+
 /// `GET target` on a fresh connection that closes after the answer.
 fn get(s: &TestServer, target: &str, extra: &str) -> RawResponse {
     let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
@@ -104,6 +105,7 @@ fn listed_names(html: &str) -> Vec<String> {
         .collect()
 }
 
+
 /// inotify on one path: the number of `IN_OPEN` events (an `O_PATH` open
 /// is not one, an open for reading is).
 struct OpenWatch(std::os::fd::OwnedFd);
@@ -114,22 +116,14 @@ impl OpenWatch {
         use std::os::unix::ffi::OsStrExt;
         // SAFETY: plain syscall, no pointers.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        assert!(
-            fd >= 0,
-            "inotify_init1: {}",
-            std::io::Error::last_os_error()
-        );
+        assert!(fd >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
         // SAFETY: `fd` was just returned to us and is owned from here on.
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
         let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
         use std::os::fd::AsRawFd;
         // SAFETY: `c` is a valid NUL-terminated string for the call.
         let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN) };
-        assert!(
-            wd >= 0,
-            "inotify_add_watch: {}",
-            std::io::Error::last_os_error()
-        );
+        assert!(wd >= 0, "inotify_add_watch: {}", std::io::Error::last_os_error());
         OpenWatch(fd)
     }
 
@@ -163,8 +157,9 @@ fn fifo_is_never_opened() {
     use std::os::unix::fs::symlink;
     let d = TempDir::new();
     let r = d.path();
-    let mk =
-        |p: &Path| nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let mk = |p: &Path| {
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap()
+    };
     mk(&r.join("fifo"));
     std::fs::create_dir(r.join("fd")).unwrap();
     mk(&r.join("fd/index.html"));
@@ -205,4 +200,50 @@ impl NonBlock for std::fs::OpenOptions {
         use std::os::unix::fs::OpenOptionsExt;
         self.custom_flags(libc::O_NONBLOCK)
     }
+}
+
+// ------------------------------------------------------------------ #5
+
+/// A symlink with an innocent name leading to a dot-directory does not
+/// expose it: `repo -> .git` hides `/repo/config` like `/.git/config`, and
+/// the listing does not show `repo`.
+#[test]
+fn symlink_to_a_dotfile_is_hidden() {
+    use std::os::unix::fs::symlink;
+    let d = TempDir::new();
+    let r = d.path();
+    std::fs::create_dir(r.join(".git")).unwrap();
+    std::fs::write(r.join(".git/config"), b"[core] secret").unwrap();
+    std::fs::write(r.join(".env"), b"KEY=secret").unwrap();
+    symlink(".git", r.join("repo")).unwrap();
+    symlink(".env", r.join("env")).unwrap();
+    std::fs::create_dir(r.join("site")).unwrap();
+    symlink("../.env", r.join("site/index.html")).unwrap();
+    std::fs::write(r.join("plain.txt"), b"ok").unwrap();
+    let s = server(r);
+    for target in [
+        "/.git/config",
+        "/repo/config",
+        "/repo/",
+        "/repo",
+        "/env",
+    ] {
+        let got = get(&s, target, "");
+        assert_eq!(got.status, 404, "GET {target}");
+        assert!(!String::from_utf8_lossy(&got.body).contains("secret"));
+    }
+    let listing = String::from_utf8(get(&s, "/", "").body).unwrap();
+    assert_eq!(listed_names(&listing), ["site/", "plain.txt"]);
+    // A hidden index.html is no index: the directory is listed, without it.
+    let site = get(&s, "/site/", "");
+    assert_eq!(site.status, 200);
+    let site = String::from_utf8(site.body).unwrap();
+    assert!(!site.contains("secret"), "{site}");
+    assert!(listed_names(&site).is_empty(), "{site}");
+    assert_eq!(get(&s, "/plain.txt", "").status, 200);
+
+    let shown = TestServer::start("auto", r, |s| s.show_hidden = true);
+    assert_eq!(get(&shown, "/repo/config", "").body, b"[core] secret");
+    assert_eq!(get(&shown, "/env", "").body, b"KEY=secret");
+    assert_eq!(get(&shown, "/site/", "").body, b"KEY=secret");
 }

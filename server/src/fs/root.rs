@@ -8,13 +8,18 @@
 //! Anything that is neither a regular file nor a directory (FIFOs, sockets,
 //! devices) is refused, and never opened: the lookup yields a descriptor
 //! that names the file without opening it (`O_PATH` on Linux), and only a
-//! regular file is then opened for reading. [`Dir`] finds a directory's
-//! `index.html` and lists its entries under the same rules.
+//! regular file is then opened for reading. Dotfiles are hidden by what
+//! was found, not by the request's text: the path the lookup actually
+//! resolved to (read back from the descriptor) must have no component
+//! starting with `.` below the root, so a symlink `repo -> .git` does not
+//! expose `.git/config`. [`Dir`] finds a directory's `index.html` and
+//! lists its entries under the same rules.
 
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
@@ -22,7 +27,7 @@ use nix::sys::stat::{SFlag, fstatat};
 
 use super::dir_stream::DirStream;
 use super::stat::{file_kind, modified};
-use super::sys::{Base, open_beneath, open_for_reading};
+use super::sys::{Base, Found, open_beneath, open_for_reading, resolved_path};
 use crate::http::listing::Entry;
 use crate::http::request_path::{PathError, RequestPath};
 
@@ -94,7 +99,7 @@ impl Root {
         }
         let mut lexical = self.canonical.clone();
         lexical.extend(p.segments());
-        let found = open_beneath(&self.base, p.relative(), &lexical, &self.canonical, policy)?;
+        let found = find(&self.base, p.relative(), &lexical, &self.canonical, policy)?;
         let kind = found.meta.file_type();
         if kind.is_file() {
             if p.has_trailing_slash() {
@@ -115,6 +120,46 @@ impl Root {
             Err(PathError::Forbidden)
         }
     }
+}
+
+/// Finds `rel` beneath the root (see [`open_beneath`]) and, unless
+/// [`Policy::show_hidden`], refuses it as [`PathError::NotFound`] if what
+/// was found lies at a hidden path: the request's own text was checked
+/// already, but a symlink can lead anywhere.
+fn find(
+    base: &Base,
+    rel: &str,
+    lexical: &Path,
+    root: &Path,
+    policy: &Policy,
+) -> Result<Found, PathError> {
+    let found = open_beneath(base, rel, lexical, root, policy)?;
+    if policy.show_hidden {
+        return Ok(found);
+    }
+    // Without `/proc`, the canonical path: it can race with a rename, but
+    // only one inside the root, by someone who can write there.
+    let at = resolved_path(&found).or_else(|| std::fs::canonicalize(lexical).ok());
+    match at {
+        Some(at) if !hidden_beyond(root, &at) => Ok(found),
+        // Hidden, or nowhere to be found any more.
+        _ => Err(PathError::NotFound),
+    }
+}
+
+/// Whether a component of `path` after those it shares with `root` starts
+/// with `.`. Below the root that is every component from the root down;
+/// for a symlink followed out of the root (`--follow-symlinks`), every
+/// component the root's own path does not account for.
+fn hidden_beyond(root: &Path, path: &Path) -> bool {
+    let mut rest = path.components().peekable();
+    for mine in root.components() {
+        if rest.peek() != Some(&mine) {
+            break;
+        }
+        rest.next();
+    }
+    rest.any(|c| matches!(c, Component::Normal(name) if name.as_bytes().starts_with(b".")))
 }
 
 /// What a request path opened to.
@@ -155,7 +200,7 @@ impl Dir {
     pub fn open_index(&self, policy: &Policy) -> Result<Option<(File, Metadata)>, PathError> {
         const INDEX: &str = "index.html";
         let lexical = self.path.join(INDEX);
-        let found = match open_beneath(
+        let found = match find(
             &self.base,
             &self.beneath(INDEX),
             &lexical,
@@ -207,8 +252,7 @@ impl Dir {
                 // resolution as `open_path`, from the root.
                 let inside = || {
                     let rel = self.beneath(name);
-                    open_beneath(&self.base, &rel, &self.path.join(name), &self.root, policy)
-                        .is_ok()
+                    find(&self.base, &rel, &self.path.join(name), &self.root, policy).is_ok()
                 };
                 if !policy.follow_symlinks && !inside() {
                     continue;
@@ -370,8 +414,18 @@ mod tests {
             t.open("/linkdir_inside/", DEFAULT),
             Ok(Opened::Dir(_))
         ));
-        // The request path is not hidden, even though the target is.
-        assert_eq!(t.read("/link_to_dotfile", DEFAULT).unwrap(), "dot");
+        // The request path is not hidden, but its target is: hidden by
+        // what is opened, not by the request's text.
+        assert_eq!(
+            t.open("/link_to_dotfile", DEFAULT).unwrap_err(),
+            PathError::NotFound
+        );
+        assert_eq!(t.read("/link_to_dotfile", HIDDEN).unwrap(), "dot");
+        assert_eq!(
+            t.open("/link_to_dotdir/config", DEFAULT).unwrap_err(),
+            PathError::NotFound
+        );
+        assert_eq!(t.read("/link_to_dotdir/config", HIDDEN).unwrap(), "cfg");
         assert_eq!(
             t.open("/dangling", DEFAULT).unwrap_err(),
             PathError::NotFound
@@ -433,6 +487,22 @@ mod tests {
     }
 
     #[test]
+    fn hidden_beyond_looks_below_the_root_only() {
+        let h = |root: &str, path: &str| hidden_beyond(Path::new(root), Path::new(path));
+        assert!(!h("/srv/www", "/srv/www"));
+        assert!(!h("/srv/www", "/srv/www/a/b.txt"));
+        assert!(h("/srv/www", "/srv/www/.git/config"));
+        assert!(h("/srv/www", "/srv/www/a/.env"));
+        // The root's own dot-directories are the operator's choice.
+        assert!(!h("/home/u/.www", "/home/u/.www/a.txt"));
+        assert!(h("/home/u/.www", "/home/u/.www/.a.txt"));
+        // Followed out of the root: what the root does not account for.
+        assert!(h("/srv/www", "/home/u/.ssh/id"));
+        assert!(h("/home/u/.www", "/home/u/.other/x"));
+        assert!(!h("/srv/www", "/srv/other/x"));
+    }
+
+    #[test]
     fn index_html() {
         let t = Tree::new();
         let dir = |raw| match t.open(raw, DEFAULT) {
@@ -485,7 +555,6 @@ mod tests {
             ("emptydir", true),
             ("hello.txt", false),
             ("link_inside", false),
-            ("link_to_dotfile", false),
             ("linkdir_inside", true),
             ("outindex", true),
             ("sub", true),
@@ -499,6 +568,8 @@ mod tests {
 
         let with_hidden = names(&HIDDEN);
         assert!(with_hidden.contains(&(".secret".to_owned(), false)));
+        assert!(with_hidden.contains(&("link_to_dotfile".to_owned(), false)));
+        assert!(with_hidden.contains(&("link_to_dotdir".to_owned(), true)));
         assert!(with_hidden.contains(&(".git".to_owned(), true)));
         let followed = names(&FOLLOW);
         assert!(followed.contains(&("link_outside".to_owned(), false)));

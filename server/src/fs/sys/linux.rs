@@ -116,3 +116,13 @@ pub fn open_for_reading(found: Found) -> Result<File, PathError> {
         .map(File::from)
         .map_err(PathError::from_errno)
 }
+
+/// Where `found` is, as the kernel resolved it.
+pub fn resolved_path(found: &Found) -> Option<PathBuf> {
+    if let Some(path) = &found.canonical {
+        return Some(path.clone());
+    }
+    nix::fcntl::readlink(proc_fd(&found.fd).as_path())
+        .ok()
+        .map(PathBuf::from)
+}

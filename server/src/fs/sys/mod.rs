@@ -14,9 +14,9 @@ mod linux;
 mod portable;
 
 #[cfg(target_os = "linux")]
-pub use linux::{Base, open_beneath, open_for_reading};
+pub use linux::{Base, open_beneath, open_for_reading, resolved_path};
 #[cfg(not(target_os = "linux"))]
-pub use portable::{Base, open_beneath, open_for_reading};
+pub use portable::{Base, open_beneath, open_for_reading, resolved_path};
 
 /// A file found beneath the root: a descriptor naming it and its
 /// metadata (`fstat` of that descriptor), so that its type can be checked

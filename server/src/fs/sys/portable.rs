@@ -3,7 +3,7 @@
 //! swaps.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
@@ -40,6 +40,11 @@ pub fn open_for_reading(found: Found) -> Result<File, PathError> {
     Ok(found.fd)
 }
 
+/// The canonical path the fallback found.
+pub fn resolved_path(found: &Found) -> Option<PathBuf> {
+    found.canonical.clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +65,8 @@ mod tests {
         assert_eq!(open("missing", DEFAULT).unwrap_err(), PathError::NotFound);
         assert!(open("link_outside", FOLLOW).is_ok());
         assert_eq!(open("fifo", DEFAULT).unwrap_err(), PathError::Forbidden);
-        assert!(open_for_reading(open("hello.txt", DEFAULT).unwrap()).is_ok());
+        let found = open("hello.txt", DEFAULT).unwrap();
+        assert_eq!(resolved_path(&found), Some(root.join("hello.txt")));
+        assert!(open_for_reading(found).is_ok());
     }
 }

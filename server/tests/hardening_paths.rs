@@ -10,7 +10,6 @@ use common::*;
 
 use std::path::Path;
 
-
 /// `GET target` on a fresh connection that closes after the answer.
 fn get(s: &TestServer, target: &str, extra: &str) -> RawResponse {
     let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
@@ -105,7 +104,6 @@ fn listed_names(html: &str) -> Vec<String> {
         .collect()
 }
 
-
 /// inotify on one path: the number of `IN_OPEN` events (an `O_PATH` open
 /// is not one, an open for reading is).
 struct OpenWatch(std::os::fd::OwnedFd);
@@ -116,14 +114,22 @@ impl OpenWatch {
         use std::os::unix::ffi::OsStrExt;
         // SAFETY: plain syscall, no pointers.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        assert!(fd >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
+        assert!(
+            fd >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
         // SAFETY: `fd` was just returned to us and is owned from here on.
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
         let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
         use std::os::fd::AsRawFd;
         // SAFETY: `c` is a valid NUL-terminated string for the call.
         let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN) };
-        assert!(wd >= 0, "inotify_add_watch: {}", std::io::Error::last_os_error());
+        assert!(
+            wd >= 0,
+            "inotify_add_watch: {}",
+            std::io::Error::last_os_error()
+        );
         OpenWatch(fd)
     }
 
@@ -157,9 +163,8 @@ fn fifo_is_never_opened() {
     use std::os::unix::fs::symlink;
     let d = TempDir::new();
     let r = d.path();
-    let mk = |p: &Path| {
-        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap()
-    };
+    let mk =
+        |p: &Path| nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     mk(&r.join("fifo"));
     std::fs::create_dir(r.join("fd")).unwrap();
     mk(&r.join("fd/index.html"));
@@ -221,13 +226,7 @@ fn symlink_to_a_dotfile_is_hidden() {
     symlink("../.env", r.join("site/index.html")).unwrap();
     std::fs::write(r.join("plain.txt"), b"ok").unwrap();
     let s = server(r);
-    for target in [
-        "/.git/config",
-        "/repo/config",
-        "/repo/",
-        "/repo",
-        "/env",
-    ] {
+    for target in ["/.git/config", "/repo/config", "/repo/", "/repo", "/env"] {
         let got = get(&s, target, "");
         assert_eq!(got.status, 404, "GET {target}");
         assert!(!String::from_utf8_lossy(&got.body).contains("secret"));
@@ -246,4 +245,79 @@ fn symlink_to_a_dotfile_is_hidden() {
     assert_eq!(get(&shown, "/repo/config", "").body, b"[core] secret");
     assert_eq!(get(&shown, "/env", "").body, b"KEY=secret");
     assert_eq!(get(&shown, "/site/", "").body, b"KEY=secret");
+}
+
+// ------------------------------------------------------------------ #17
+
+/// A symlink swapped back and forth between a file inside the root and
+/// one outside, while the directory is listed again and again: the size
+/// listed is never the outside file's. Before the fix the link was
+/// checked by one lookup and stat'ed by another, so a swap in between
+/// showed the outside file's size. (Passing never depends on timing; how
+/// often the old code failed did.)
+#[test]
+fn listing_never_shows_a_swapped_symlinks_outside_target() {
+    use std::os::unix::fs::symlink;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use zcserve::fs::{Opened, Policy, Root};
+    use zcserve::http::request_path::RequestPath;
+
+    let d = TempDir::new();
+    let base = d.path();
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    std::fs::write(root.join("inside.txt"), b"i").unwrap();
+    // 1 byte inside, 100,000 outside: a listed 100000 is the leak.
+    std::fs::write(base.join("outside.bin"), vec![b'o'; 100_000]).unwrap();
+    symlink("../inside.txt", root.join("d/link")).unwrap();
+    let served = Root::open(&root).unwrap();
+    let Ok(Opened::Dir(dir)) =
+        served.open_path(&RequestPath::parse("/d/").unwrap(), &Policy::default())
+    else {
+        panic!("/d/ is not a directory");
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let dir = root.join("d");
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for target in ["../../outside.bin", "../inside.txt"] {
+                    let _ = std::fs::remove_file(dir.join("tmp"));
+                    symlink(target, dir.join("tmp")).unwrap();
+                    std::fs::rename(dir.join("tmp"), dir.join("link")).unwrap();
+                }
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut seen_inside = 0;
+    let mut leaked = 0;
+    for _ in 0..20_000 {
+        for e in listing_entries(&dir) {
+            if e.name == "link" {
+                match e.len {
+                    1 => seen_inside += 1,
+                    100_000 => leaked += 1,
+                    n => panic!("link listed with {n} bytes"),
+                }
+            }
+        }
+        if leaked > 0 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0, "the swapper never ran");
+    assert!(seen_inside > 0, "the link was never listed");
+    assert_eq!(leaked, 0, "the outside file's size was listed");
+}
+
+fn listing_entries(dir: &zcserve::fs::Dir) -> Vec<zcserve::http::listing::Entry> {
+    dir.entries(&zcserve::fs::Policy::default()).unwrap()
 }

@@ -242,36 +242,44 @@ impl Dir {
             if name.starts_with('.') && !policy.show_hidden {
                 continue;
             }
-            let mut stat = match fstatat(self.file.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            let stat = match fstatat(self.file.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(stat) => stat,
                 Err(Errno::ENOENT) => continue, // removed meanwhile
                 Err(e) => return Err(e.into()),
             };
-            if file_kind(&stat) == SFlag::S_IFLNK {
+            let kind = file_kind(&stat);
+            let entry = if kind == SFlag::S_IFLNK {
                 // Listed only if a request for it would be served: the same
-                // resolution as `open_path`, from the root.
-                let inside = || {
-                    let rel = self.beneath(name);
-                    find(&self.base, &rel, &self.path.join(name), &self.root, policy).is_ok()
+                // resolution as `open_path`, from the root. What is shown
+                // comes from the descriptor that resolution yielded, never
+                // from a second lookup by name, which a swapped link could
+                // lead out of the root.
+                let rel = self.beneath(name);
+                let Ok(found) = find(&self.base, &rel, &self.path.join(name), &self.root, policy)
+                else {
+                    continue; // dangling, hidden or leading out of the root
                 };
-                if !policy.follow_symlinks && !inside() {
+                let kind = found.meta.file_type();
+                if !kind.is_dir() && !kind.is_file() {
                     continue;
                 }
-                stat = match fstatat(self.file.as_fd(), name, AtFlags::empty()) {
-                    Ok(stat) => stat,
-                    Err(_) => continue, // dangling
-                };
-            }
-            let kind = file_kind(&stat);
-            if kind != SFlag::S_IFDIR && kind != SFlag::S_IFREG {
+                Entry {
+                    name: name.to_owned(),
+                    is_dir: kind.is_dir(),
+                    len: found.meta.len(),
+                    modified: found.meta.modified().ok(),
+                }
+            } else if kind == SFlag::S_IFDIR || kind == SFlag::S_IFREG {
+                Entry {
+                    name: name.to_owned(),
+                    is_dir: kind == SFlag::S_IFDIR,
+                    len: u64::try_from(stat.st_size).unwrap_or(0),
+                    modified: modified(&stat),
+                }
+            } else {
                 continue;
-            }
-            out.push(Entry {
-                name: name.to_owned(),
-                is_dir: kind == SFlag::S_IFDIR,
-                len: u64::try_from(stat.st_size).unwrap_or(0),
-                modified: modified(&stat),
-            });
+            };
+            out.push(entry);
         }
         Ok(out)
     }

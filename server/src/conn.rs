@@ -345,6 +345,9 @@ async fn send(
             let n = body.len() as u64;
             let mut all = resp.head;
             all.extend_from_slice(&body);
+            // One copy of the body is held while a slow client reads it,
+            // not two (a listing can be megabytes).
+            drop(body);
             write(stream, all).await.map(|_| n).map_err(|e| (0, e))
         }
         Body::File { source, range } => {

@@ -10,7 +10,7 @@ use http::{HeaderMap, Method, StatusCode, header};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use zcserve_core::{ByteRange, Source};
 
-use crate::fs::{Opened, Policy, Root};
+use crate::fs::{Dir, Opened, Policy, Root};
 use crate::http::conditional::{self, Precondition};
 use crate::http::file_cache::{FileCache, OpenFile};
 use crate::http::listing;
@@ -28,6 +28,8 @@ pub struct Site {
     pub policy: Policy,
     /// Directory listings on.
     pub listing: bool,
+    /// Most entries one listing page shows (`--listing-max-entries`).
+    pub listing_max_entries: usize,
     /// Most ranges honoured in one request.
     pub max_ranges: usize,
     /// Files opened recently, reused while unchanged.
@@ -99,20 +101,7 @@ pub fn respond(req: &Request, site: &Site) -> Response {
                     let file = keep(OpenFile::new(file, &meta, content_type("index.html")));
                     serve_file(&ctx, &file, site.max_ranges)
                 }
-                Ok(None) if site.listing => match dir.entries(&site.policy) {
-                    Ok(entries) => {
-                        let html = listing::render(&path.decoded(), entries).into_bytes();
-                        let mut head = Head::new(StatusCode::OK);
-                        head.header("Content-Type", "text/html; charset=utf-8")
-                            .header("Content-Length", html.len())
-                            .header("Cache-Control", "no-cache");
-                        with_body(StatusCode::OK, head, html, head_only, keep_alive)
-                    }
-                    Err(e) => {
-                        tracing::warn!("listing {}: {e}", path.decoded());
-                        plain(StatusCode::FORBIDDEN, "", head_only, keep_alive)
-                    }
-                },
+                Ok(None) if site.listing => listing_page(&path, &dir, site, head_only, keep_alive),
                 Ok(None) => plain(
                     StatusCode::FORBIDDEN,
                     "directory listing is off",
@@ -121,6 +110,40 @@ pub fn respond(req: &Request, site: &Site) -> Response {
                 ),
                 Err(e) => path_error(e, head_only, keep_alive, cache),
             }
+        }
+    }
+}
+
+/// The listing page of `dir`, at most `site.listing_max_entries` entries.
+///
+/// A HEAD gets the page's head without the page: RFC 9110 9.3.2 lets a
+/// response to HEAD omit the header fields whose values are only known by
+/// generating the content, and Content-Length (8.6) is one, so the
+/// directory is not even read and Content-Length is left out. (The
+/// listing is `no-cache` and has no validators, so nothing else depends on
+/// its bytes.) A GET builds the page once, as the body.
+fn listing_page(
+    path: &RequestPath,
+    dir: &Dir,
+    site: &Site,
+    head_only: bool,
+    keep_alive: bool,
+) -> Response {
+    let mut head = Head::new(StatusCode::OK);
+    head.header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-cache");
+    if head_only {
+        return with_body(StatusCode::OK, head, Vec::new(), true, keep_alive);
+    }
+    match dir.entries(&site.policy, site.listing_max_entries) {
+        Ok(entries) => {
+            let html = listing::render(&path.decoded(), entries).into_bytes();
+            head.header("Content-Length", html.len());
+            with_body(StatusCode::OK, head, html, false, keep_alive)
+        }
+        Err(e) => {
+            tracing::warn!("listing {}: {e}", path.decoded());
+            plain(StatusCode::FORBIDDEN, "", head_only, keep_alive)
         }
     }
 }

@@ -319,5 +319,87 @@ fn listing_never_shows_a_swapped_symlinks_outside_target() {
 }
 
 fn listing_entries(dir: &zcserve::fs::Dir) -> Vec<zcserve::http::listing::Entry> {
-    dir.entries(&zcserve::fs::Policy::default()).unwrap()
+    dir.entries(&zcserve::fs::Policy::default(), usize::MAX)
+        .unwrap()
+        .entries
+}
+
+// ------------------------------------------------------------------ #1
+
+/// `HEAD target`, the head and every byte after it.
+fn head(s: &TestServer, target: &str) -> (RawResponse, usize) {
+    let req = format!("HEAD {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let bytes = s.raw(req.as_bytes());
+    let (r, n) = try_parse(&bytes, true).unwrap_or_else(|| panic!("HEAD {target}: no response"));
+    (r, bytes.len() - n)
+}
+
+/// A directory with more entries than the default cap lists exactly the
+/// cap, sorted, and says that it stopped.
+#[test]
+fn listing_default_cap_truncates_with_a_notice() {
+    let d = TempDir::new();
+    let big = d.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..10_005 {
+        std::fs::write(big.join(format!("f{i:05}")), b"").unwrap();
+    }
+    let s = server(d.path());
+    let r = get(&s, "/big/", "");
+    assert_eq!(r.status, 200);
+    let html = String::from_utf8(r.body).unwrap();
+    let names = listed_names(&html);
+    assert_eq!(names.len(), 10_000, "entries listed");
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "the kept entries are sorted");
+    assert!(
+        html.contains("class=\"truncated\""),
+        "no truncation notice in the page"
+    );
+}
+
+/// `--listing-max-entries` caps what is read; the page says so; a
+/// directory of exactly the cap is whole.
+#[test]
+fn listing_max_entries_flag_caps_the_page() {
+    let d = TempDir::new();
+    for dir in ["ten", "eleven"] {
+        std::fs::create_dir(d.path().join(dir)).unwrap();
+    }
+    for i in 0..10 {
+        std::fs::write(d.path().join(format!("ten/{i}")), b"").unwrap();
+        std::fs::write(d.path().join(format!("eleven/{i}")), b"").unwrap();
+    }
+    std::fs::write(d.path().join("eleven/10"), b"").unwrap();
+    let s = TestServer::start("auto", d.path(), |s| s.listing_max_entries = 10);
+    let ten = String::from_utf8(get(&s, "/ten/", "").body).unwrap();
+    assert_eq!(listed_names(&ten).len(), 10);
+    assert!(!ten.contains("truncated"), "{ten}");
+    let eleven = String::from_utf8(get(&s, "/eleven/", "").body).unwrap();
+    assert_eq!(listed_names(&eleven).len(), 10);
+    assert!(eleven.contains("only 10 of them are shown"), "{eleven}");
+}
+
+/// HEAD of a listing answers the headers without building the page: no
+/// Content-Length (RFC 9110 9.3.2 lets a HEAD omit fields only known by
+/// generating the content) and no body.
+#[test]
+fn head_of_a_listing_does_not_build_it() {
+    let d = TempDir::new();
+    std::fs::create_dir(d.path().join("list")).unwrap();
+    std::fs::write(d.path().join("list/a.txt"), b"a").unwrap();
+    let s = server(d.path());
+    let g = get(&s, "/list/", "");
+    assert_eq!(g.status, 200);
+    assert!(g.header("content-length").is_some());
+    let (h, after) = head(&s, "/list/");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-type"), g.header("content-type"));
+    assert_eq!(
+        h.header("content-length"),
+        None,
+        "HEAD computed the listing's length"
+    );
+    assert_eq!(after, 0, "HEAD sent a body");
 }

@@ -28,7 +28,7 @@ use nix::sys::stat::{SFlag, fstatat};
 use super::dir_stream::DirStream;
 use super::stat::{file_kind, modified};
 use super::sys::{Base, Found, open_beneath, open_for_reading, resolved_path};
-use crate::http::listing::Entry;
+use crate::http::listing::{Entry, Listing};
 use crate::http::request_path::{PathError, RequestPath};
 
 /// What the server is allowed to reveal.
@@ -222,16 +222,24 @@ impl Dir {
         }
     }
 
-    /// Lists the directory for [`listing::render`](crate::http::listing::render).
+    /// Lists the directory for [`listing::render`](crate::http::listing::render),
+    /// keeping at most `max` entries.
     ///
     /// `.` and `..` are skipped, as are names starting with `.` unless
     /// [`Policy::show_hidden`], names that could not be requested (not UTF-8,
-    /// containing `\`), dangling symlinks, symlinks leading out of the root
-    /// unless [`Policy::follow_symlinks`], and anything that is neither a
-    /// regular file nor a directory. Symlinks are described by their target.
-    pub fn entries(&self, policy: &Policy) -> io::Result<Vec<Entry>> {
+    /// containing `\`), dangling symlinks, symlinks that a request could not
+    /// follow (out of the root unless [`Policy::follow_symlinks`], or to a
+    /// hidden path), and anything that is neither a regular file nor a
+    /// directory. Symlinks are described by their target.
+    ///
+    /// The directory is read as a stream: once `max` entries are kept,
+    /// reading stops at the next one that would be listed and the listing
+    /// is marked truncated, so memory and work are bounded by `max`
+    /// whatever the directory holds. The entries kept are the first ones
+    /// `readdir` returned, in no particular order.
+    pub fn entries(&self, policy: &Policy, max: usize) -> io::Result<Listing> {
         let mut dir = DirStream::open(self.file.as_fd())?;
-        let mut out = Vec::new();
+        let mut out = Listing::default();
         while let Some(name) = dir.next_name()? {
             let Ok(name) = std::str::from_utf8(&name) else {
                 continue;
@@ -279,7 +287,11 @@ impl Dir {
             } else {
                 continue;
             };
-            out.push(entry);
+            if out.entries.len() == max {
+                out.truncated = true;
+                break;
+            }
+            out.entries.push(entry);
         }
         Ok(out)
     }
@@ -546,9 +558,10 @@ mod tests {
             panic!("root is not a dir");
         };
         let names = |policy: &Policy| {
-            let mut v: Vec<(String, bool)> = d
-                .entries(policy)
-                .unwrap()
+            let listing = d.entries(policy, usize::MAX).unwrap();
+            assert!(!listing.truncated);
+            let mut v: Vec<(String, bool)> = listing
+                .entries
                 .into_iter()
                 .map(|e| (e.name, e.is_dir))
                 .collect();
@@ -585,8 +598,9 @@ mod tests {
         assert!(!followed.iter().any(|(n, _)| n == "dangling" || n == "fifo"));
 
         let hello = d
-            .entries(&DEFAULT)
+            .entries(&DEFAULT, usize::MAX)
             .unwrap()
+            .entries
             .into_iter()
             .find(|e| e.name == "hello.txt")
             .unwrap();
@@ -596,6 +610,28 @@ mod tests {
             .modified()
             .unwrap();
         assert_eq!(hello.modified, Some(mtime));
+    }
+
+    #[test]
+    fn entries_stop_at_the_cap() {
+        let t = Tree::new();
+        let Ok(Opened::Dir(d)) = t.open("/", DEFAULT) else {
+            panic!("root is not a dir");
+        };
+        let all = d.entries(&DEFAULT, usize::MAX).unwrap().entries.len();
+        assert!(all > 3);
+        let exact = d.entries(&DEFAULT, all).unwrap();
+        assert_eq!((exact.entries.len(), exact.truncated), (all, false));
+        let cut = d.entries(&DEFAULT, 3).unwrap();
+        assert_eq!((cut.entries.len(), cut.truncated), (3, true));
+        let none = d.entries(&DEFAULT, 0).unwrap();
+        assert_eq!((none.entries.len(), none.truncated), (0, true));
+        // Hidden and unlistable names do not count towards the cap.
+        let Ok(Opened::Dir(git)) = t.open("/.git/", HIDDEN) else {
+            panic!("/.git/ is not a dir");
+        };
+        let one = git.entries(&DEFAULT, 1).unwrap();
+        assert_eq!((one.entries.len(), one.truncated), (1, false));
     }
 
     /// The path an open descriptor refers to, per `/proc/self/fd`.

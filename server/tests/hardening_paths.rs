@@ -154,10 +154,24 @@ impl OpenWatch {
     }
 }
 
+/// The system call `tid` (a thread of this process) is blocked in, from
+/// `/proc/self/task/<tid>/syscall`; `None` once it has left it (running,
+/// or the thread is gone).
+fn blocked_in(tid: i32) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// A FIFO (requested directly, as a directory's `index.html`, or met
 /// in a listing, directly or through a symlink) is refused without ever
 /// being opened: opening it for reading would release a writer blocked
 /// on it (and, without `O_NONBLOCK`, block a worker).
+///
+/// Two witnesses. A writer thread blocked opening the FIFO must still be
+/// blocked afterwards (any open for reading releases it). And, where this
+/// kernel's inotify does not report `O_PATH` opens (Linux 6.5 on), no
+/// `IN_OPEN` may be reported at all, which catches even an open the
+/// writer could not be seen to leave.
 #[test]
 fn fifo_is_never_opened() {
     use std::os::unix::fs::symlink;
@@ -173,14 +187,46 @@ fn fifo_is_never_opened() {
     let watch = OpenWatch::new(&r.join("fifo"));
     let watch_index = OpenWatch::new(&r.join("fd/index.html"));
     // The watch sees opens (an independent check that it can fail).
-    drop(
+    let reader = || {
         std::fs::OpenOptions::new()
             .read(true)
             .custom_flags_nonblock()
             .open(r.join("fifo"))
-            .unwrap(),
-    );
+            .unwrap()
+    };
+    drop(reader());
     assert_eq!(watch.opens(), 1, "inotify missed a real open");
+    let o_path = nix::fcntl::open(
+        &r.join("fifo"),
+        nix::fcntl::OFlag::O_PATH,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    drop(o_path);
+    let inotify_witness = watch.opens() == 0;
+    if !inotify_witness {
+        println!("this kernel reports O_PATH opens to inotify: only the writer witnesses");
+    }
+
+    // A writer blocked in open(2) until someone opens the FIFO to read.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let fifo = r.join("fifo");
+    let writer = std::thread::spawn(move || {
+        tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .map(drop)
+    });
+    let tid = tid_rx.recv().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while blocked_in(tid) != Some(libc::SYS_openat) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the writer never blocked"
+        );
+        std::thread::yield_now();
+    }
 
     let s = TestServer::start("auto", r, |s| s.file_cache = false);
     assert_eq!(get(&s, "/fifo", "").status, 403);
@@ -192,8 +238,20 @@ fn fifo_is_never_opened() {
     let follow = TestServer::start("auto", r, |s| s.follow_symlinks = true);
     assert_eq!(get(&follow, "/to_fifo", "").status, 403);
     let _ = get(&follow, "/", "");
-    assert_eq!(watch.opens(), 0, "the server opened the FIFO");
-    assert_eq!(watch_index.opens(), 0, "the server opened fd/index.html");
+
+    assert_eq!(
+        blocked_in(tid),
+        Some(libc::SYS_openat),
+        "the writer was released: the server opened the FIFO"
+    );
+    if inotify_witness {
+        assert_eq!(watch.opens(), 0, "the server opened the FIFO");
+        assert_eq!(watch_index.opens(), 0, "the server opened fd/index.html");
+    }
+    // Release the writer ourselves; its open then succeeds.
+    let release = reader();
+    writer.join().unwrap().unwrap();
+    drop(release);
 }
 
 trait NonBlock {

@@ -119,9 +119,10 @@ pub fn respond(req: &Request, site: &Site) -> Response {
 /// A HEAD gets the page's head without the page: RFC 9110 9.3.2 lets a
 /// response to HEAD omit the header fields whose values are only known by
 /// generating the content, and Content-Length (8.6) is one, so the
-/// directory is not even read and Content-Length is left out. (The
-/// listing is `no-cache` and has no validators, so nothing else depends on
-/// its bytes.) A GET builds the page once, as the body.
+/// directory is opened (for GET's status) but not read, and
+/// Content-Length is left out. (The listing is `no-cache` and has no
+/// validators, so nothing else depends on its bytes.) A GET builds the
+/// page once, as the body.
 fn listing_page(
     path: &RequestPath,
     dir: &Dir,
@@ -132,15 +133,20 @@ fn listing_page(
     let mut head = Head::new(StatusCode::OK);
     head.header("Content-Type", "text/html; charset=utf-8")
         .header("Cache-Control", "no-cache");
-    if head_only {
-        return with_body(StatusCode::OK, head, Vec::new(), true, keep_alive);
-    }
-    match dir.entries(&site.policy, site.listing_max_entries) {
-        Ok(entries) => {
-            let html = listing::render(&path.decoded(), entries).into_bytes();
-            head.header("Content-Length", html.len());
-            with_body(StatusCode::OK, head, html, false, keep_alive)
-        }
+    let listed = if head_only {
+        // Opened as for a GET, so that the status is the same; not read.
+        dir.check_readable()
+            .map(|()| with_body(StatusCode::OK, head, Vec::new(), true, keep_alive))
+    } else {
+        dir.entries(&site.policy, site.listing_max_entries)
+            .map(|entries| {
+                let html = listing::render(&path.decoded(), entries).into_bytes();
+                head.header("Content-Length", html.len());
+                with_body(StatusCode::OK, head, html, false, keep_alive)
+            })
+    };
+    match listed {
+        Ok(response) => response,
         Err(e) => {
             tracing::warn!("listing {}: {e}", path.decoded());
             plain(StatusCode::FORBIDDEN, "", head_only, keep_alive)

@@ -222,6 +222,13 @@ impl Dir {
         }
     }
 
+    /// Whether the directory can be opened for reading, as
+    /// [`Dir::entries`] will: what a HEAD of a listing checks instead of
+    /// reading it, so that it answers with GET's status.
+    pub fn check_readable(&self) -> io::Result<()> {
+        DirStream::open(self.file.as_fd()).map(drop)
+    }
+
     /// Lists the directory for [`listing::render`](crate::http::listing::render),
     /// keeping at most `max` entries.
     ///

@@ -94,6 +94,9 @@ pub struct Args {
     /// List the backends this machine can run and the one `auto` picks, then exit
     #[arg(long)]
     pub list_backends: bool,
+    /// Most entries a directory listing shows; a bigger directory's page says it is truncated [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub listing_max_entries: Option<usize>,
 }
 
 /// Access log line formats.
@@ -134,6 +137,7 @@ struct FileConfig {
     notsent_lowat: Option<u64>,
     pipe_size: Option<usize>,
     buffer_size: Option<usize>,
+    listing_max_entries: Option<usize>,
 }
 
 /// Where access log lines go.
@@ -193,6 +197,8 @@ pub struct Settings {
     pub notsent_lowat: Option<u32>,
     /// Backend knobs.
     pub backend_config: zcserve_backends::Config,
+    /// Most entries a listing page shows.
+    pub listing_max_entries: usize,
 }
 
 impl Default for Settings {
@@ -281,6 +287,15 @@ impl Settings {
                     })?,
             ),
         };
+        let listing_max_entries = args
+            .listing_max_entries
+            .or(file.listing_max_entries)
+            .unwrap_or(DEFAULT_LISTING_MAX_ENTRIES);
+        if listing_max_entries == 0 {
+            return Err(
+                "listing-max-entries must be at least 1 (--no-listing turns listings off)".into(),
+            );
+        }
         let access_log = match args.access_log.or(file.access_log).as_deref() {
             None | Some("stdout") | Some("-") => AccessLog::Stdout,
             Some("off") => AccessLog::Off,
@@ -356,6 +371,7 @@ impl Settings {
                 // read-in pool for cold ranges, set here once `Config`
                 // has that knob.
             },
+            listing_max_entries,
         })
     }
 }
@@ -377,6 +393,12 @@ const DEFAULT_DISK_THREADS: usize = 16;
 
 /// More threads than any disk queue could use.
 const MAX_DISK_THREADS: usize = 1024;
+
+/// Bounds the memory and time one listing request can cost, whatever the
+/// directory holds, while leaving directories meant for browsing whole;
+/// chosen from the measured page size and build time per entry (README,
+/// Security).
+const DEFAULT_LISTING_MAX_ENTRIES: usize = 10_000;
 
 fn seconds(name: &str, v: Option<f64>, default: f64) -> Result<Duration, String> {
     let s = v.unwrap_or(default);
@@ -537,5 +559,23 @@ mod tests {
         assert!(e.contains("notsent-lowat") && e.contains("0 keeps"), "{e}");
         let e = parse(&["--config", "/nonexistent/zc.toml"]).unwrap_err();
         assert!(e.contains("/nonexistent/zc.toml"), "{e}");
+    }
+
+    #[test]
+    fn listing_max_entries_flag_and_key() {
+        assert_eq!(parse(&[]).unwrap().listing_max_entries, 10_000);
+        let s = with_file("listing-max-entries = 50\n", &[]).unwrap();
+        assert_eq!(s.listing_max_entries, 50);
+        let s = with_file(
+            "listing-max-entries = 50\n",
+            &["--listing-max-entries", "7"],
+        )
+        .unwrap();
+        assert_eq!(s.listing_max_entries, 7);
+        let e = parse(&["--listing-max-entries", "0"]).unwrap_err();
+        assert!(
+            e.contains("listing-max-entries") && e.contains("--no-listing"),
+            "{e}"
+        );
     }
 }

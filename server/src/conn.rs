@@ -489,6 +489,9 @@ async fn send(stream: &mut TcpStream, resp: Response, state: &ServerState) -> Se
             let n = body.len() as u64;
             let mut all = resp.head;
             all.extend_from_slice(&body);
+            // One copy of the body is held while a slow client reads it,
+            // not two (a listing can be megabytes).
+            drop(body);
             match write(stream, all).await {
                 Ok(()) => Sent::Done(n),
                 Err(e) => Sent::Cut(0, e),

@@ -80,6 +80,7 @@ impl Server {
                     follow_symlinks: settings.follow_symlinks,
                 },
                 listing: settings.listing,
+                listing_max_entries: settings.listing_max_entries,
                 max_ranges: DEFAULT_MAX_RANGES,
                 cache: if settings.file_cache {
                     FileCache::with_clock(

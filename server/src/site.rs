@@ -3,12 +3,14 @@
 //! ranges. Files are opened here (through [`crate::fs`] and the file
 //! cache), but nothing here touches a socket.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode, header};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use zcserve_core::{ByteRange, Source};
 
-use crate::fs::{Opened, Policy, Root};
+use crate::fs::{Dir, Opened, Policy, Root};
 use crate::http::conditional::{self, Precondition};
 use crate::http::file_cache::{FileCache, OpenFile};
 use crate::http::listing;
@@ -26,6 +28,8 @@ pub struct Site {
     pub policy: Policy,
     /// Directory listings on.
     pub listing: bool,
+    /// Most entries one listing page shows (`--listing-max-entries`).
+    pub listing_max_entries: usize,
     /// Most ranges honoured in one request.
     pub max_ranges: usize,
     /// Files opened recently, reused while unchanged.
@@ -98,10 +102,10 @@ pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
 /// (and its `index.html`, or lists it) and answers. Blocks on the disk.
 pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
     let Miss { path } = miss;
-    let keep_alive = req.keep_alive && !req.chunked_body;
+    let keep_alive = req.keep_alive;
     let head_only = req.method == Method::HEAD;
     // `from_memory` accepted the target.
-    let (raw_path, query) = split_target(&req.target).unwrap_or((&req.target, None));
+    let (_, query) = split_target(&req.target).unwrap_or((&req.target, None));
     let ctx = Ctx {
         req,
         head_only,
@@ -131,27 +135,14 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
         }
         Ok(Opened::Dir(dir)) => {
             if !path.has_trailing_slash() {
-                return redirect_to_slash(raw_path, query, head_only, keep_alive);
+                return redirect_to_slash(&path, query, head_only, keep_alive);
             }
             match dir.open_index(&site.policy) {
                 Ok(Some((file, meta))) => {
                     let file = keep(OpenFile::new(file, &meta, content_type("index.html")));
                     serve_file(&ctx, &file, site.max_ranges)
                 }
-                Ok(None) if site.listing => match dir.entries(&site.policy) {
-                    Ok(entries) => {
-                        let html = listing::render(&path.decoded(), entries).into_bytes();
-                        let mut head = Head::new(StatusCode::OK);
-                        head.header("Content-Type", "text/html; charset=utf-8")
-                            .header("Content-Length", html.len())
-                            .header("Cache-Control", "no-cache");
-                        with_body(StatusCode::OK, head, html, head_only, keep_alive)
-                    }
-                    Err(e) => {
-                        tracing::warn!("listing {}: {e}", path.decoded());
-                        plain(StatusCode::FORBIDDEN, "", head_only, keep_alive)
-                    }
-                },
+                Ok(None) if site.listing => listing_page(&path, &dir, site, head_only, keep_alive),
                 Ok(None) => plain(
                     StatusCode::FORBIDDEN,
                     "directory listing is off",
@@ -160,6 +151,46 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
                 ),
                 Err(e) => path_error(e, head_only, keep_alive, cache),
             }
+        }
+    }
+}
+
+/// The listing page of `dir`, at most `site.listing_max_entries` entries.
+///
+/// A HEAD gets the page's head without the page: RFC 9110 9.3.2 lets a
+/// response to HEAD omit the header fields whose values are only known by
+/// generating the content, and Content-Length (8.6) is one, so the
+/// directory is opened (for GET's status) but not read, and
+/// Content-Length is left out. (The listing is `no-cache` and has no
+/// validators, so nothing else depends on its bytes.) A GET builds the
+/// page once, as the body.
+fn listing_page(
+    path: &RequestPath,
+    dir: &Dir,
+    site: &Site,
+    head_only: bool,
+    keep_alive: bool,
+) -> Response {
+    let mut head = Head::new(StatusCode::OK);
+    head.header("Content-Type", "text/html; charset=utf-8")
+        .header("Cache-Control", "no-cache");
+    let listed = if head_only {
+        // Opened as for a GET, so that the status is the same; not read.
+        dir.check_readable()
+            .map(|()| with_body(StatusCode::OK, head, Vec::new(), true, keep_alive))
+    } else {
+        dir.entries(&site.policy, site.listing_max_entries)
+            .map(|entries| {
+                let html = listing::render(&path.decoded(), entries).into_bytes();
+                head.header("Content-Length", html.len());
+                with_body(StatusCode::OK, head, html, false, keep_alive)
+            })
+    };
+    match listed {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!("listing {}: {e}", path.decoded());
+            plain(StatusCode::FORBIDDEN, "", head_only, keep_alive)
         }
     }
 }
@@ -203,26 +234,54 @@ fn path_error(e: PathError, head_only: bool, keep_alive: bool, cache: &FileCache
     plain(e.status(), detail, head_only, keep_alive)
 }
 
-/// 301 to the same path with a slash, query kept. The path is the one the
-/// client sent (still percent-encoded); anything outside visible ASCII is
-/// encoded so the Location header stays a valid field value.
+/// Characters encoded in one path segment of a `Location`: controls,
+/// space, what ends or splits a segment (`/ ? #`), `%` itself, and what
+/// RFC 3986 does not allow unencoded in a path. Non-ASCII is always
+/// encoded as UTF-8.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// 301 to the same directory with a slash, query kept.
+///
+/// The `Location` is rebuilt from the normalised, decoded segments, each
+/// percent-encoded again, never copied from the request: `//evil.com`
+/// would otherwise be a protocol-relative URL naming another host. So it
+/// starts with exactly one `/` and holds no empty, `.` or `..` segment.
+/// The query is kept as sent, with anything outside visible ASCII encoded
+/// so the header stays a valid field value.
 fn redirect_to_slash(
-    raw_path: &str,
+    path: &RequestPath,
     query: Option<&str>,
     head_only: bool,
     keep_alive: bool,
 ) -> Response {
-    let query = query.map(|q| ["?", q]).unwrap_or_default();
-    let mut location = String::with_capacity(raw_path.len() + 2);
-    let bytes = raw_path
-        .bytes()
-        .chain([b'/'])
-        .chain(query.concat().into_bytes());
-    for b in bytes {
-        if b.is_ascii_graphic() {
-            location.push(b as char);
-        } else {
-            location.push_str(&format!("%{b:02X}"));
+    let mut location = String::with_capacity(path.key().len() + 2);
+    for segment in path.segments() {
+        location.push('/');
+        location.extend(utf8_percent_encode(segment, SEGMENT));
+    }
+    location.push('/');
+    if let Some(query) = query {
+        location.push('?');
+        for b in query.bytes() {
+            if b.is_ascii_graphic() {
+                location.push(b as char);
+            } else {
+                location.push_str(&format!("%{b:02X}"));
+            }
         }
     }
     let body = format!("301 Moved Permanently\n{location}\n").into_bytes();
@@ -304,7 +363,17 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
         }
         _ => RangeRequest::Full,
     };
+    let boundary = match &ranges {
+        RangeRequest::Partial(ranges) if ranges.len() > 1 => boundary(),
+        _ => None,
+    };
     let (status, mut head, body, body_len) = match ranges {
+        RangeRequest::Partial(ranges) if ranges.len() > 1 && boundary.is_none() => {
+            // No boundary to be had: a 200 with the whole file is also an
+            // answer to a range request (RFC 9110 14.2).
+            tracing::warn!("no random multipart boundary: ranges ignored");
+            return serve_file(ctx, file, 1);
+        }
         RangeRequest::Full => {
             // The common case: every field but Date was formatted when the
             // file was opened.
@@ -354,7 +423,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
             )
         }
         RangeRequest::Partial(ranges) => {
-            let boundary = boundary(&v.etag);
+            let boundary = boundary.unwrap_or_default();
             let mut parts = Vec::with_capacity(ranges.len());
             let mut total = 0u64;
             for r in ranges {
@@ -397,11 +466,22 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
     }
 }
 
-/// A multipart boundary that cannot occur in the parts' headers: derived
-/// from the ETag's hex digits, prefixed so it is never empty.
-fn boundary(etag: &str) -> String {
-    let digits: String = etag.chars().filter(char::is_ascii_alphanumeric).collect();
-    format!("zcserve-{digits}")
+/// A fresh `multipart/byteranges` boundary: 128 bits from the operating
+/// system's random source for every response, so that no one can know it
+/// before the response is sent. A file can hold any bytes, so a boundary
+/// derived from something visible (the ETag, as it once was) could be
+/// planted in the file to forge parts; one that is unknown until it is sent
+/// cannot be, and scanning every part's bytes for it is not needed. `None`
+/// if the random source fails (the caller then ignores the ranges).
+fn boundary() -> Option<String> {
+    let mut bits = [0u8; 16];
+    getrandom::fill(&mut bits).ok()?;
+    let mut out = String::with_capacity(8 + 32);
+    out.push_str("zcserve-");
+    for b in bits {
+        let _ = write!(out, "{b:02x}");
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -446,12 +526,23 @@ mod tests {
 
     #[test]
     fn redirect_keeps_query_and_encodes() {
-        let r = redirect_to_slash("/a%20b", Some("x=1"), false, true);
-        let head = String::from_utf8(r.head).unwrap();
+        let redirect = |raw, query, head_only| {
+            let p = RequestPath::parse(raw).unwrap();
+            let r = redirect_to_slash(&p, query, head_only, true);
+            (String::from_utf8(r.head).unwrap(), r.body)
+        };
+        let (head, _) = redirect("/a%20b", Some("x=1"), false);
         assert!(head.contains("Location: /a%20b/?x=1\r\n"), "{head}");
-        let r = redirect_to_slash("/d\u{e9}", None, true, true);
-        let head = String::from_utf8(r.head).unwrap();
+        let (head, body) = redirect("/d\u{e9}", None, true);
         assert!(head.contains("Location: /d%C3%A9/\r\n"), "{head}");
-        assert!(matches!(r.body, Body::Empty));
+        assert!(matches!(body, Body::Empty));
+        // Rebuilt from segments: one leading slash, names re-encoded.
+        let (head, _) = redirect("//evil.com", None, false);
+        assert!(head.contains("Location: /evil.com/\r\n"), "{head}");
+        let (head, _) = redirect("/.//x%2F%2Fy/%3F%23%25", Some("q=\u{e9}"), false);
+        assert!(
+            head.contains("Location: /x/y/%3F%23%25/?q=%C3%A9\r\n"),
+            "{head}"
+        );
     }
 }

@@ -543,6 +543,7 @@ mod by_hand {
                     policy: Policy::default(),
                     listing: true,
                     max_ranges: DEFAULT_MAX_RANGES,
+                    listing_max_entries: 10_000,
                     cache: FileCache::off(),
                 },
                 backend,

@@ -6,14 +6,20 @@
 //! root are followed; those pointing outside are refused with
 //! [`PathError::Forbidden`] unless [`Policy::follow_symlinks`] is set.
 //! Anything that is neither a regular file nor a directory (FIFOs, sockets,
-//! devices) is refused; files are opened with `O_NONBLOCK` so that opening
-//! a FIFO cannot hang the server. [`Dir`] finds a directory's `index.html`
-//! and lists its entries under the same rules.
+//! devices) is refused, and never opened: the lookup yields a descriptor
+//! that names the file without opening it (`O_PATH` on Linux), and only a
+//! regular file is then opened for reading. Dotfiles are hidden by what
+//! was found, not by the request's text: the path the lookup actually
+//! resolved to (read back from the descriptor) must have no component
+//! starting with `.` below the root, so a symlink `repo -> .git` does not
+//! expose `.git/config`. [`Dir`] finds a directory's `index.html` and
+//! lists its entries under the same rules.
 
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
@@ -21,8 +27,8 @@ use nix::sys::stat::{SFlag, fstatat};
 
 use super::dir_stream::DirStream;
 use super::stat::{file_kind, modified};
-use super::sys::{Base, open_beneath};
-use crate::http::listing::Entry;
+use super::sys::{Base, Found, open_beneath, open_for_reading, resolved_path};
+use crate::http::listing::{Entry, Listing};
 use crate::http::request_path::{PathError, RequestPath};
 
 /// What the server is allowed to reveal.
@@ -93,18 +99,18 @@ impl Root {
         }
         let mut lexical = self.canonical.clone();
         lexical.extend(p.segments());
-        let file = open_beneath(&self.base, p.relative(), &lexical, &self.canonical, policy)?;
-        let meta = file.metadata().map_err(|e| PathError::from_io(&e))?;
-        let kind = meta.file_type();
+        let found = find(&self.base, p.relative(), &lexical, &self.canonical, policy)?;
+        let kind = found.meta.file_type();
         if kind.is_file() {
             if p.has_trailing_slash() {
                 return Err(PathError::NotFound);
             }
-            Ok(Opened::File(file, meta))
+            let meta = found.meta.clone();
+            Ok(Opened::File(open_for_reading(found)?, meta))
         } else if kind.is_dir() {
             Ok(Opened::Dir(Dir {
-                file,
-                meta,
+                file: found.fd,
+                meta: found.meta,
                 path: lexical,
                 root: self.canonical.clone(),
                 base: self.base.clone(),
@@ -114,6 +120,46 @@ impl Root {
             Err(PathError::Forbidden)
         }
     }
+}
+
+/// Finds `rel` beneath the root (see [`open_beneath`]) and, unless
+/// [`Policy::show_hidden`], refuses it as [`PathError::NotFound`] if what
+/// was found lies at a hidden path: the request's own text was checked
+/// already, but a symlink can lead anywhere.
+fn find(
+    base: &Base,
+    rel: &str,
+    lexical: &Path,
+    root: &Path,
+    policy: &Policy,
+) -> Result<Found, PathError> {
+    let found = open_beneath(base, rel, lexical, root, policy)?;
+    if policy.show_hidden {
+        return Ok(found);
+    }
+    // Without `/proc`, the canonical path: it can race with a rename, but
+    // only one inside the root, by someone who can write there.
+    let at = resolved_path(&found).or_else(|| std::fs::canonicalize(lexical).ok());
+    match at {
+        Some(at) if !hidden_beyond(root, &at) => Ok(found),
+        // Hidden, or nowhere to be found any more.
+        _ => Err(PathError::NotFound),
+    }
+}
+
+/// Whether a component of `path` after those it shares with `root` starts
+/// with `.`. Below the root that is every component from the root down;
+/// for a symlink followed out of the root (`--follow-symlinks`), every
+/// component the root's own path does not account for.
+fn hidden_beyond(root: &Path, path: &Path) -> bool {
+    let mut rest = path.components().peekable();
+    for mine in root.components() {
+        if rest.peek() != Some(&mine) {
+            break;
+        }
+        rest.next();
+    }
+    rest.any(|c| matches!(c, Component::Normal(name) if name.as_bytes().starts_with(b".")))
 }
 
 /// What a request path opened to.
@@ -128,7 +174,8 @@ pub enum Opened {
 /// An open directory inside the root.
 #[derive(Debug)]
 pub struct Dir {
-    /// `O_RDONLY | O_DIRECTORY` descriptor.
+    /// A descriptor of the directory, `O_PATH` on Linux: enough to look
+    /// up and `fstatat` names in it and to open a `readdir` stream.
     file: File,
     meta: Metadata,
     /// Lexical absolute path (canonical root + segments), for the fallback.
@@ -153,38 +200,53 @@ impl Dir {
     pub fn open_index(&self, policy: &Policy) -> Result<Option<(File, Metadata)>, PathError> {
         const INDEX: &str = "index.html";
         let lexical = self.path.join(INDEX);
-        let file = match open_beneath(
+        let found = match find(
             &self.base,
             &self.beneath(INDEX),
             &lexical,
             &self.root,
             policy,
         ) {
-            Ok(file) => file,
+            Ok(found) => found,
             Err(PathError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let meta = file.metadata().map_err(|e| PathError::from_io(&e))?;
-        let kind = meta.file_type();
+        let kind = found.meta.file_type();
         if kind.is_dir() {
             Ok(None)
         } else if kind.is_file() {
-            Ok(Some((file, meta)))
+            let meta = found.meta.clone();
+            Ok(Some((open_for_reading(found)?, meta)))
         } else {
             Err(PathError::Forbidden)
         }
     }
 
-    /// Lists the directory for [`listing::render`](crate::http::listing::render).
+    /// Whether the directory can be opened for reading, as
+    /// [`Dir::entries`] will: what a HEAD of a listing checks instead of
+    /// reading it, so that it answers with GET's status.
+    pub fn check_readable(&self) -> io::Result<()> {
+        DirStream::open(self.file.as_fd()).map(drop)
+    }
+
+    /// Lists the directory for [`listing::render`](crate::http::listing::render),
+    /// keeping at most `max` entries.
     ///
     /// `.` and `..` are skipped, as are names starting with `.` unless
     /// [`Policy::show_hidden`], names that could not be requested (not UTF-8,
-    /// containing `\`), dangling symlinks, symlinks leading out of the root
-    /// unless [`Policy::follow_symlinks`], and anything that is neither a
-    /// regular file nor a directory. Symlinks are described by their target.
-    pub fn entries(&self, policy: &Policy) -> io::Result<Vec<Entry>> {
+    /// containing `\`), dangling symlinks, symlinks that a request could not
+    /// follow (out of the root unless [`Policy::follow_symlinks`], or to a
+    /// hidden path), and anything that is neither a regular file nor a
+    /// directory. Symlinks are described by their target.
+    ///
+    /// The directory is read as a stream: once `max` entries are kept,
+    /// reading stops at the next one that would be listed and the listing
+    /// is marked truncated, so memory and work are bounded by `max`
+    /// whatever the directory holds. The entries kept are the first ones
+    /// `readdir` returned, in no particular order.
+    pub fn entries(&self, policy: &Policy, max: usize) -> io::Result<Listing> {
         let mut dir = DirStream::open(self.file.as_fd())?;
-        let mut out = Vec::new();
+        let mut out = Listing::default();
         while let Some(name) = dir.next_name()? {
             let Ok(name) = std::str::from_utf8(&name) else {
                 continue;
@@ -195,37 +257,48 @@ impl Dir {
             if name.starts_with('.') && !policy.show_hidden {
                 continue;
             }
-            let mut stat = match fstatat(self.file.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            let stat = match fstatat(self.file.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(stat) => stat,
                 Err(Errno::ENOENT) => continue, // removed meanwhile
                 Err(e) => return Err(e.into()),
             };
-            if file_kind(&stat) == SFlag::S_IFLNK {
+            let kind = file_kind(&stat);
+            let entry = if kind == SFlag::S_IFLNK {
                 // Listed only if a request for it would be served: the same
-                // resolution as `open_path`, from the root.
-                let inside = || {
-                    let rel = self.beneath(name);
-                    open_beneath(&self.base, &rel, &self.path.join(name), &self.root, policy)
-                        .is_ok()
+                // resolution as `open_path`, from the root. What is shown
+                // comes from the descriptor that resolution yielded, never
+                // from a second lookup by name, which a swapped link could
+                // lead out of the root.
+                let rel = self.beneath(name);
+                let Ok(found) = find(&self.base, &rel, &self.path.join(name), &self.root, policy)
+                else {
+                    continue; // dangling, hidden or leading out of the root
                 };
-                if !policy.follow_symlinks && !inside() {
+                let kind = found.meta.file_type();
+                if !kind.is_dir() && !kind.is_file() {
                     continue;
                 }
-                stat = match fstatat(self.file.as_fd(), name, AtFlags::empty()) {
-                    Ok(stat) => stat,
-                    Err(_) => continue, // dangling
-                };
-            }
-            let kind = file_kind(&stat);
-            if kind != SFlag::S_IFDIR && kind != SFlag::S_IFREG {
+                Entry {
+                    name: name.to_owned(),
+                    is_dir: kind.is_dir(),
+                    len: found.meta.len(),
+                    modified: found.meta.modified().ok(),
+                }
+            } else if kind == SFlag::S_IFDIR || kind == SFlag::S_IFREG {
+                Entry {
+                    name: name.to_owned(),
+                    is_dir: kind == SFlag::S_IFDIR,
+                    len: u64::try_from(stat.st_size).unwrap_or(0),
+                    modified: modified(&stat),
+                }
+            } else {
                 continue;
+            };
+            if out.entries.len() == max {
+                out.truncated = true;
+                break;
             }
-            out.push(Entry {
-                name: name.to_owned(),
-                is_dir: kind == SFlag::S_IFDIR,
-                len: u64::try_from(stat.st_size).unwrap_or(0),
-                modified: modified(&stat),
-            });
+            out.entries.push(entry);
         }
         Ok(out)
     }
@@ -368,8 +441,18 @@ mod tests {
             t.open("/linkdir_inside/", DEFAULT),
             Ok(Opened::Dir(_))
         ));
-        // The request path is not hidden, even though the target is.
-        assert_eq!(t.read("/link_to_dotfile", DEFAULT).unwrap(), "dot");
+        // The request path is not hidden, but its target is: hidden by
+        // what is opened, not by the request's text.
+        assert_eq!(
+            t.open("/link_to_dotfile", DEFAULT).unwrap_err(),
+            PathError::NotFound
+        );
+        assert_eq!(t.read("/link_to_dotfile", HIDDEN).unwrap(), "dot");
+        assert_eq!(
+            t.open("/link_to_dotdir/config", DEFAULT).unwrap_err(),
+            PathError::NotFound
+        );
+        assert_eq!(t.read("/link_to_dotdir/config", HIDDEN).unwrap(), "cfg");
         assert_eq!(
             t.open("/dangling", DEFAULT).unwrap_err(),
             PathError::NotFound
@@ -431,6 +514,22 @@ mod tests {
     }
 
     #[test]
+    fn hidden_beyond_looks_below_the_root_only() {
+        let h = |root: &str, path: &str| hidden_beyond(Path::new(root), Path::new(path));
+        assert!(!h("/srv/www", "/srv/www"));
+        assert!(!h("/srv/www", "/srv/www/a/b.txt"));
+        assert!(h("/srv/www", "/srv/www/.git/config"));
+        assert!(h("/srv/www", "/srv/www/a/.env"));
+        // The root's own dot-directories are the operator's choice.
+        assert!(!h("/home/u/.www", "/home/u/.www/a.txt"));
+        assert!(h("/home/u/.www", "/home/u/.www/.a.txt"));
+        // Followed out of the root: what the root does not account for.
+        assert!(h("/srv/www", "/home/u/.ssh/id"));
+        assert!(h("/home/u/.www", "/home/u/.other/x"));
+        assert!(!h("/srv/www", "/srv/other/x"));
+    }
+
+    #[test]
     fn index_html() {
         let t = Tree::new();
         let dir = |raw| match t.open(raw, DEFAULT) {
@@ -466,9 +565,10 @@ mod tests {
             panic!("root is not a dir");
         };
         let names = |policy: &Policy| {
-            let mut v: Vec<(String, bool)> = d
-                .entries(policy)
-                .unwrap()
+            let listing = d.entries(policy, usize::MAX).unwrap();
+            assert!(!listing.truncated);
+            let mut v: Vec<(String, bool)> = listing
+                .entries
                 .into_iter()
                 .map(|e| (e.name, e.is_dir))
                 .collect();
@@ -483,7 +583,6 @@ mod tests {
             ("emptydir", true),
             ("hello.txt", false),
             ("link_inside", false),
-            ("link_to_dotfile", false),
             ("linkdir_inside", true),
             ("outindex", true),
             ("sub", true),
@@ -497,6 +596,8 @@ mod tests {
 
         let with_hidden = names(&HIDDEN);
         assert!(with_hidden.contains(&(".secret".to_owned(), false)));
+        assert!(with_hidden.contains(&("link_to_dotfile".to_owned(), false)));
+        assert!(with_hidden.contains(&("link_to_dotdir".to_owned(), true)));
         assert!(with_hidden.contains(&(".git".to_owned(), true)));
         let followed = names(&FOLLOW);
         assert!(followed.contains(&("link_outside".to_owned(), false)));
@@ -504,8 +605,9 @@ mod tests {
         assert!(!followed.iter().any(|(n, _)| n == "dangling" || n == "fifo"));
 
         let hello = d
-            .entries(&DEFAULT)
+            .entries(&DEFAULT, usize::MAX)
             .unwrap()
+            .entries
             .into_iter()
             .find(|e| e.name == "hello.txt")
             .unwrap();
@@ -515,6 +617,28 @@ mod tests {
             .modified()
             .unwrap();
         assert_eq!(hello.modified, Some(mtime));
+    }
+
+    #[test]
+    fn entries_stop_at_the_cap() {
+        let t = Tree::new();
+        let Ok(Opened::Dir(d)) = t.open("/", DEFAULT) else {
+            panic!("root is not a dir");
+        };
+        let all = d.entries(&DEFAULT, usize::MAX).unwrap().entries.len();
+        assert!(all > 3);
+        let exact = d.entries(&DEFAULT, all).unwrap();
+        assert_eq!((exact.entries.len(), exact.truncated), (all, false));
+        let cut = d.entries(&DEFAULT, 3).unwrap();
+        assert_eq!((cut.entries.len(), cut.truncated), (3, true));
+        let none = d.entries(&DEFAULT, 0).unwrap();
+        assert_eq!((none.entries.len(), none.truncated), (0, true));
+        // Hidden and unlistable names do not count towards the cap.
+        let Ok(Opened::Dir(git)) = t.open("/.git/", HIDDEN) else {
+            panic!("/.git/ is not a dir");
+        };
+        let one = git.entries(&DEFAULT, 1).unwrap();
+        assert_eq!((one.entries.len(), one.truncated), (1, false));
     }
 
     /// The path an open descriptor refers to, per `/proc/self/fd`.

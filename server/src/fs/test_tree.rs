@@ -66,6 +66,7 @@ impl Tree {
         symlink("../outdir", r.join("linkdir_outside")).unwrap();
         symlink("nowhere", r.join("dangling")).unwrap();
         symlink(".secret", r.join("link_to_dotfile")).unwrap();
+        symlink(".git", r.join("link_to_dotdir")).unwrap();
         nix::unistd::mkfifo(&r.join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
         w(&r.join("%2e%2e"), "literal");
         w(&r.join("a b#?%.txt"), "odd");

@@ -25,6 +25,16 @@ pub struct Entry {
     pub modified: Option<SystemTime>,
 }
 
+/// What [`Dir::entries`](crate::fs::Dir::entries) read from a directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The entries kept, in the order they were read.
+    pub entries: Vec<Entry>,
+    /// The directory has more (visible) entries than were kept: reading
+    /// stopped at the cap (`--listing-max-entries`).
+    pub truncated: bool,
+}
+
 /// Everything except the unreserved characters of RFC 3986 (`A-Za-z0-9-._~`)
 /// is percent-encoded in an `href`.
 const HREF: &AsciiSet = &NON_ALPHANUMERIC
@@ -34,14 +44,20 @@ const HREF: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Renders the listing page of the directory at `url_path` (the decoded
-/// request path, e.g. `/docs/`) containing `entries`.
+/// request path, e.g. `/docs/`) from `listing`.
 ///
 /// The page is a complete HTML5 document titled `Index of <url_path>`. It
 /// links to `../` unless `url_path` is `/`, then lists directories (with a
 /// trailing `/`) before files, each group sorted by the bytes of the name.
 /// Links are relative to the directory, so the page must be served at a URL
-/// ending in `/`.
-pub fn render(url_path: &str, mut entries: Vec<Entry>) -> String {
+/// ending in `/`. A truncated listing says so above the table (and below
+/// it): the entries shown are the first ones read from the directory,
+/// sorted, not the first ones in sorted order.
+pub fn render(url_path: &str, listing: Listing) -> String {
+    let Listing {
+        mut entries,
+        truncated,
+    } = listing;
     entries.sort_by(|a, b| {
         b.is_dir
             .cmp(&a.is_dir)
@@ -59,6 +75,17 @@ pub fn render(url_path: &str, mut entries: Vec<Entry>) -> String {
     );
     out.push_str("</head>\n<body>\n");
     let _ = writeln!(out, "<h1>{title}</h1>");
+    let notice = truncated.then(|| {
+        format!(
+            "<p class=\"truncated\"><strong>Listing truncated:</strong> this directory has \
+             more than {n} entries; only {n} of them are shown (the first read from \
+             disk, sorted). Request other files by name.</p>\n",
+            n = entries.len()
+        )
+    });
+    if let Some(notice) = &notice {
+        out.push_str(notice);
+    }
     out.push_str("<table>\n<thead><tr><th>Name</th><th>Size</th><th>Bytes</th><th>Modified (UTC)</th></tr></thead>\n<tbody>\n");
     if url_path != "/" {
         out.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td><td></td></tr>\n");
@@ -82,7 +109,11 @@ pub fn render(url_path: &str, mut entries: Vec<Entry>) -> String {
              <td class=\"n\">{human}</td><td class=\"n\">{bytes}</td><td>{modified}</td></tr>"
         );
     }
-    out.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+    out.push_str("</tbody>\n</table>\n");
+    if let Some(notice) = &notice {
+        out.push_str(notice);
+    }
+    out.push_str("</body>\n</html>\n");
     out
 }
 
@@ -161,6 +192,33 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn page(url_path: &str, entries: Vec<Entry>) -> String {
+        render(
+            url_path,
+            Listing {
+                entries,
+                truncated: false,
+            },
+        )
+    }
+
+    #[test]
+    fn truncation_is_announced() {
+        let entries = vec![file("b", 1), file("a", 1)];
+        let full = page("/", entries.clone());
+        assert!(!full.contains("truncated"));
+        let cut = render(
+            "/",
+            Listing {
+                entries,
+                truncated: true,
+            },
+        );
+        assert_eq!(cut.matches("class=\"truncated\"").count(), 2, "{cut}");
+        assert!(cut.contains("more than 2 entries; only 2 of them are shown"));
+        assert!(cut.find("href=\"a\"") < cut.find("href=\"b\""), "sorted");
+    }
+
     fn file(name: &str, len: u64) -> Entry {
         Entry {
             name: name.to_owned(),
@@ -181,7 +239,7 @@ mod tests {
 
     #[test]
     fn page_is_complete_html5() {
-        let page = render("/x/", vec![]);
+        let page = page("/x/", vec![]);
         assert!(page.starts_with("<!doctype html>"));
         assert!(page.contains("<meta charset=\"utf-8\">"));
         assert!(page.contains("<title>Index of /x/</title>"));
@@ -191,13 +249,13 @@ mod tests {
 
     #[test]
     fn parent_link_except_at_root() {
-        assert!(render("/x/", vec![]).contains("<a href=\"../\">../</a>"));
-        assert!(!render("/", vec![]).contains("href=\"../\""));
+        assert!(page("/x/", vec![]).contains("<a href=\"../\">../</a>"));
+        assert!(!page("/", vec![]).contains("href=\"../\""));
     }
 
     #[test]
     fn names_and_title_are_html_escaped() {
-        let page = render(
+        let page = page(
             "/<b>&'\"/",
             vec![file("<script>alert(1)</script>", 1), file("a&b", 2)],
         );
@@ -213,7 +271,7 @@ mod tests {
 
     #[test]
     fn hrefs_are_percent_encoded() {
-        let page = render(
+        let page = page(
             "/",
             vec![
                 file("a b.txt", 1),
@@ -238,7 +296,7 @@ mod tests {
 
     #[test]
     fn directories_first_then_files_each_sorted() {
-        let page = render(
+        let page = page(
             "/d/",
             vec![
                 file("b.txt", 1),
@@ -267,7 +325,7 @@ mod tests {
     fn sizes_and_dates() {
         let mut e = file("f", 1536);
         e.modified = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        let page = render("/", vec![e, dir("d")]);
+        let page = page("/", vec![e, dir("d")]);
         assert!(page.contains("1.5 KiB"));
         assert!(page.contains(">1536<"));
         assert!(page.contains("2023-11-14 22:13"));

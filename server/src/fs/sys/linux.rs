@@ -1,12 +1,16 @@
 //! Linux: lookups start from an `O_PATH` descriptor of the root and go
 //! through `openat2(2)` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`, so
 //! the kernel itself refuses any resolution (including through a symlink
-//! swapped in mid-request) that would leave the root. Kernels without
-//! `openat2` get the canonicalise-and-check fallback.
+//! swapped in mid-request) that would leave the root. What is found is an
+//! `O_PATH` descriptor, which opens nothing: a file is opened for reading
+//! only after `fstat` on it showed a regular file, through
+//! `/proc/self/fd`, so that it is the very inode that was checked. Kernels
+//! without `openat2`, and systems without `/proc`, get the
+//! canonicalise-and-check fallback.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,8 +18,9 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
 
+use super::Found;
 use crate::fs::Policy;
-use crate::fs::canonical::open_canonical_checked;
+use crate::fs::canonical::find_canonical_checked;
 use crate::http::request_path::PathError;
 
 /// The root's `O_PATH | O_DIRECTORY` descriptor, shared with the
@@ -31,41 +36,60 @@ impl Base {
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
+        // Reopening an `O_PATH` descriptor needs `/proc/self/fd`; without
+        // it every lookup takes the fallback.
+        if nix::fcntl::readlink(proc_fd(&fd).as_path()).is_err() {
+            PROC_MISSING.store(true, Ordering::Relaxed);
+        }
         Ok(Base(Arc::new(fd)))
     }
 }
 
-/// Flags every served file is opened with: `O_NONBLOCK` so that a FIFO
-/// cannot block the open, `O_NOCTTY` so that a terminal cannot become ours.
-/// The flag stays on regular files, as nginx leaves it: it changes nothing
-/// for `pread`, `sendfile`, `splice` or `mmap` of a regular file, and
-/// clearing it would cost two `fcntl` calls per request.
-fn open_flags() -> OFlag {
+/// Flags a regular file is opened for reading with. `O_NOCTTY` and
+/// `O_NONBLOCK` are kept though the type was checked first: they cost
+/// nothing for `pread`, `sendfile`, `splice` or `mmap` of a regular file.
+fn read_flags() -> OFlag {
     OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK
 }
 
 /// Set once `openat2` turned out not to exist (`ENOSYS`, Linux < 5.6).
 static OPENAT2_MISSING: AtomicBool = AtomicBool::new(false);
+/// Set when `/proc/self/fd` cannot be read (no procfs mounted).
+static PROC_MISSING: AtomicBool = AtomicBool::new(false);
 
-/// Opens `rel` (relative, no `..`) beneath `base`.
+fn proc_fd(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Finds `rel` (relative, no `..`) beneath `base` without opening it.
 ///
 /// `lexical` is the same file as an absolute path under `root` (the
-/// canonical root), used only when `openat2` is missing.
+/// canonical root), used only by the fallback.
 pub fn open_beneath(
     base: &Base,
     rel: &str,
     lexical: &Path,
     root: &Path,
     policy: &Policy,
-) -> Result<File, PathError> {
-    if !OPENAT2_MISSING.load(Ordering::Relaxed) {
+) -> Result<Found, PathError> {
+    if !OPENAT2_MISSING.load(Ordering::Relaxed) && !PROC_MISSING.load(Ordering::Relaxed) {
         let mut resolve = ResolveFlag::RESOLVE_NO_MAGICLINKS;
         if !policy.follow_symlinks {
             resolve |= ResolveFlag::RESOLVE_BENEATH;
         }
-        let how = OpenHow::new().flags(open_flags()).resolve(resolve);
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(resolve);
         match openat2(base.0.as_fd(), rel, how) {
-            Ok(fd) => return Ok(File::from(fd)),
+            Ok(fd) => {
+                let fd = File::from(fd);
+                let meta = fd.metadata().map_err(|e| PathError::from_io(&e))?;
+                return Ok(Found {
+                    fd,
+                    meta,
+                    canonical: None,
+                });
+            }
             // RESOLVE_BENEATH refuses any symlink whose resolution
             // leaves the root even for a moment (absolute ones
             // included), before looking at what lies beyond it: the
@@ -77,5 +101,28 @@ pub fn open_beneath(
             Err(e) => return Err(PathError::from_errno(e)),
         }
     }
-    open_canonical_checked(lexical, root, policy)
+    find_canonical_checked(lexical, root, policy)
+}
+
+/// Opens for reading the regular file `found` names.
+pub fn open_for_reading(found: Found) -> Result<File, PathError> {
+    if found.canonical.is_some() {
+        // The fallback opened it already, after checking its type.
+        return Ok(found.fd);
+    }
+    // The magic link leads to the inode `found.fd` holds, whatever has
+    // happened to its name since.
+    nix::fcntl::open(proc_fd(&found.fd).as_path(), read_flags(), Mode::empty())
+        .map(File::from)
+        .map_err(PathError::from_errno)
+}
+
+/// Where `found` is, as the kernel resolved it.
+pub fn resolved_path(found: &Found) -> Option<PathBuf> {
+    if let Some(path) = &found.canonical {
+        return Some(path.clone());
+    }
+    nix::fcntl::readlink(proc_fd(&found.fd).as_path())
+        .ok()
+        .map(PathBuf::from)
 }

@@ -3,12 +3,13 @@
 //! swaps.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use super::Found;
 use crate::fs::Policy;
-use crate::fs::canonical::open_canonical_checked;
+use crate::fs::canonical::find_canonical_checked;
 use crate::http::request_path::PathError;
 
 /// Nothing: lookups start from the root's canonical path.
@@ -22,16 +23,26 @@ impl Base {
     }
 }
 
-/// Opens `lexical`, the absolute path of `_rel` under `root` (the canonical
-/// root), if it resolves inside `root`.
+/// Finds `lexical`, the absolute path of `_rel` under `root` (the
+/// canonical root), if it resolves inside `root`.
 pub fn open_beneath(
     _base: &Base,
     _rel: &str,
     lexical: &Path,
     root: &Path,
     policy: &Policy,
-) -> Result<File, PathError> {
-    open_canonical_checked(lexical, root, policy)
+) -> Result<Found, PathError> {
+    find_canonical_checked(lexical, root, policy)
+}
+
+/// The fallback opened the file already, after checking its type.
+pub fn open_for_reading(found: Found) -> Result<File, PathError> {
+    Ok(found.fd)
+}
+
+/// The canonical path the fallback found.
+pub fn resolved_path(found: &Found) -> Option<PathBuf> {
+    found.canonical.clone()
 }
 
 #[cfg(test)]
@@ -53,5 +64,9 @@ mod tests {
         );
         assert_eq!(open("missing", DEFAULT).unwrap_err(), PathError::NotFound);
         assert!(open("link_outside", FOLLOW).is_ok());
+        assert_eq!(open("fifo", DEFAULT).unwrap_err(), PathError::Forbidden);
+        let found = open("hello.txt", DEFAULT).unwrap();
+        assert_eq!(resolved_path(&found), Some(root.join("hello.txt")));
+        assert!(open_for_reading(found).is_ok());
     }
 }

@@ -40,11 +40,12 @@
 //! So `drop` submits cancellations for what is in flight and hands the
 //! lane, with the file and the socket, to one background reaper thread,
 //! which waits for the completions and then pools or closes the lane; drop
-//! returns at once. The socket is the session's own duplicate (made with
-//! its first chain), so the caller may close its socket as soon as it has
-//! dropped the session: the connection stays open until the reaper is done
-//! with it, and a later connection that reuses the descriptor number can
-//! never receive this session's bytes.
+//! returns at once. The socket a chain names is the session's own
+//! duplicate (made when work goes into the kernel, closed when none is
+//! left), so the caller may close its socket as soon as it has dropped the
+//! session: the connection stays open until the reaper is done with it,
+//! and a later connection that reuses the descriptor number can never
+//! receive this session's bytes.
 //!
 //! Threads that create or submit to a ring become its users: when a ring
 //! closes, the kernel notifies each of them with task work, which makes a
@@ -318,7 +319,8 @@ struct UringStep {
     file: Arc<File>,
     lanes: Arc<Lanes>,
     lane: Option<Lane>,
-    /// The session's own duplicate of its socket, named by every chain.
+    /// The session's own duplicate of its socket, named by every chain;
+    /// held while work is in flight.
     sock: Option<OwnedFd>,
     chain: Chain,
     /// A chain was pushed to the ring but not yet submitted.
@@ -492,9 +494,15 @@ impl Step for UringStep {
 
     /// The lane stays with the session until it is dropped (its ring is the
     /// descriptor the driver waits on); a failure only marks it spoiled.
+    /// The duplicate of the socket is closed as soon as nothing is in
+    /// flight, so that a caller who closes its socket before dropping a
+    /// finished session still closes the connection.
     fn release(&mut self, failed: bool) {
         if failed {
             self.spoiled = true;
+        }
+        if self.chain.flight.count() == 0 && !self.queued {
+            self.sock = None;
         }
     }
 

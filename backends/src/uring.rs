@@ -39,8 +39,8 @@
 //! in `drop` would stall the event-loop thread that dropped the session.
 //! So `drop` submits cancellations for what is in flight and hands the
 //! lane, with the file and the socket, to one background reaper thread,
-//! which waits for the completions and then pools or closes the lane; drop
-//! returns at once. The socket a chain names is the session's own
+//! which waits for the completions and then closes the lane; drop returns
+//! at once. The socket a chain names is the session's own
 //! duplicate (made when work goes into the kernel, closed when none is
 //! left), so the caller may close its socket as soon as it has dropped the
 //! session: the connection stays open until the reaper is done with it,
@@ -530,6 +530,11 @@ impl Step for UringStep {
         if job.chain.flight.count() == 0 {
             job.finish();
         } else {
+            // Reaped lanes are closed, not pooled: they come back after new
+            // sessions have made lanes of their own, and pooling them would
+            // grow the pool with the reaper's lag.
+            let mut job = job;
+            job.spoiled = true;
             hand_to_reaper(job);
         }
     }
@@ -552,7 +557,7 @@ struct Job {
 
 impl Job {
     /// Waits for every completion still due, then pools the lane if it is
-    /// clean or closes it. Bytes that still reach the socket are counted.
+    /// clean (a finished session's) or closes it (a dropped one's). Bytes that still reach the socket are counted.
     fn finish(mut self) {
         let stats = self.lanes.stats.clone();
         while self.chain.flight.count() > 0 {

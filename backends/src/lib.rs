@@ -1,7 +1,7 @@
 //! zcserve's backends: the ways of moving a byte range of a file into a
-//! socket, each behind the same [`Transfer`] trait, and the table that
-//! picks one by name (as nginx picks its `ngx_os_io_t` at start-up and
-//! lighttpd its `server.network-backend`).
+//! socket, each behind the same [`Transfer`] trait, and the one table that
+//! lists them (as nginx lists its I/O methods in `ngx_os_io_t` and lighttpd
+//! its `server.network-backend`s).
 //!
 //! ```
 //! use zcserve_backends::{Backend, Config};
@@ -9,29 +9,32 @@
 //! let backend: Backend = "auto".parse()?;            // or "sendfile", "copy", ...
 //! let transfer = backend.build(&Config::default())?; // Arc<dyn Transfer>
 //! assert_eq!(transfer.name(), backend.name());
+//! for b in Backend::ALL {
+//!     println!("{b:10} {}", b.description());
+//! }
 //! # Ok::<(), zcserve_core::TransferError>(())
 //! ```
 //!
-//! | backend | how | platforms |
-//! |---|---|---|
-//! | `sendfile` | `sendfile(2)` file -> socket | Linux |
-//! | `splice` | `splice(2)` file -> pooled pipe -> socket | Linux |
-//! | `mmap` | map the range, `send` from the mapping | Unix |
-//! | `copy` | `pread` into a pooled buffer, `send` | Unix |
-//! | `uring` | io_uring `SPLICE` file -> pipe -> socket, completion-driven | Linux with io_uring enabled |
+//! Each backend is one file holding a [`zcserve_core::Mover`] and its
+//! [`zcserve_core::Step`], and one row of [`TABLE`]; everything that picks
+//! or lists backends (the CLI, `auto`, tests, benches) reads the table.
+//! Linux-only backends are compiled only on Linux; their rows stay, so
+//! elsewhere they are listed and refused with the reason.
 //!
-//! One file per backend; Linux-only ones are compiled only on Linux.
 //! Writes from memory use `MSG_NOSIGNAL`; `sendfile` and `splice` take no
-//! such flag (nor does any send on macOS), so building any backend makes sure `SIGPIPE` is ignored (Rust
-//! binaries already ignore it; a handler the host installed is kept), and a
-//! peer that went away shows up as `EPIPE`, never as a dead process.
+//! such flag (nor does any send on macOS), so building any backend makes
+//! sure `SIGPIPE` is ignored (Rust binaries already ignore it; a handler the
+//! host installed is kept), and a peer that went away shows up as `EPIPE`,
+//! never as a dead process.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use zcserve_core::{Pumping, Stats};
 pub use zcserve_core::{Transfer, TransferError};
 
+mod config;
 mod copy;
 mod mmap;
 #[cfg(target_os = "linux")]
@@ -40,144 +43,162 @@ mod pool;
 #[cfg(target_os = "linux")]
 mod sendfile;
 mod sigpipe;
-mod sock;
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(target_os = "linux")]
 mod uring;
 
-pub use copy::Copy;
-pub use mmap::Mmap;
-#[cfg(target_os = "linux")]
-pub use sendfile::{MAX_SENDFILE, Sendfile};
-#[cfg(target_os = "linux")]
-pub use splice::Splice;
-#[cfg(target_os = "linux")]
-pub use uring::Uring;
+pub use config::Config;
 
-/// Knobs of the backends; each backend reads the ones it has.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Most bytes one pump sends before yielding to other connections
-    /// (nginx's `sendfile_max_chunk`). All backends; it also bounds a single
-    /// sendfile/splice call and uring's chains.
-    pub max_chunk: usize,
-    /// Requested capacity of each splice pipe (`F_SETPIPE_SZ`).
-    pub pipe_size: usize,
-    /// Size of each copy buffer.
-    pub buffer_size: usize,
-    /// Idle pipes or buffers a backend keeps for reuse.
-    pub max_idle: usize,
+/// `Some(f)` where this build is for Linux, else `None` (the backend's code
+/// is not compiled there).
+#[cfg(target_os = "linux")]
+macro_rules! linux {
+    ($f:expr) => {
+        Some($f)
+    };
+}
+#[cfg(not(target_os = "linux"))]
+macro_rules! linux {
+    ($f:expr) => {
+        None
+    };
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            // lighttpd's size per sendfile call. Measured with zcbench on
-            // loopback: 256 KiB moved 1 MiB x 16 and 256 MiB x 1 1.5-2x
-            // faster, at less CPU per GB, than 2 MiB; 128 KiB was slower
-            // again (README, Results).
-            max_chunk: 256 << 10,
-            pipe_size: 1 << 20,
-            buffer_size: 128 << 10,
-            max_idle: 64,
-        }
-    }
+/// Every backend, one row each; [`Backend`] is a row of this table.
+pub const TABLE: &[Row] = &[
+    Row {
+        name: "sendfile",
+        description: "sendfile(2): the kernel moves page-cache pages into the socket",
+        platforms: "Linux",
+        probe: None,
+        build: linux!(sendfile::build),
+    },
+    Row {
+        name: "splice",
+        description: "splice(2): file -> pooled pipe -> socket, no copy through user space",
+        platforms: "Linux",
+        probe: None,
+        build: linux!(splice::build),
+    },
+    Row {
+        name: "mmap",
+        description: "map the range and send from the mapping (one copy, in the kernel)",
+        platforms: "Unix",
+        probe: None,
+        build: Some(mmap::build),
+    },
+    Row {
+        name: "copy",
+        description: "pread into a pooled buffer, then send: the portable baseline",
+        platforms: "Unix",
+        probe: None,
+        build: Some(copy::build),
+    },
+    Row {
+        name: "uring",
+        description: "io_uring SPLICE chains file -> pipe -> socket, completion-driven",
+        platforms: "Linux with io_uring enabled",
+        probe: linux!(uring::probe),
+        build: linux!(uring::build),
+    },
+];
+
+/// One backend: what it is called, what it does, where it runs, and its code.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// The name used on the command line.
+    pub name: &'static str,
+    /// What it does, in one line.
+    pub description: &'static str,
+    /// Where it runs, in words.
+    pub platforms: &'static str,
+    /// Whether this kernel and process can run the backend, and if not,
+    /// why, for a backend that depends on more than the platform; cached
+    /// by the backend, so it runs once per process.
+    probe: Option<fn() -> Result<(), String>>,
+    /// Makes the backend; `None` where this build's platform lacks it. The
+    /// registry has validated the config, probed, and made sure SIGPIPE is
+    /// ignored.
+    build: Option<Build>,
 }
 
-impl Config {
-    /// Checks that every knob has a usable value.
-    pub fn validate(&self) -> Result<(), TransferError> {
-        let positive = |setting: &'static str, v: usize| {
-            if v == 0 {
-                Err(TransferError::InvalidConfig {
-                    setting,
-                    reason: "must be at least 1".into(),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        positive("max_chunk", self.max_chunk)?;
-        positive("pipe_size", self.pipe_size)?;
-        positive("buffer_size", self.buffer_size)?;
-        if self.pipe_size > i32::MAX as usize {
-            return Err(TransferError::InvalidConfig {
-                setting: "pipe_size",
-                reason: format!("{} is larger than the kernel accepts", self.pipe_size),
-            });
-        }
-        Ok(())
-    }
-}
+/// A backend file's constructor.
+type Build = fn(&Config, Pumping) -> Result<Arc<dyn Transfer>, TransferError>;
 
-/// The backends by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
+/// A backend: a row of [`TABLE`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Backend(usize);
+
+// The names other crates use for particular backends.
+#[allow(non_upper_case_globals)]
+impl Backend {
     /// `sendfile(2)`.
-    Sendfile,
+    pub const Sendfile: Backend = Backend::named("sendfile");
     /// `splice(2)` through a pipe.
-    Splice,
+    pub const Splice: Backend = Backend::named("splice");
     /// `mmap` + `send`.
-    Mmap,
+    pub const Mmap: Backend = Backend::named("mmap");
     /// `pread` + `send`.
-    Copy,
+    pub const Copy: Backend = Backend::named("copy");
     /// io_uring splice through a pipe.
-    Uring,
+    pub const Uring: Backend = Backend::named("uring");
 }
 
 impl Backend {
-    /// Every backend, available here or not.
-    pub const ALL: [Backend; 5] = [
-        Backend::Sendfile,
-        Backend::Splice,
-        Backend::Mmap,
-        Backend::Copy,
-        Backend::Uring,
-    ];
+    /// Every backend, available here or not, in table order.
+    pub const ALL: [Backend; TABLE.len()] = {
+        let mut all = [Backend(0); TABLE.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Backend(i);
+            i += 1;
+        }
+        all
+    };
+
+    /// The backend called `name`; a name not in the table fails the build.
+    const fn named(name: &str) -> Backend {
+        let mut i = 0;
+        while i < TABLE.len() {
+            if same(TABLE[i].name.as_bytes(), name.as_bytes()) {
+                return Backend(i);
+            }
+            i += 1;
+        }
+        panic!("no backend of that name in TABLE")
+    }
+
+    const fn row(self) -> &'static Row {
+        &TABLE[self.0]
+    }
 
     /// The name used on the command line.
     pub const fn name(self) -> &'static str {
-        match self {
-            Backend::Sendfile => "sendfile",
-            Backend::Splice => "splice",
-            Backend::Mmap => "mmap",
-            Backend::Copy => "copy",
-            Backend::Uring => "uring",
-        }
+        self.row().name
+    }
+
+    /// What the backend does, in one line.
+    pub const fn description(self) -> &'static str {
+        self.row().description
     }
 
     /// Whether this build on this kernel can run the backend, and if not,
-    /// why. `uring` is probed once per process (the kernel or a policy may
-    /// refuse io_uring at run time); the others depend on the platform only.
+    /// why. A backend with a probe (uring: the kernel or a policy may refuse
+    /// io_uring at run time) is probed once per process; the others depend
+    /// on the platform only.
     pub fn check(self) -> Result<(), TransferError> {
-        let unavailable = |reason: &str| {
-            Err(TransferError::Unavailable {
-                backend: self.name(),
-                reason: reason.into(),
-            })
+        let row = self.row();
+        let unavailable = |reason: String| TransferError::Unavailable {
+            backend: row.name,
+            reason,
         };
-        match self {
-            Backend::Mmap | Backend::Copy => Ok(()),
-            Backend::Sendfile | Backend::Splice if cfg!(target_os = "linux") => Ok(()),
-            Backend::Sendfile | Backend::Splice => unavailable("it needs Linux"),
-            #[cfg(target_os = "linux")]
-            Backend::Uring => {
-                static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-                match PROBE.get_or_init(|| {
-                    Uring::new(&Config::default())
-                        .map(drop)
-                        .map_err(|e| match e {
-                            TransferError::Unavailable { reason, .. } => reason,
-                            other => other.to_string(),
-                        })
-                }) {
-                    Ok(()) => Ok(()),
-                    Err(reason) => unavailable(reason),
-                }
-            }
-            #[cfg(not(target_os = "linux"))]
-            Backend::Uring => unavailable("it needs Linux"),
+        if row.build.is_none() {
+            return Err(unavailable(format!("it needs {}", row.platforms)));
+        }
+        match row.probe {
+            Some(probe) => probe().map_err(unavailable),
+            None => Ok(()),
         }
     }
 
@@ -194,17 +215,14 @@ impl Backend {
             .collect()
     }
 
-    /// The backend `auto` stands for here.
+    /// The backend `auto` stands for here: `sendfile` on Linux, `copy`
+    /// elsewhere (the portable one).
     ///
-    /// On Linux, `sendfile`. Measured with zcbench on this project's 2-core
-    /// VM over loopback (README, "Results"), no backend is best everywhere:
-    /// `copy` leads 4 KiB requests by ~7 % (one `sendmsg` carries head and
-    /// body) and `splice` leads 1 MiB x 16 (8.4 vs 5.9 GB/s), but `sendfile`
-    /// is 2x every other backend on one 256 MiB download, where `splice`
-    /// falls to half, at about half their CPU per GB. It copies nothing
-    /// through user space, makes one syscall per chunk where splice makes
-    /// two, and holds no pipe or ring.
-    /// Elsewhere, `copy`, the portable one.
+    /// No backend is best everywhere (README, Results): `copy` can lead the
+    /// smallest files (one `sendmsg` carries head and body) and `splice`
+    /// mid-sized ones, but `sendfile` copies nothing through user space,
+    /// makes one syscall per chunk where splice makes two, holds no pipe or
+    /// ring, and is the one that did not fall behind on large files.
     pub const fn auto() -> Backend {
         if cfg!(target_os = "linux") {
             Backend::Sendfile
@@ -213,32 +231,43 @@ impl Backend {
         }
     }
 
-    /// Makes the backend with `config`.
+    /// Makes the backend with `config`: checks the config and the backend's
+    /// availability, makes sure SIGPIPE is ignored (counted in the new
+    /// backend's stats), then runs the backend's own build.
     pub fn build(self, config: &Config) -> Result<Arc<dyn Transfer>, TransferError> {
-        if !matches!(self, Backend::Uring) {
-            // uring's constructor says itself, in more detail, why not.
-            self.check()?;
+        config.validate()?;
+        self.check()?;
+        let build = self.row().build.expect("check passed, so the code is here");
+        let stats = Arc::new(Stats::new());
+        sigpipe::ensure_ignored(&stats)?;
+        build(config, Pumping::new(self.name(), stats, config.max_chunk))
+    }
+}
+
+/// `a == b`, in a const context on the workspace's oldest Rust.
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
         }
-        Ok(match self {
-            #[cfg(target_os = "linux")]
-            Backend::Sendfile => Arc::new(Sendfile::new(config)?),
-            #[cfg(target_os = "linux")]
-            Backend::Splice => Arc::new(Splice::new(config)?),
-            Backend::Mmap => Arc::new(Mmap::new(config)?),
-            Backend::Copy => Arc::new(Copy::new(config)?),
-            #[cfg(target_os = "linux")]
-            Backend::Uring => Arc::new(Uring::new(config)?),
-            #[cfg(not(target_os = "linux"))]
-            Backend::Sendfile | Backend::Splice | Backend::Uring => {
-                unreachable!("checked above")
-            }
-        })
+        i += 1;
+    }
+    true
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -247,13 +276,13 @@ impl FromStr for Backend {
     type Err = TransferError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let want = s.trim().to_ascii_lowercase();
-        if want == "auto" {
+        let want = s.trim();
+        if want.eq_ignore_ascii_case("auto") {
             return Ok(Backend::auto());
         }
         Backend::ALL
             .into_iter()
-            .find(|b| b.name() == want)
+            .find(|b| b.name().eq_ignore_ascii_case(want))
             .ok_or_else(|| TransferError::UnknownBackend {
                 name: s.to_string(),
                 known: Backend::ALL
@@ -275,6 +304,7 @@ mod tests {
         for b in Backend::ALL {
             assert_eq!(b.name().parse::<Backend>().unwrap(), b);
             assert_eq!(b.name().to_uppercase().parse::<Backend>().unwrap(), b);
+            assert!(!b.description().is_empty());
         }
         assert_eq!("auto".parse::<Backend>().unwrap(), Backend::auto());
         let err = "sendfiel".parse::<Backend>().unwrap_err();
@@ -286,11 +316,40 @@ mod tests {
     }
 
     #[test]
+    fn named_backends_are_their_rows() {
+        for (b, name) in [
+            (Backend::Sendfile, "sendfile"),
+            (Backend::Splice, "splice"),
+            (Backend::Mmap, "mmap"),
+            (Backend::Copy, "copy"),
+            (Backend::Uring, "uring"),
+        ] {
+            assert_eq!(b.name(), name);
+        }
+        let names: Vec<_> = TABLE.iter().map(|r| r.name).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "two rows share a name");
+    }
+
+    #[test]
     fn auto_is_available_and_all_available_ones_build() {
         assert!(Backend::auto().is_available());
         for b in Backend::available() {
             let t = b.build(&Config::default()).unwrap();
             assert_eq!(t.name(), b.name());
+        }
+    }
+
+    #[test]
+    fn building_counts_its_sigaction() {
+        for b in Backend::available() {
+            let t = b.build(&Config::default()).unwrap();
+            let s = t.stats().snapshot();
+            // One query; a second call only where SIGPIPE had the default
+            // action (never in a Rust test binary, which ignores it).
+            assert_eq!(s.syscalls(zcserve_core::Syscall::Sigaction), 1, "{b}: {s}");
         }
     }
 

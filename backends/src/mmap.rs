@@ -29,55 +29,36 @@
 //! rewrites, not something a server can detect.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
 use nix::errno::Errno;
 use nix::sys::stat::fstat;
+use zcserve_core::sock::send_with_prefix;
 use zcserve_core::{
-    ByteRange, Progress, Pump, Session, Source, Stats, Step, Syscall, Tracked, Transfer,
+    Attempt, ByteRange, Move, Moved, Mover, Pumping, Source, Stats, Step, Syscall, Transfer,
     TransferError,
 };
 
-use crate::Config;
-use crate::sock::{Sent, account, send_with_prefix, vectored_call};
+use crate::config::Config;
 
-/// The mmap+send backend.
-#[derive(Debug)]
-pub struct Mmap {
-    stats: Arc<Stats>,
-    max_chunk: usize,
+pub(crate) fn build(_: &Config, pumping: Pumping) -> Result<Arc<dyn Transfer>, TransferError> {
+    Ok(pumping.with(Mmap))
 }
 
-impl Mmap {
-    /// An mmap backend with the given settings.
-    pub fn new(config: &Config) -> Result<Self, TransferError> {
-        config.validate()?;
-        crate::sigpipe::ensure_ignored()?;
-        Ok(Self {
-            stats: Arc::default(),
-            max_chunk: config.max_chunk,
-        })
-    }
-}
+/// The mmap+send backend: nothing kept between sessions.
+struct Mmap;
 
-impl Transfer for Mmap {
-    fn name(&self) -> &'static str {
-        "mmap"
-    }
+impl Mover for Mmap {
+    type Step = MmapStep;
 
-    fn stats(&self) -> &Arc<Stats> {
-        &self.stats
-    }
-
-    fn start(
+    fn begin(
         &self,
         source: &Source,
         range: ByteRange,
-        prefix: Vec<u8>,
-    ) -> Result<Box<dyn Session>, TransferError> {
-        let progress = Progress::start(self.stats.clone(), source, range, prefix)?;
+        stats: &Stats,
+    ) -> Result<MmapStep, TransferError> {
         let map = if range.is_empty() {
             // mmap of zero bytes is EINVAL; there is nothing to map.
             None
@@ -86,26 +67,24 @@ impl Transfer for Mmap {
                 setting: "range",
                 reason: format!("{} bytes do not fit in this address space", range.len()),
             })?;
-            self.stats.syscall(Syscall::Mmap);
-            let map = MmapOptions::new()
-                .offset(range.start())
-                .len(len)
-                .map_raw_read_only(source.file().as_ref())
-                .map_err(|e| TransferError::sys_io(Syscall::Mmap, &e))?;
-            self.stats.syscall(Syscall::Madvise);
+            let map = stats.counted_io(Syscall::Mmap, || {
+                MmapOptions::new()
+                    .offset(range.start())
+                    .len(len)
+                    .map_raw_read_only(source.file().as_ref())
+            })?;
             // Readahead is an optimisation: a kernel that refuses the
             // advice still serves the bytes.
-            let _ = map.advise(Advice::Sequential);
+            let _ = stats.counted_io(Syscall::Madvise, || map.advise(Advice::Sequential));
             Some(map)
         };
-        let step = MmapStep {
+        Ok(MmapStep {
             file: source.file().clone(),
             map,
             base: range.start(),
             limit: range.end(),
-            max_chunk: self.max_chunk,
-        };
-        Ok(Box::new(Tracked::new(progress, step)))
+            faulted: None,
+        })
     }
 }
 
@@ -117,69 +96,78 @@ struct MmapStep {
     /// Where the file is known to end within the range: the range end,
     /// until a fault shows the file shrank.
     limit: u64,
-    max_chunk: usize,
+    /// The send that faulted, until fstat has said where the file ends.
+    faulted: Option<Syscall>,
 }
 
 impl Step for MmapStep {
-    fn step(&mut self, p: &mut Progress, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        let mut budget = self.max_chunk;
-        loop {
-            if p.remaining() == 0 {
-                return Ok(Pump::Done);
+    const CARRIES_PREFIX: bool = true;
+
+    /// A send from the mapping reads the file's pages (faulting them in).
+    fn next_read(&self, m: &Move<'_>) -> Option<(u64, usize)> {
+        let reads = self.faulted.is_none() && m.offset() < self.limit && m.body_left() > 0;
+        reads.then(|| (m.offset(), self.sendable(m)))
+    }
+
+    fn try_move(&mut self, m: &Move<'_>) -> Attempt {
+        if let Some(send) = self.faulted.take() {
+            return self.examine_fault(m, send);
+        }
+        if m.offset() >= self.limit && m.body_left() > 0 {
+            return Attempt::no_call(Moved::Shrank(self.limit));
+        }
+        let len = self.sendable(m);
+        let body = match &self.map {
+            // wrapping_add: forming the address is safe; only the kernel
+            // dereferences it.
+            Some(map) => map.as_ptr().wrapping_add((m.offset() - self.base) as usize),
+            None => std::ptr::null(),
+        };
+        // SAFETY: offset + len <= limit <= the range end the mapping covers,
+        // and the mapping lives in self; with no mapping, len is 0.
+        let (call, r) = unsafe { send_with_prefix(m.sock(), m.prefix(), body, len) };
+        match r {
+            Err(Errno::EFAULT) => {
+                self.faulted = Some(call);
+                Attempt::made(call, Ok(Moved::Again))
             }
-            if p.offset() >= self.limit && p.body_left() > 0 {
-                return Err(p.shrank_at(self.limit));
-            }
-            if budget == 0 {
-                return Ok(Pump::Yield);
-            }
-            let at = (p.offset() - self.base) as usize;
-            let len = usize::try_from(self.limit - p.offset())
-                .unwrap_or(usize::MAX)
-                .min(budget);
-            let body = match &self.map {
-                // wrapping_add: forming the address is safe; only the kernel
-                // dereferences it.
-                Some(map) => map.as_ptr().wrapping_add(at),
-                None => std::ptr::null(),
-            };
-            // SAFETY: at + len <= the mapping's length (limit never exceeds
-            // the range end the mapping covers) and the mapping lives in
-            // self; with no mapping, len is 0.
-            match unsafe { send_with_prefix(p, sock, body, len) } {
-                Ok(Sent::Bytes(n)) => {
-                    let b = account(p, n);
-                    p.stats().copied_out(b as u64);
-                    budget = budget.saturating_sub(n);
-                }
-                Ok(Sent::Full) => return Ok(Pump::WouldBlock),
-                Err(Errno::EFAULT) => self.fault(p, len)?,
-                Err(e) => return Err(TransferError::sys(vectored_call(p, len), e)),
-            }
+            r => Attempt::made(call, r.map(Moved::Sent)),
         }
     }
 
-    fn close(&mut self, p: &mut Progress) {
-        if self.map.is_some() {
-            p.stats().syscall(Syscall::Munmap);
+    fn close(&mut self, stats: &Arc<Stats>) {
+        if let Some(map) = self.map.take() {
+            let _ = stats.counted(Syscall::Munmap, || {
+                drop(map);
+                Ok(())
+            });
         }
     }
 }
 
 impl MmapStep {
+    /// Body bytes the next send may take from the mapping: up to where the
+    /// file is known to end, within the budget.
+    fn sendable(&self, m: &Move<'_>) -> usize {
+        let known = usize::try_from(self.limit.saturating_sub(m.offset())).unwrap_or(usize::MAX);
+        m.chunk(known)
+    }
+
     /// A send faulted on the mapping: the file shrank under it. fstat says
     /// where it ends now; the bytes up to there are still sent (TCP copies
     /// in chunks and fails a whole chunk that crosses the end), then the
-    /// session fails with `FileShrank`.
-    fn fault(&mut self, p: &Progress, len: usize) -> Result<(), TransferError> {
-        p.stats().syscall(Syscall::Fstat);
-        let call = vectored_call(p, len);
+    /// session fails with `FileShrank`. A fault fstat cannot explain is the
+    /// send's error.
+    fn examine_fault(&mut self, m: &Move<'_>, send: Syscall) -> Attempt {
         match fstat(self.file.as_fd()) {
             Ok(st) if (st.st_size.max(0) as u64) < self.limit => {
-                self.limit = (st.st_size.max(0) as u64).max(p.offset());
-                Ok(())
+                self.limit = (st.st_size.max(0) as u64).max(m.offset());
+                Attempt::made(Syscall::Fstat, Ok(Moved::Again))
             }
-            _ => Err(TransferError::sys(call, Errno::EFAULT)),
+            _ => Attempt::failed(
+                Some(Syscall::Fstat),
+                TransferError::sys(send, Errno::EFAULT),
+            ),
         }
     }
 }
@@ -188,6 +176,8 @@ impl MmapStep {
 mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+
+    use zcserve_core::Pump;
 
     use super::*;
 
@@ -208,7 +198,7 @@ mod tests {
         let mut f = File::create(&path).unwrap();
         f.write_all(&vec![7u8; 1 << 20]).unwrap();
         let file = Arc::new(File::open(&path).unwrap());
-        let backend = Mmap::new(&Config::default()).unwrap();
+        let backend = crate::Backend::Mmap.build(&Config::default()).unwrap();
         let source = Source::new(file).unwrap();
         let mut session = backend
             .start(&source, ByteRange::full(1 << 20), b"head".to_vec())

@@ -31,6 +31,12 @@ impl<T> Pool<T> {
         }
     }
 
+    /// An idle resource, or a new one from `make`, which cannot fail.
+    pub(crate) fn get(&self, make: impl FnOnce() -> T) -> T {
+        let reused = self.lock().pop();
+        reused.unwrap_or_else(make)
+    }
+
     /// Keeps `t` for reuse, or drops it when enough are idle already.
     pub(crate) fn give(&self, t: T) {
         let mut idle = self.lock();

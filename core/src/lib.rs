@@ -1,7 +1,7 @@
 //! The core of zcserve: how a backend moves a byte range of an open file
 //! into a socket, and how that work is counted.
 //!
-//! A [`Transfer`] (one per backend: sendfile, splice, mmap, copy) starts a
+//! A [`Transfer`] (one per backend; `zcserve-backends` lists them) starts a
 //! [`Session`] for each response: a prefix (the HTTP head) followed by a
 //! [`ByteRange`] of a [`Source`] file. A session is a *pump*: every
 //! [`Session::pump`] call moves as many bytes as the kernel takes without
@@ -10,6 +10,11 @@
 //! thread, and `tokio::send_all` (feature `tokio`) on a tokio socket. Every
 //! session reports bytes, syscalls by kind and waits into the backend's
 //! [`Stats`], so measurements come from the code that did the work.
+//!
+//! Backends share one pump ([`Pumping`]): a backend's [`Step`] only tries
+//! one move (one syscall, or one io_uring submit or reap) and says what
+//! happened ([`Moved`]); the pump owns the head, the per-pump budget,
+//! `EINTR`, `Done`/`Yield`/`WouldBlock` and the counting.
 //!
 //! ```no_run
 //! use std::{fs::File, sync::Arc, os::fd::AsFd};
@@ -29,13 +34,16 @@
 
 pub mod blocking;
 mod error;
+mod pump;
 mod range;
+pub mod sock;
 mod stats;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod transfer;
 
 pub use error::{TransferError, errno_of};
+pub use pump::{Attempt, Move, Moved, Mover, Pumping, Step};
 pub use range::ByteRange;
 pub use stats::{Snapshot, Stats, Syscall};
-pub use transfer::{Progress, Pump, Session, Source, Step, Tracked, Transfer};
+pub use transfer::{Pump, Session, Source, Transfer};

@@ -3,7 +3,12 @@
 //! from the code that did the work rather than from an outside tracer.
 
 use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+
+use crate::TransferError;
 
 /// The system calls a backend makes, each counted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,21 +30,26 @@ pub enum Syscall {
     Madvise,
     /// `munmap(2)`.
     Munmap,
-    /// `fstat(2)`.
+    /// `fstat(2)`, made by mmap when a send faults, to learn where the file
+    /// ends now. (`Source::new`'s fstat is the caller's, made before a
+    /// backend is involved, and is not counted.)
     Fstat,
     /// `pipe2(2)`.
     Pipe,
-    /// `fcntl(2)`.
+    /// `fcntl(2)`: sizing pipes, and uring's duplicate of the socket.
     Fcntl,
     /// `poll(2)`, made by the blocking driver while waiting.
     Poll,
-    /// `sigaction(2)`, made once when a backend is built.
+    /// `sigaction(2)`: one or two each time a backend is built, to make
+    /// sure SIGPIPE is ignored.
     Sigaction,
     /// `io_uring_setup(2)`, once per ring.
     UringSetup,
-    /// `io_uring_enter(2)`: submitting, and cancelling, io_uring work.
+    /// `io_uring_enter(2)`: submitting, cancelling, and (in the background
+    /// reaper, after a session was dropped) waiting for io_uring work.
     UringEnter,
-    /// `io_uring_register(2)`, once when the backend probes the kernel.
+    /// `io_uring_register(2)`, once when the backend is built, to check the
+    /// kernel's opcodes.
     UringRegister,
 }
 
@@ -130,6 +140,29 @@ impl Stats {
     /// Counts one call of `call`.
     pub fn syscall(&self, call: Syscall) {
         bump(&self.syscalls[call.index()], 1);
+    }
+
+    /// Makes `call` with `f` and counts it, whatever it answers: how a
+    /// backend makes the syscalls that are not moves (pipes, mappings,
+    /// rings, signal set-up), so that none goes uncounted. Errors name
+    /// `call`.
+    pub fn counted<T>(
+        &self,
+        call: Syscall,
+        f: impl FnOnce() -> Result<T, Errno>,
+    ) -> Result<T, TransferError> {
+        self.syscall(call);
+        f().map_err(|e| TransferError::sys(call, e))
+    }
+
+    /// [`Stats::counted`] for calls that report through `io::Error`.
+    pub fn counted_io<T>(
+        &self,
+        call: Syscall,
+        f: impl FnOnce() -> io::Result<T>,
+    ) -> Result<T, TransferError> {
+        self.syscall(call);
+        f().map_err(|e| TransferError::sys_io(call, &e))
     }
 
     /// Counts a session that was started.

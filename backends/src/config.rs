@@ -1,0 +1,59 @@
+//! The knobs of the backends, checked once when a backend is built.
+
+use zcserve_core::TransferError;
+
+/// Knobs of the backends; each backend reads the ones it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Most body bytes one pump moves before yielding to other connections
+    /// (nginx's `sendfile_max_chunk`). All backends; it also bounds a single
+    /// sendfile/splice call and uring's chains.
+    pub max_chunk: usize,
+    /// Requested capacity of each splice pipe (`F_SETPIPE_SZ`).
+    pub pipe_size: usize,
+    /// Size of each copy buffer.
+    pub buffer_size: usize,
+    /// Idle pipes or buffers a backend keeps for reuse.
+    pub max_idle: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            // lighttpd's size per sendfile call: small enough that one large
+            // download does not hold a worker for long, large enough that
+            // the per-call cost stays small. Chosen by measurement against
+            // larger and smaller budgets (README, Results).
+            max_chunk: 256 << 10,
+            pipe_size: 1 << 20,
+            buffer_size: 128 << 10,
+            max_idle: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Checks that every knob has a usable value.
+    pub fn validate(&self) -> Result<(), TransferError> {
+        let positive = |setting: &'static str, v: usize| {
+            if v == 0 {
+                Err(TransferError::InvalidConfig {
+                    setting,
+                    reason: "must be at least 1".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("max_chunk", self.max_chunk)?;
+        positive("pipe_size", self.pipe_size)?;
+        positive("buffer_size", self.buffer_size)?;
+        if self.pipe_size > i32::MAX as usize {
+            return Err(TransferError::InvalidConfig {
+                setting: "pipe_size",
+                reason: format!("{} is larger than the kernel accepts", self.pipe_size),
+            });
+        }
+        Ok(())
+    }
+}

@@ -28,6 +28,7 @@
 //! optional driver on top.
 
 pub mod blocking;
+pub mod disk;
 mod error;
 mod range;
 mod stats;

@@ -17,6 +17,7 @@
 //! Both halves are traits so that tests can hold a read or declare a file
 //! cold at will; [`testing`] has the helpers other crates' tests use.
 
+mod gate;
 mod pool;
 mod sys;
 pub mod testing;
@@ -26,8 +27,10 @@ mod tests;
 use std::io;
 use std::os::fd::BorrowedFd;
 
+pub use gate::{ColdGate, Gate};
 pub use pool::{
-    Completion, DiskPool, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn, SubmitError, Ticket,
+    Completion, DiskPool, Parking, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn,
+    SubmitError, Submitted, Ticket,
 };
 pub use sys::PageCache;
 

@@ -8,7 +8,7 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -99,6 +99,7 @@ pub enum SubmitError {
 pub struct PoolStats {
     offloaded: AtomicU64,
     busy: AtomicU64,
+    parked: AtomicU64,
     completed: AtomicU64,
     failed: AtomicU64,
     bytes_in: AtomicU64,
@@ -115,6 +116,9 @@ pub struct PoolSnapshot {
     pub offloaded: u64,
     /// Submits refused because the queue was full.
     pub busy: u64,
+    /// Submits parked because the queue was full (see
+    /// [`DiskPool::submit_or_park`]).
+    pub parked: u64,
     /// Jobs finished, read or failed or cancelled.
     pub completed: u64,
     /// Jobs finished with an error (cancelled ones included).
@@ -138,6 +142,7 @@ impl PoolStats {
         PoolSnapshot {
             offloaded: get(&self.offloaded),
             busy: get(&self.busy),
+            parked: get(&self.parked),
             completed: get(&self.completed),
             failed: get(&self.failed),
             bytes_in: get(&self.bytes_in),
@@ -167,6 +172,8 @@ struct Slot {
 #[derive(Debug)]
 enum State {
     Idle,
+    /// Waiting for room in the queue; the pool wakes it to `Idle`.
+    Parked,
     /// Queued or being read; `abandoned` once its ticket was dropped.
     Running {
         abandoned: bool,
@@ -249,7 +256,7 @@ impl Ticket {
                 *state = running;
                 None
             }
-            State::Idle => {
+            State::Idle | State::Parked => {
                 self.spent = true;
                 Some(Err(io::Error::other("disk ticket has no job")))
             }
@@ -274,9 +281,61 @@ impl Drop for Ticket {
                 *state = State::Idle;
                 let _ = self.slot.notifier.reset();
             }
-            State::Idle => {}
+            State::Idle | State::Parked => {}
         }
     }
+}
+
+/// A submit that found the queue full and waits for room: the completion
+/// descriptor turns readable when a pool thread has taken a job off the
+/// queue, and the caller then asks again (the range may even be cached by
+/// then). Dropping it withdraws from the wait.
+#[derive(Debug)]
+#[must_use = "a parking is how the caller learns there is room again"]
+pub struct Parking {
+    slot: Arc<Slot>,
+}
+
+impl Parking {
+    /// True once there is room to submit again (and the descriptor is
+    /// reset); false while still waiting.
+    pub fn woken(&self) -> bool {
+        let state = self.slot.lock();
+        match *state {
+            State::Parked => false,
+            _ => {
+                let _ = self.slot.notifier.reset();
+                true
+            }
+        }
+    }
+
+    /// The descriptor that turns readable when there is room.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.slot.notifier.fd()
+    }
+}
+
+impl Drop for Parking {
+    fn drop(&mut self) {
+        let mut state = self.slot.lock();
+        if matches!(*state, State::Parked) {
+            // The pool's weak reference then finds it idle and skips it.
+            *state = State::Idle;
+        } else {
+            let _ = self.slot.notifier.reset();
+        }
+    }
+}
+
+/// What [`DiskPool::submit_or_park`] did.
+#[derive(Debug)]
+#[must_use]
+pub enum Submitted {
+    /// The job is queued.
+    Queued(Ticket),
+    /// The queue was full; wait for room on the descriptor.
+    Parked(Parking),
 }
 
 struct Job {
@@ -289,6 +348,9 @@ struct Job {
 
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Completions waiting for room, oldest first; weak so that a session
+    /// that went away costs nothing but its entry.
+    waiters: VecDeque<Weak<Slot>>,
     closed: bool,
 }
 
@@ -347,6 +409,7 @@ impl DiskPool {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::with_capacity(config.queue),
+                waiters: VecDeque::new(),
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -373,7 +436,8 @@ impl DiskPool {
 
     /// Queues a read-in of `[offset, offset + len)` of `file`, signalled on
     /// `done` when finished. Never blocks: a full queue answers
-    /// [`SubmitError::Busy`].
+    /// [`SubmitError::Busy`], for a caller that would rather do the read
+    /// itself than wait.
     pub fn submit(
         &self,
         done: &Completion,
@@ -381,6 +445,35 @@ impl DiskPool {
         offset: u64,
         len: u64,
     ) -> Result<Ticket, SubmitError> {
+        match self.enqueue(done, file, offset, len, false)? {
+            Submitted::Queued(t) => Ok(t),
+            Submitted::Parked(_) => unreachable!("enqueue parks only when asked to"),
+        }
+    }
+
+    /// Like [`DiskPool::submit`], but a full queue parks `done` instead of
+    /// refusing: its descriptor turns readable when a pool thread takes a
+    /// job off the queue, and the caller asks again. Never blocks; waiting
+    /// callers cost one pointer each, and none of them reads on its own
+    /// thread while the disk is saturated.
+    pub fn submit_or_park(
+        &self,
+        done: &Completion,
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Submitted, SubmitError> {
+        self.enqueue(done, file, offset, len, true)
+    }
+
+    fn enqueue(
+        &self,
+        done: &Completion,
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
+        park: bool,
+    ) -> Result<Submitted, SubmitError> {
         {
             let mut state = done.slot.lock();
             if !matches!(*state, State::Idle) {
@@ -391,6 +484,19 @@ impl DiskPool {
         let stats = &self.shared.stats;
         let mut q = self.shared.lock();
         if q.jobs.len() >= self.shared.capacity || q.closed {
+            if park && !q.closed {
+                // Parked under the queue lock, so a thread that makes room
+                // right after cannot miss this waiter. Lock order: queue,
+                // then slot (threads never hold a slot while taking the
+                // queue).
+                *done.slot.lock() = State::Parked;
+                q.waiters.push_back(Arc::downgrade(&done.slot));
+                drop(q);
+                add(&stats.parked, 1);
+                return Ok(Submitted::Parked(Parking {
+                    slot: Arc::clone(&done.slot),
+                }));
+            }
             drop(q);
             *done.slot.lock() = State::Idle;
             add(&stats.busy, 1);
@@ -409,10 +515,10 @@ impl DiskPool {
         add(&stats.offloaded, 1);
         drop(q);
         self.shared.ready.notify_one();
-        Ok(Ticket {
+        Ok(Submitted::Queued(Ticket {
             slot: Arc::clone(&done.slot),
             spent: false,
-        })
+        }))
     }
 
     /// The pool's counters.
@@ -428,13 +534,20 @@ impl DiskPool {
 
 impl Drop for DiskPool {
     fn drop(&mut self) {
-        let cancelled: Vec<Job> = {
+        let (cancelled, waiters): (Vec<Job>, Vec<Weak<Slot>>) = {
             let mut q = self.shared.lock();
             q.closed = true;
             self.shared.stats.queued.store(0, Ordering::Relaxed);
-            q.jobs.drain(..).collect()
+            (q.jobs.drain(..).collect(), q.waiters.drain(..).collect())
         };
         self.shared.ready.notify_all();
+        // Parked callers wake and ask again, to be refused or to read on
+        // their own: nobody waits for a pool that is gone.
+        for w in waiters {
+            if let Some(slot) = w.upgrade() {
+                wake(&slot);
+            }
+        }
         for job in cancelled {
             let stats = &self.shared.stats;
             add(&stats.queue_ns, nanos(job.queued_at));
@@ -454,6 +567,18 @@ impl Drop for DiskPool {
     }
 }
 
+/// Wakes a parked completion; false when it no longer waits (its parking
+/// was dropped), so the caller wakes the next one instead.
+fn wake(slot: &Slot) -> bool {
+    let mut state = slot.lock();
+    if !matches!(*state, State::Parked) {
+        return false;
+    }
+    *state = State::Idle;
+    let _ = slot.notifier.notify();
+    true
+}
+
 /// One pool thread: take a job, read, signal, until the pool closes.
 fn work(shared: &Shared, scratch_len: usize) {
     let mut scratch = vec![0u8; scratch_len];
@@ -464,6 +589,12 @@ fn work(shared: &Shared, scratch_len: usize) {
             loop {
                 if let Some(job) = q.jobs.pop_front() {
                     stats.queued.store(q.jobs.len() as u64, Ordering::Relaxed);
+                    // This made room for one: wake the oldest live waiter.
+                    while let Some(w) = q.waiters.pop_front() {
+                        if w.upgrade().is_some_and(|slot| wake(&slot)) {
+                            break;
+                        }
+                    }
                     break job;
                 }
                 if q.closed {

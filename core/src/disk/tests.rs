@@ -410,3 +410,121 @@ fn scripted_residency_answers_and_counts() {
     assert!(!oracle.resident(t.file.as_fd(), 100, 1).unwrap());
     assert_eq!(oracle.calls(), 2);
 }
+
+type Oracle = Scripted<fn(BorrowedFd<'_>, u64, u64) -> bool>;
+
+/// A gate whose oracle says every range is cold (or every range cached),
+/// and that oracle, to count the questions.
+fn gate(pool: &Arc<DiskPool>, cold: bool) -> (ColdGate, Arc<Oracle>) {
+    let answer: fn(BorrowedFd<'_>, u64, u64) -> bool = if cold {
+        |_, _, _| false
+    } else {
+        |_, _, _| true
+    };
+    let oracle = Arc::new(Scripted::new(answer));
+    let g = ColdGate::new(Arc::clone(&oracle) as Arc<dyn Residency>, Arc::clone(pool));
+    (g, oracle)
+}
+
+#[test]
+fn gate_lets_a_resident_range_go_and_asks_once_per_range() {
+    let t = cold_file(512 * KIB);
+    let (reader, _hold) = HeldReader::new();
+    let p = Arc::new(pool(1, 4, reader));
+    let (mut g, oracle) = gate(&p, false);
+    assert_eq!(g.before_move(&t.file, 0, 256 * KIB).unwrap(), Gate::Go);
+    assert_eq!(oracle.calls(), 1);
+    // The rest of the same chunk, after a socket-full pump: no new question.
+    assert_eq!(
+        g.before_move(&t.file, 64 * KIB, 192 * KIB).unwrap(),
+        Gate::Go
+    );
+    assert_eq!(oracle.calls(), 1);
+    assert_eq!(
+        g.before_move(&t.file, 256 * KIB, 256 * KIB).unwrap(),
+        Gate::Go
+    );
+    assert_eq!(oracle.calls(), 2);
+    assert!(g.completion_fd().is_none(), "no descriptor before a miss");
+    assert_eq!(p.stats().snapshot().offloaded, 0);
+}
+
+#[test]
+fn gate_waits_for_a_cold_range_then_moves_it_without_asking_again() {
+    const CHUNK: u64 = 64 * KIB;
+    let t = cold_file(2 * CHUNK);
+    let (reader, hold) = HeldReader::new();
+    let p = Arc::new(pool(1, 4, reader));
+    // Cold forever: only the gate's memory of the read-in lets it go.
+    let (mut g, oracle) = gate(&p, true);
+    assert_eq!(g.before_move(&t.file, 0, CHUNK).unwrap(), Gate::Wait);
+    let fd = g.completion_fd().expect("a descriptor after a miss");
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    assert_eq!(hold.entered().offset, 0);
+    // A spurious wake while held: still waiting, nothing asked or queued.
+    assert_eq!(g.before_move(&t.file, 0, CHUNK).unwrap(), Gate::Wait);
+    assert_eq!(oracle.calls(), 1);
+    assert!(!readable(g.completion_fd().unwrap()));
+    hold.release();
+    wait_readable(g.completion_fd().unwrap());
+    assert_eq!(g.before_move(&t.file, 0, CHUNK).unwrap(), Gate::Go);
+    assert_eq!(
+        oracle.calls(),
+        1,
+        "the read-in range is not asked about again"
+    );
+    assert!(!readable(g.completion_fd().unwrap()));
+
+    assert_eq!(g.before_move(&t.file, CHUNK, CHUNK).unwrap(), Gate::Wait);
+    assert_eq!(oracle.calls(), 2);
+    let again = std::os::fd::AsRawFd::as_raw_fd(&g.completion_fd().unwrap());
+    assert_eq!(raw, again, "one descriptor for the session's lifetime");
+    hold.release();
+    wait_readable(g.completion_fd().unwrap());
+    assert_eq!(g.before_move(&t.file, CHUNK, CHUNK).unwrap(), Gate::Go);
+    let s = p.stats().snapshot();
+    assert_eq!((s.offloaded, s.completed, s.bytes_in), (2, 2, 2 * CHUNK));
+}
+
+#[test]
+fn a_full_pool_parks_sessions_until_a_thread_makes_room() {
+    const LEN: u64 = 16 * KIB;
+    let t = cold_file(LEN);
+    let (reader, hold) = HeldReader::new();
+    let p = Arc::new(pool(1, 1, reader));
+    let (mut running, _) = gate(&p, true);
+    let (mut queued, _) = gate(&p, true);
+    let (mut parked, asked) = gate(&p, true);
+
+    assert_eq!(running.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    hold.entered();
+    assert_eq!(queued.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    assert_eq!(parked.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    let s = p.stats().snapshot();
+    assert_eq!((s.offloaded, s.parked, s.busy), (2, 1, 0));
+    assert!(!readable(parked.completion_fd().unwrap()));
+    assert_eq!(parked.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    assert_eq!(
+        asked.calls(),
+        1,
+        "a parked session does not ask while parked"
+    );
+
+    // The thread finishes the first read and takes the queued one: room.
+    hold.release();
+    wait_readable(parked.completion_fd().unwrap());
+    assert_eq!(hold.entered().offset, 0);
+    assert_eq!(parked.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    assert_eq!(asked.calls(), 2, "woken, it asks again and is queued");
+    assert_eq!(p.stats().snapshot().offloaded, 3);
+
+    assert_eq!(running.before_move(&t.file, 0, LEN).unwrap(), Gate::Go);
+    for g in [&mut queued, &mut parked] {
+        assert_eq!(g.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+        hold.release();
+        wait_readable(g.completion_fd().unwrap());
+        assert_eq!(g.before_move(&t.file, 0, LEN).unwrap(), Gate::Go);
+    }
+    let s = p.stats().snapshot();
+    assert_eq!((s.offloaded, s.completed, s.bytes_in), (3, 3, 3 * LEN));
+}

@@ -35,7 +35,8 @@ use super::{PreadIn, ReadIn, Residency};
 const HANG: Duration = Duration::from_secs(60);
 
 /// A [`ReadIn`] that stops every read at its start until the test releases
-/// it, then reads for real with [`PreadIn`].
+/// it (or, so that a failed test cannot hang, a minute passes), then reads
+/// for real with [`PreadIn`].
 #[derive(Debug)]
 pub struct HeldReader {
     entered: Mutex<Sender<Entered>>,
@@ -82,8 +83,11 @@ impl ReadIn for HeldReader {
     fn read_in(&self, file: &File, offset: u64, len: u64, scratch: &mut [u8]) -> io::Result<u64> {
         // A send fails only once the hold is gone: nobody is waiting then.
         let _ = lock(&self.entered).send(Entered { offset, len });
-        // Ok: released; Err: the hold was dropped, which releases all.
-        let _ = lock(&self.gate).recv();
+        // Released, or the hold was dropped (which releases all), or the
+        // hang bound passed: a test that panics while a read is held drops
+        // its pool (joining this thread) before its hold, and must fail
+        // rather than hang.
+        let _ = lock(&self.gate).recv_timeout(HANG);
         PreadIn.read_in(file, offset, len, scratch)
     }
 }

@@ -21,7 +21,8 @@ mod gate;
 mod pool;
 mod sys;
 pub mod testing;
-#[cfg(test)]
+// The tests check the Linux methods against the Linux page cache.
+#[cfg(all(test, target_os = "linux"))]
 mod tests;
 
 use std::io;

@@ -33,6 +33,7 @@
 //! optional driver on top.
 
 pub mod blocking;
+pub mod disk;
 mod error;
 mod pump;
 mod range;

@@ -1,0 +1,149 @@
+//! The per-session decision a pump makes before each move: go ahead, or
+//! wait for the pool to read the range in.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use super::{Completion, DiskPool, Parking, Residency, Submitted, Ticket};
+
+/// What the pump does with the range it asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Move it now: it is cached, was just read in, or nobody can tell.
+    Go,
+    /// Answer `Pump::Pending`: the range is being read in (or waits for
+    /// room in the pool) and [`ColdGate::completion_fd`] turns readable
+    /// when the pump should ask again.
+    Wait,
+}
+
+/// One session's use of the oracle and the pool.
+///
+/// The pump calls [`ColdGate::before_move`] with the range its next move
+/// reads. A range known good (asked about or read in since) passes without
+/// a syscall, so a chunk that takes several pumps to leave (socket full)
+/// is asked about once. A cold one goes to the pool; when the read-in
+/// finishes the same range passes without asking again, so a read-in that
+/// could not warm it (the file shrank, memory pressure evicted it at once)
+/// never loops: the move then reads on the pump's thread, as it did before.
+/// A full pool parks the session until a pool thread makes room, rather
+/// than reading on the pump's thread exactly when the disk is slowest.
+pub struct ColdGate {
+    residency: Arc<dyn Residency>,
+    pool: Arc<DiskPool>,
+    /// Created on the first miss and kept for the session's lifetime: the
+    /// `Session::completion_fd` contract.
+    completion: Option<Completion>,
+    waiting: Waiting,
+    /// `[start, end)` known resident (or as resident as the pool could
+    /// make it): moves inside it go without asking.
+    known: (u64, u64),
+}
+
+enum Waiting {
+    Nothing,
+    Read {
+        ticket: Ticket,
+        start: u64,
+        end: u64,
+    },
+    Room(Parking),
+}
+
+impl std::fmt::Debug for ColdGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let waiting = match self.waiting {
+            Waiting::Nothing => "nothing",
+            Waiting::Read { .. } => "read-in",
+            Waiting::Room(_) => "room in the pool",
+        };
+        f.debug_struct("ColdGate")
+            .field("waiting", &waiting)
+            .field("known", &self.known)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ColdGate {
+    /// A gate that asks `residency` and offloads misses to `pool`.
+    pub fn new(residency: Arc<dyn Residency>, pool: Arc<DiskPool>) -> Self {
+        Self {
+            residency,
+            pool,
+            completion: None,
+            waiting: Waiting::Nothing,
+            known: (0, 0),
+        }
+    }
+
+    /// Whether the pump may move `[offset, offset + len)` of `file` now.
+    ///
+    /// Fails only when no completion descriptor can be made (out of file
+    /// descriptors); the caller may then move the range as before.
+    pub fn before_move(&mut self, file: &Arc<File>, offset: u64, len: u64) -> io::Result<Gate> {
+        match &mut self.waiting {
+            Waiting::Nothing => {}
+            Waiting::Read { ticket, start, end } => {
+                // A failed read-in is not this gate's to report: the move
+                // itself meets the same error, with its own syscall named.
+                if ticket.try_finish().is_none() {
+                    return Ok(Gate::Wait);
+                }
+                self.known = (*start, *end);
+                self.waiting = Waiting::Nothing;
+            }
+            Waiting::Room(parking) => {
+                if !parking.woken() {
+                    return Ok(Gate::Wait);
+                }
+                self.waiting = Waiting::Nothing;
+            }
+        }
+        let end = offset.saturating_add(len);
+        if self.known.0 <= offset && end <= self.known.1 {
+            return Ok(Gate::Go);
+        }
+        // An oracle that fails answers like one that cannot tell: go.
+        if self
+            .residency
+            .resident(file.as_fd(), offset, len)
+            .unwrap_or(true)
+        {
+            self.known = (offset, end);
+            return Ok(Gate::Go);
+        }
+        let completion = match &mut self.completion {
+            Some(c) => c,
+            None => self.completion.insert(Completion::new()?),
+        };
+        match self
+            .pool
+            .submit_or_park(completion, Arc::clone(file), offset, len)
+        {
+            Ok(Submitted::Queued(ticket)) => {
+                self.waiting = Waiting::Read {
+                    ticket,
+                    start: offset,
+                    end,
+                };
+                Ok(Gate::Wait)
+            }
+            Ok(Submitted::Parked(parking)) => {
+                self.waiting = Waiting::Room(parking);
+                Ok(Gate::Wait)
+            }
+            // Busy: the pool is shutting down. InFlight cannot happen (this
+            // gate waits for its job before submitting another); either
+            // way, moving the range as before is correct.
+            Err(_) => Ok(Gate::Go),
+        }
+    }
+
+    /// The descriptor to wait on after [`Gate::Wait`]; the same one for
+    /// the gate's lifetime once made (`None` before the first miss).
+    pub fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.completion.as_ref().map(Completion::fd)
+    }
+}

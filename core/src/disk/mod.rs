@@ -1,0 +1,103 @@
+//! Keeping the disk off the pump: a residency oracle that says whether a
+//! range of a file is in the page cache, and a bounded pool of blocking
+//! threads that reads a range in when it is not.
+//!
+//! Every backend ends in a kernel call that reads the file synchronously
+//! when its pages are not cached (`sendfile`, `splice`, `pread`, an mmap
+//! page fault), and a pump that makes one stalls every connection on its
+//! event loop. nginx's `aio threads` runs every send in a pool thread; h2o
+//! tries `preadv2(RWF_NOWAIT)` first and only offloads a miss. This module
+//! is the h2o way for every backend: before a pump moves a chunk it asks
+//! [`Residency::resident`]; on a miss it hands the chunk to [`DiskPool`],
+//! answers `Pump::Pending` on the session's [`Completion`] descriptor, and
+//! when that turns readable it sends from the now warm cache as usual. Hot
+//! chunks never enter the pool, so they never queue behind cold ones (the
+//! lesson of static-web-server, whose one blocking pool served both).
+//!
+//! Both halves are traits so that tests can hold a read or declare a file
+//! cold at will; [`testing`] has the helpers other crates' tests use.
+
+mod gate;
+mod pool;
+mod sys;
+pub mod testing;
+// The tests check the Linux methods against the Linux page cache.
+#[cfg(all(test, target_os = "linux"))]
+mod tests;
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+pub use gate::{ColdGate, Gate};
+pub use pool::{
+    Completion, DiskPool, Parking, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn,
+    SubmitError, Submitted, Ticket,
+};
+pub use sys::PageCache;
+
+/// Answers whether a byte range of an open file can be read without
+/// waiting for the disk.
+///
+/// Called once per pump chunk on the hot path, so an implementation must
+/// cost about one cheap syscall and never block on I/O itself.
+pub trait Residency: Send + Sync {
+    /// True when every page of `[offset, offset + len)` of `file` is in the
+    /// page cache (an empty range is trivially resident).
+    ///
+    /// A method that cannot tell answers `true`: the caller then does what
+    /// it did before this module existed (reads on its own thread), which
+    /// is slower on a miss but never wrong. An `Err` is a real failure of
+    /// the call (a bad descriptor); callers may treat it like `true` and
+    /// let the send itself report what is wrong with the file.
+    fn resident(&self, file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool>;
+}
+
+/// How a [`PageCache`] finds out what is cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `cachestat(2)` (Linux 6.5+): one syscall that counts the cached
+    /// pages of the range; exact, and costs no copy and no mapping.
+    Cachestat,
+    /// `preadv2(RWF_NOWAIT)` of one byte at the first and at the last page
+    /// of the range: works on older kernels, but a hole in the middle of
+    /// the range goes unseen (readahead fills ranges contiguously, so
+    /// holes are rare, and a missed one costs what every read cost before).
+    NowaitProbe,
+    /// No way to ask on this platform: every range is reported resident,
+    /// which keeps the behaviour the server had without this module.
+    Assumed,
+}
+
+impl Method {
+    /// A short name for logs and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Method::Cachestat => "cachestat",
+            Method::NowaitProbe => "preadv2-nowait",
+            Method::Assumed => "assumed-resident",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every range resident: for callers that want the pool's plumbing without
+/// asking the kernel (and the value a disabled oracle reduces to).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysResident;
+
+impl Residency for AlwaysResident {
+    fn resident(&self, _file: BorrowedFd<'_>, _offset: u64, _len: u64) -> io::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl Residency for PageCache {
+    fn resident(&self, file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool> {
+        PageCache::resident(self, file, offset, len)
+    }
+}

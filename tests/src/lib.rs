@@ -369,6 +369,7 @@ pub fn open_fds() -> usize {
 }
 
 mod run;
+pub mod strace;
 pub use run::{Driver, Outcome, STALL, drive, expected, transfer};
 
 #[cfg(test)]

@@ -175,7 +175,8 @@ pub enum Speed {
     /// Large reads, no pauses.
     Fast,
     /// Reads of `chunk` bytes with a pause of `pause_us` microseconds after
-    /// each, so the sender's socket fills and it must wait.
+    /// each, so the sender's socket fills and it must wait. The pause only
+    /// shapes the load; no test's verdict depends on how long anything takes.
     Slow {
         /// Bytes per read.
         chunk: usize,
@@ -238,6 +239,7 @@ pub fn backends_under_test() -> Vec<Backend> {
 /// Whether a test about `backend` alone runs it: true when this machine can
 /// run it; false, saying so, when it cannot and the suite was built allowing
 /// the skip; otherwise the calling test fails (see [`backends_under_test`]).
+#[track_caller]
 pub fn under_test(backend: Backend) -> bool {
     match backend.check() {
         Ok(()) => true,
@@ -252,6 +254,7 @@ pub fn under_test(backend: Backend) -> bool {
 /// backend, a tool such as `strace`): prints the skip when the suite was
 /// built with `ZCSERVE_ALLOW_SKIP` naming `what` (or `all`), and fails the
 /// calling test otherwise.
+#[track_caller]
 pub fn skip_or_fail(what: &str, why: &str) {
     if skip_allowed_named(what) {
         println!("SKIPPED {what}: {why} (allowed by ZCSERVE_ALLOW_SKIP)");

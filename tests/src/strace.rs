@@ -3,13 +3,13 @@
 //!
 //! The traced program marks a window on one thread with [`mark`] (a harmless
 //! `access(2)` of a path no one uses, which strace logs like any call);
-//! [`window`] then takes the calls that thread made between the two marks.
+//! [`Window`] then takes the calls that thread made between the two marks.
 //! Other threads (a reader draining the socket, the test harness) and
 //! everything before and after the window (the runtime's start-up, building
 //! the file and the sockets) drop out, so what is left is the work of the
 //! sessions run inside it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use zcserve_core::Syscall;
 
@@ -81,27 +81,51 @@ pub fn parse(log: &str) -> Vec<Call> {
     calls
 }
 
-/// The calls made by the thread that marked [`BEGIN`], after that mark and
-/// before its [`END`]. Fails unless exactly one thread marked exactly one
-/// window.
-pub fn window(calls: &[Call]) -> Result<Vec<Call>, String> {
-    let begins: Vec<usize> = positions(calls, BEGIN);
-    let [begin] = begins[..] else {
-        return Err(format!("{} window begin marks in the trace", begins.len()));
-    };
-    let tid = calls[begin].tid;
-    let ends: Vec<usize> = positions(calls, END);
-    let [end] = ends[..] else {
-        return Err(format!("{} window end marks in the trace", ends.len()));
-    };
-    if calls[end].tid != tid || end < begin {
-        return Err("the window's end was not marked after its begin by the same thread".into());
+/// Where a window lies in a parsed trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The thread that marked it.
+    pub tid: u32,
+    /// The index of its [`BEGIN`] mark.
+    pub begin: usize,
+    /// The index of its [`END`] mark.
+    pub end: usize,
+}
+
+impl Window {
+    /// Finds the window in `calls`. Fails unless exactly one thread marked
+    /// exactly one window.
+    pub fn find(calls: &[Call]) -> Result<Window, String> {
+        let begins: Vec<usize> = positions(calls, BEGIN);
+        let [begin] = begins[..] else {
+            return Err(format!("{} window begin marks in the trace", begins.len()));
+        };
+        let ends: Vec<usize> = positions(calls, END);
+        let [end] = ends[..] else {
+            return Err(format!("{} window end marks in the trace", ends.len()));
+        };
+        let tid = calls[begin].tid;
+        if calls[end].tid != tid || end < begin {
+            return Err(
+                "the window's end was not marked after its begin by the same thread".into(),
+            );
+        }
+        Ok(Window { tid, begin, end })
     }
-    Ok(calls[begin + 1..end]
-        .iter()
-        .filter(|c| c.tid == tid)
-        .cloned()
-        .collect())
+
+    /// Whether the call at `index` of the trace, made by `tid`, is inside.
+    pub fn holds(&self, index: usize, tid: u32) -> bool {
+        tid == self.tid && index > self.begin && index < self.end
+    }
+
+    /// The calls the marking thread made between the marks.
+    pub fn calls<'a>(&self, all: &'a [Call]) -> Vec<&'a Call> {
+        all.iter()
+            .enumerate()
+            .filter(|(i, c)| self.holds(*i, c.tid))
+            .map(|(_, c)| c)
+            .collect()
+    }
 }
 
 fn positions(calls: &[Call], marker: &str) -> Vec<usize> {
@@ -168,36 +192,49 @@ impl Tally {
     }
 }
 
-/// Sorts the `window`'s calls by [`Syscall`] kind. Anonymous mappings are
-/// the allocator's, not a backend's, and so are unmappings of them; which
-/// addresses those are is learnt from every thread's calls in `all`, since
-/// memory may be freed by a thread other than the one that mapped it. An
-/// `fcntl(fd, F_GETFD)` right before `close(fd)` is the standard library's
-/// check (in debug builds) that the descriptor it closes is open: part of
-/// closing, not a call of the backend's.
-pub fn tally(all: &[Call], window: &[Call]) -> Tally {
-    let anonymous: HashSet<String> = all
-        .iter()
-        .filter(|c| strace_names(Syscall::Mmap).contains(&c.name.as_str()))
-        .filter(|c| c.rest.contains("MAP_ANONYMOUS"))
-        .filter_map(|c| result_of(&c.rest).map(str::to_string))
-        .collect();
+/// Sorts the calls inside `window` by [`Syscall`] kind.
+///
+/// Memory the allocator maps is not a backend's: an anonymous `mmap`, and a
+/// `munmap` or `madvise` of an address inside an anonymous mapping, are left
+/// out. Which mapping an address belongs to is followed through the whole
+/// trace in order (every thread's calls, since memory may be freed by a
+/// thread other than the one that mapped it, and the kernel reuses
+/// addresses). An `fcntl(fd, F_GETFD)` right before `close(fd)` is the
+/// standard library's check (in debug builds) that the descriptor it closes
+/// is open: part of closing, not a call of the backend's.
+pub fn tally(all: &[Call], window: &Window) -> Tally {
+    let mut maps = Mappings::default();
     let mut t = Tally::default();
-    for (i, c) in window.iter().enumerate() {
-        let allocator = match c.name.as_str() {
-            n if strace_names(Syscall::Mmap).contains(&n) => c.rest.contains("MAP_ANONYMOUS"),
-            "munmap" => first_arg(&c.rest).is_some_and(|a| anonymous.contains(a)),
-            "fcntl" if c.rest.contains("F_GETFD") => window.get(i + 1).is_some_and(|next| {
-                next.name == "close" && first_arg(&next.rest) == first_arg(&c.rest)
-            }),
-            _ => false,
+    for (i, c) in all.iter().enumerate() {
+        let inside = window.holds(i, c.tid);
+        let name = c.name.as_str();
+        let allocator = if strace_names(Syscall::Mmap).contains(&name) {
+            let anon = c.rest.contains("MAP_ANONYMOUS");
+            maps.mapped(c, anon);
+            anon
+        } else if name == "munmap" || name == "madvise" {
+            let anon = maps.anonymous_at(c);
+            if name == "munmap" {
+                maps.unmapped(c);
+            }
+            anon
+        } else if name == "fcntl" && c.rest.contains("F_GETFD") {
+            all[i + 1..]
+                .iter()
+                .find(|n| n.tid == c.tid)
+                .is_some_and(|n| n.name == "close" && arg(&n.rest, 0) == arg(&c.rest, 0))
+        } else {
+            false
         };
+        if !inside {
+            continue;
+        }
         let kind = Syscall::ALL
             .into_iter()
-            .find(|&k| strace_names(k).contains(&c.name.as_str()));
+            .find(|&k| strace_names(k).contains(&name));
         match kind {
             Some(k) if !allocator => *t.counted.entry(k.name()).or_default() += 1,
-            _ if allocator || NOT_TRANSFER_WORK.contains(&c.name.as_str()) => {
+            _ if allocator || NOT_TRANSFER_WORK.contains(&name) => {
                 *t.left_out.entry(c.name.clone()).or_default() += 1
             }
             _ => *t.unknown.entry(c.name.clone()).or_default() += 1,
@@ -206,26 +243,74 @@ pub fn tally(all: &[Call], window: &[Call]) -> Tally {
     t
 }
 
+/// The mappings a trace made, by start address: length and whether
+/// anonymous.
+#[derive(Debug, Default)]
+struct Mappings(BTreeMap<u64, (u64, bool)>);
+
+impl Mappings {
+    fn mapped(&mut self, c: &Call, anon: bool) {
+        let (Some(at), Some(len)) = (
+            result_of(&c.rest).and_then(number),
+            arg(&c.rest, 1).and_then(number),
+        ) else {
+            return;
+        };
+        self.0.insert(at, (len, anon));
+    }
+
+    fn unmapped(&mut self, c: &Call) {
+        if let Some(at) = arg(&c.rest, 0).and_then(number) {
+            self.0.remove(&at);
+        }
+    }
+
+    /// Whether the address `c` names lies in an anonymous mapping.
+    fn anonymous_at(&self, c: &Call) -> bool {
+        let Some(at) = arg(&c.rest, 0).and_then(number) else {
+            return false;
+        };
+        self.0
+            .range(..=at)
+            .next_back()
+            .is_some_and(|(&start, &(len, anon))| anon && at < start + len)
+    }
+}
+
+/// `0x1f` or `31`.
+fn number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// The `n`th argument of `(a, b, c) = r` (arguments without commas of
+/// their own, such as addresses, lengths and descriptors).
+fn arg(rest: &str, n: usize) -> Option<&str> {
+    rest.strip_prefix('(')?
+        .split([',', ')'])
+        .nth(n)
+        .map(str::trim)
+}
+
 /// `0x7f..` from `(...) = 0x7f..`.
 fn result_of(rest: &str) -> Option<&str> {
     rest.rsplit_once(" = ")
         .map(|(_, r)| r.split_whitespace().next().unwrap_or(r))
 }
 
-/// `0x7f..` from `(0x7f.., 4096) = 0`.
-fn first_arg(rest: &str) -> Option<&str> {
-    rest.strip_prefix('(')?
-        .split([',', ')'])
-        .next()
-        .map(str::trim)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Thread 100 marks the window; 101 is a reader. Inside: the
+    /// allocator maps 0x...2000 anonymously and frees it, the kernel then
+    /// hands the same address to a file mapping, which is the backend's; a
+    /// madvise inside the anonymous arena at 0x...a000 is the allocator's.
     const LOG: &str = r#"100 execve("/x", ["x"], 0x7ffd /* 3 vars */) = 0
 100 mmap(NULL, 135168, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000001000
+101 mmap(NULL, 67108864, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0) = 0x7f000000a000
 101 read(5,  <unfinished ...>
 100 access("/zcserve-strace-window-begin", F_OK) = -1 ENOENT (No such file or directory)
 100 sendfile(4, 3, [0] => [262144], 262144) = 262144
@@ -235,12 +320,16 @@ mod tests {
 100 <... sendfile resumed>) = -1 EAGAIN (Resource temporarily unavailable)
 100 poll([{fd=4, events=POLLOUT}], 1, -1) = 1 ([{fd=4, revents=POLLOUT}])
 100 mmap(NULL, 4096, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000009000
+100 madvise(0x7f0000009000, 4096, MADV_SEQUENTIAL) = 0
 100 mmap(NULL, 135168, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0 <unfinished ...>
 101 close(9) = 0
 100 <... mmap resumed>) = 0x7f0000002000
 100 munmap(0x7f0000001000, 135168) = 0
 100 munmap(0x7f0000002000, 135168) = 0
+100 mmap(NULL, 8192, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000002000
+100 madvise(0x7f000000b000, 65536, MADV_DONTNEED) = 0
 100 munmap(0x7f0000009000, 4096) = 0
+100 munmap(0x7f0000002000, 8192) = 0
 100 newfstatat(3, "", {st_mode=S_IFREG|0644, st_size=10, ...}, AT_EMPTY_PATH) = 0
 100 fcntl(7, F_GETFD <unfinished ...>
 101 close(10) = 0
@@ -257,7 +346,7 @@ mod tests {
     #[test]
     fn the_window_is_one_threads_calls_between_the_marks() {
         let calls = parse(LOG);
-        let w = window(&calls).unwrap();
+        let w = Window::find(&calls).unwrap().calls(&calls);
         assert!(w.iter().all(|c| c.tid == 100), "{w:?}");
         let names: Vec<&str> = w.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
@@ -267,8 +356,12 @@ mod tests {
                 "sendfile",
                 "poll",
                 "mmap",
+                "madvise",
                 "mmap",
                 "munmap",
+                "munmap",
+                "mmap",
+                "madvise",
                 "munmap",
                 "munmap",
                 "newfstatat",
@@ -283,15 +376,24 @@ mod tests {
     #[test]
     fn the_tally_counts_kinds_and_names_what_no_counter_shows() {
         let calls = parse(LOG);
-        let t = tally(&calls, &window(&calls).unwrap());
+        let t = tally(&calls, &Window::find(&calls).unwrap());
         assert_eq!(t.of(Syscall::Sendfile), 2);
         assert_eq!(t.of(Syscall::Poll), 1);
         assert_eq!(
             t.of(Syscall::Mmap),
-            1,
-            "the anonymous mapping is the allocator's"
+            2,
+            "the file mappings, not the anonymous one"
         );
-        assert_eq!(t.of(Syscall::Munmap), 1, "so is its unmapping");
+        assert_eq!(
+            t.of(Syscall::Madvise),
+            1,
+            "of the file mapping, not the arena"
+        );
+        assert_eq!(
+            t.of(Syscall::Munmap),
+            2,
+            "of the file mappings, one at an address the allocator had before"
+        );
         assert_eq!(t.of(Syscall::Fstat), 1);
         assert_eq!(
             t.of(Syscall::Fcntl),
@@ -305,6 +407,7 @@ mod tests {
             BTreeMap::from([
                 ("close".to_string(), 1),
                 ("fcntl".to_string(), 1),
+                ("madvise".to_string(), 1),
                 ("mmap".to_string(), 1),
                 ("munmap".to_string(), 2)
             ])
@@ -329,14 +432,14 @@ mod tests {
     #[test]
     fn a_trace_without_one_window_is_refused() {
         let calls = parse(LOG);
-        assert!(window(&calls[..3]).is_err(), "no marks");
+        assert!(Window::find(&calls[..3]).is_err(), "no marks");
         let mut twice = calls.clone();
         twice.extend(calls.iter().cloned());
-        assert!(window(&twice).is_err(), "two windows");
+        assert!(Window::find(&twice).is_err(), "two windows");
         let mut other = calls.clone();
         let end = other.iter().position(|c| c.rest.contains(END)).unwrap();
         other[end].tid = 101;
-        assert!(window(&other).is_err(), "ended by another thread");
+        assert!(Window::find(&other).is_err(), "ended by another thread");
     }
 
     #[test]

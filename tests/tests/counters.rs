@@ -197,7 +197,7 @@ fn counters_match_strace() {
         );
         let log = std::fs::read_to_string(&trace).unwrap();
         let calls = strace::parse(&log);
-        let window = strace::window(&calls).unwrap_or_else(|e| panic!("{backend}: {e}"));
+        let window = strace::Window::find(&calls).unwrap_or_else(|e| panic!("{backend}: {e}"));
         let seen = strace::tally(&calls, &window);
         let mut made = 0;
         for kind in Syscall::ALL {

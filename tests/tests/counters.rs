@@ -205,7 +205,9 @@ fn counters_match_strace() {
             made += traced;
             if counted != 0 || traced != 0 {
                 table.push(format!(
-                    "{backend:>8} {kind:<17} stats {counted:>4}  strace {traced:>4}"
+                    "{:>8} {:<17} stats {counted:>4}  strace {traced:>4}",
+                    backend.name(),
+                    kind.name()
                 ));
             }
             if counted != traced {
@@ -215,7 +217,10 @@ fn counters_match_strace() {
             }
         }
         for (name, n) in &seen.unknown {
-            table.push(format!("{backend:>8} {name:<17} no counter  strace {n:>4}"));
+            table.push(format!(
+                "{:>8} {name:<17} no counter  strace {n:>4}",
+                backend.name()
+            ));
             wrong.push(format!(
                 "{backend}: {n} {name} call(s) that no counter can show"
             ));

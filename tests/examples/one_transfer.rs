@@ -1,5 +1,7 @@
-//! Runs exactly one transfer and prints the backend's counters, so they can
-//! be held against `strace -c -f`:
+//! Runs exactly one transfer and prints the backend's counters, to look at
+//! by hand next to `strace -c -f` (the test `counters_match_strace` in
+//! `tests/counters.rs` makes that comparison for every backend, limited to
+//! the backend's own calls):
 //!
 //! ```text
 //! cargo build --release -p zcserve-tests --example one_transfer
@@ -20,7 +22,11 @@ use zcserve_tests::{Link, SockKind, Speed, TestFile};
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(name), Some(len)) = (args.next(), args.next()) else {
-        eprintln!("usage: one_transfer BACKEND BYTES   (backends: sendfile, splice, mmap, copy)");
+        let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
+        eprintln!(
+            "usage: one_transfer BACKEND BYTES   (backends: {})",
+            names.join(", ")
+        );
         return ExitCode::from(2);
     };
     let backend: Backend = match name.parse() {

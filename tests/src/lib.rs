@@ -175,7 +175,8 @@ pub enum Speed {
     /// Large reads, no pauses.
     Fast,
     /// Reads of `chunk` bytes with a pause of `pause_us` microseconds after
-    /// each, so the sender's socket fills and it must wait.
+    /// each, so the sender's socket fills and it must wait. The pause only
+    /// shapes the load; no test's verdict depends on how long anything takes.
     Slow {
         /// Bytes per read.
         chunk: usize,
@@ -231,26 +232,52 @@ impl Reader {
 pub fn backends_under_test() -> Vec<Backend> {
     Backend::ALL
         .into_iter()
-        .filter(|&b| match b.check() {
-            Ok(()) => true,
-            Err(e) if skip_allowed(b) => {
-                println!("SKIPPED backend {b}: {e} (allowed by ZCSERVE_ALLOW_SKIP)");
-                eprintln!("SKIPPED backend {b}: {e} (allowed by ZCSERVE_ALLOW_SKIP)");
-                false
-            }
-            Err(e) => panic!(
-                "backend {b} cannot run here ({e}), so this test would not test it; \
-                 fix the machine, or rebuild the tests with ZCSERVE_ALLOW_SKIP={b} to skip it visibly"
-            ),
-        })
+        .filter(|&b| under_test(b))
         .collect()
+}
+
+/// Whether a test about `backend` alone runs it: true when this machine can
+/// run it; false, saying so, when it cannot and the suite was built allowing
+/// the skip; otherwise the calling test fails (see [`backends_under_test`]).
+#[track_caller]
+pub fn under_test(backend: Backend) -> bool {
+    match backend.check() {
+        Ok(()) => true,
+        Err(e) => {
+            skip_or_fail(backend.name(), &e.to_string());
+            false
+        }
+    }
+}
+
+/// The skip policy for anything a test needs that the machine may lack (a
+/// backend, a tool such as `strace`): prints the skip when the suite was
+/// built with `ZCSERVE_ALLOW_SKIP` naming `what` (or `all`), and fails the
+/// calling test otherwise.
+#[track_caller]
+pub fn skip_or_fail(what: &str, why: &str) {
+    if skip_allowed_named(what) {
+        println!("SKIPPED {what}: {why} (allowed by ZCSERVE_ALLOW_SKIP)");
+        eprintln!("SKIPPED {what}: {why} (allowed by ZCSERVE_ALLOW_SKIP)");
+    } else {
+        panic!(
+            "{what} cannot run here ({why}), so this test would not test it; \
+             fix the machine, or rebuild the tests with ZCSERVE_ALLOW_SKIP={what} to skip it visibly"
+        );
+    }
 }
 
 /// Whether the suite was built allowing `backend` to be skipped.
 pub fn skip_allowed(backend: Backend) -> bool {
+    skip_allowed_named(backend.name())
+}
+
+/// Whether the suite was built allowing `what` (a backend's or a tool's
+/// name) to be skipped.
+pub fn skip_allowed_named(what: &str) -> bool {
     allowed_skips()
         .iter()
-        .any(|s| s == "all" || s == backend.name())
+        .any(|s| s == "all" || s.eq_ignore_ascii_case(what))
 }
 
 /// The names in `ZCSERVE_ALLOW_SKIP` when the suite was built.
@@ -271,28 +298,59 @@ pub fn backends(config: &Config) -> Vec<Arc<dyn Transfer>> {
 }
 
 /// Pumps `session` into `sock` until the socket is full, as a peer that
-/// stopped reading would leave it. A completion-based session never
-/// answers `WouldBlock`: its chain waits inside the kernel for the socket
-/// instead, so no completion within 20 ms is taken to mean the
-/// same. Fails if the whole transfer fit.
+/// stopped reading would leave it. Fails if the whole transfer fit.
+///
+/// A readiness-based session says so itself (`WouldBlock`). A
+/// completion-based one never does: its chain waits inside the kernel for
+/// the socket instead. For it, "full" is the socket's own state, the one a
+/// readiness-driven server waits on: `poll` no longer reports it writable
+/// while no completion is ready to be reaped. Until then every completion
+/// is reaped with another pump. The wait for a completion re-checks the
+/// socket now and then, because an operation in flight may fill it without
+/// completing; [`STALL`] only bounds a hang.
 pub fn pump_until_full(session: &mut dyn Session, sock: BorrowedFd<'_>) -> Result<(), String> {
-    for _ in 0..100_000 {
+    let started = std::time::Instant::now();
+    loop {
+        if started.elapsed() > STALL {
+            return Err(format!("the socket did not fill within {STALL:?}"));
+        }
         match session.pump(sock).map_err(|e| e.to_string())? {
             Pump::WouldBlock => return Ok(()),
             Pump::Yield => {}
             Pump::Done => return Err("the whole transfer fit in the socket".into()),
-            Pump::Pending => {
-                let fd = session
+            Pump::Pending => loop {
+                let done = session
                     .completion_fd()
                     .ok_or("Pending without a completion fd")?;
-                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-                if poll(&mut fds, PollTimeout::from(20u16)).map_err(|e| e.to_string())? == 0 {
+                if ready(done, PollFlags::POLLIN, 0)? {
+                    break;
+                }
+                if !ready(sock, PollFlags::POLLOUT, 0)? {
                     return Ok(());
                 }
-            }
+                if started.elapsed() > STALL {
+                    return Err(format!(
+                        "no completion and a writable socket for {STALL:?}: the chain hangs"
+                    ));
+                }
+                // Not a verdict, only how often the socket is looked at
+                // again while the chain runs.
+                ready(done, PollFlags::POLLIN, 10)?;
+            },
         }
     }
-    Err("the socket never filled".into())
+}
+
+/// Whether `fd` reports any of `events` (or an error) within `ms`.
+fn ready(fd: BorrowedFd<'_>, events: PollFlags, ms: u16) -> Result<bool, String> {
+    let mut fds = [PollFd::new(fd, events)];
+    loop {
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+    }
 }
 
 /// Settings small enough that the pipe, buffer and chunk edges are hit by
@@ -314,6 +372,7 @@ pub fn open_fds() -> usize {
 }
 
 mod run;
+pub mod strace;
 pub use run::{Driver, Outcome, STALL, drive, expected, transfer};
 
 #[cfg(test)]

@@ -114,6 +114,6 @@ fn a_thousand_transfers_leak_no_descriptor() {
     let after = open_fds();
     assert_eq!(
         before, after,
-        "descriptors open before and after 8,000 transfers"
+        "descriptors open before and after 1,000 transfers per backend and config"
     );
 }

@@ -4,14 +4,13 @@
 //! Alone in its binary because it changes a process-wide signal action.
 
 use nix::sys::signal::{SigHandler, Signal, signal};
-use zcserve_backends::Backend;
 use zcserve_core::ByteRange;
 use zcserve_tests::{Driver, Link, SockKind, TestFile, drive};
 
 #[test]
 fn sigpipe_at_its_default_action_does_not_kill_the_process() {
     let file = TestFile::random(1 << 20, 4);
-    for backend in Backend::available() {
+    for backend in zcserve_tests::backends_under_test() {
         // SAFETY: SigDfl installs no Rust code as a handler.
         unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.unwrap();
         let transfer = backend.build(&Default::default()).unwrap();

@@ -6,8 +6,10 @@
 //! descriptors while it measures.
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use zcserve_backends::Config;
 use zcserve_core::{ByteRange, Pump, blocking};
 use zcserve_tests::{STALL, TestFile, backends, open_fds};
@@ -51,11 +53,20 @@ fn ten_thousand_transfers_grow_neither_memory_nor_descriptors() {
                 .unwrap();
             if i % 10 == 0 {
                 // Dropped after one pump, work possibly still in flight.
-                let p = s.pump(std::os::fd::AsFd::as_fd(&send)).unwrap();
+                // The drain may still be behind the last transfer: wait
+                // until the socket has room, so that the pump must move
+                // bytes (or start a chain) rather than find it full.
+                let mut fds = [PollFd::new(send.as_fd(), PollFlags::POLLOUT)];
+                let ms = u16::try_from(STALL.as_millis()).unwrap_or(u16::MAX);
+                assert_eq!(
+                    poll(&mut fds, PollTimeout::from(ms)).unwrap(),
+                    1,
+                    "the drain stalled"
+                );
+                let p = s.pump(send.as_fd()).unwrap();
                 assert_ne!(p, Pump::WouldBlock, "{}", backend.name());
             } else {
-                blocking::send_all(s.as_mut(), std::os::fd::AsFd::as_fd(&send), Some(STALL))
-                    .unwrap();
+                blocking::send_all(s.as_mut(), send.as_fd(), Some(STALL)).unwrap();
             }
         }
         let (rss, fds) = (rss_kib(), open_fds());

@@ -15,6 +15,11 @@ pub struct Config {
     pub buffer_size: usize,
     /// Idle pipes or buffers a backend keeps for reuse.
     pub max_idle: usize,
+    /// Threads that read cold file ranges into the page cache while the
+    /// session waits (`Pump::Pending`), so no pump blocks on the disk; 0
+    /// reads on the pump's own thread, as every backend did before. Not
+    /// used by `uring`, whose reads already run in the kernel's workers.
+    pub disk_threads: usize,
 }
 
 impl Default for Config {
@@ -28,6 +33,9 @@ impl Default for Config {
             pipe_size: 1 << 20,
             buffer_size: 128 << 10,
             max_idle: 64,
+            // Off in the library: a host opts in (the server does, with
+            // `--disk-threads`).
+            disk_threads: 0,
         }
     }
 }

@@ -31,6 +31,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use zcserve_core::disk::Cold;
 use zcserve_core::{Pumping, Stats};
 pub use zcserve_core::{Transfer, TransferError};
 
@@ -235,12 +236,29 @@ impl Backend {
     /// availability, makes sure SIGPIPE is ignored (counted in the new
     /// backend's stats), then runs the backend's own build.
     pub fn build(self, config: &Config) -> Result<Arc<dyn Transfer>, TransferError> {
+        let cold =
+            Cold::with_threads(config.disk_threads).map_err(|e| TransferError::InvalidConfig {
+                setting: "disk_threads",
+                reason: format!("cannot start {} disk threads: {e}", config.disk_threads),
+            })?;
+        self.build_with(config, cold)
+    }
+
+    /// [`Backend::build`] with the disk's oracle and pool given rather than
+    /// made from `config.disk_threads` (tests hold reads on a latch with
+    /// it); `None` reads on the pump's thread.
+    pub fn build_with(
+        self,
+        config: &Config,
+        cold: Option<Cold>,
+    ) -> Result<Arc<dyn Transfer>, TransferError> {
         config.validate()?;
         self.check()?;
         let build = self.row().build.expect("check passed, so the code is here");
         let stats = Arc::new(Stats::new());
         sigpipe::ensure_ignored(&stats)?;
-        build(config, Pumping::new(self.name(), stats, config.max_chunk))
+        let pumping = Pumping::new(self.name(), stats, config.max_chunk).cold(cold);
+        build(config, pumping)
     }
 }
 

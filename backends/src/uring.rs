@@ -97,7 +97,10 @@ pub(crate) fn probe() -> Result<(), String> {
 
 pub(crate) fn build(config: &Config, pumping: Pumping) -> Result<Arc<dyn Transfer>, TransferError> {
     let lanes = Lanes::new(config, pumping.stats().clone())?;
-    Ok(pumping.with(Uring(lanes)))
+    // No disk gate: a splice from the file runs in the kernel's io-wq
+    // workers, so a cold read already waits there, not on the pump's
+    // thread, and the session answers Pending on its ring meanwhile.
+    Ok(pumping.cold(None).with(Uring(lanes)))
 }
 
 /// The io_uring splice backend: its lane pool.
@@ -119,6 +122,29 @@ struct Lanes {
 struct Lane {
     ring: IoUring,
     pipe: Pipe,
+    /// Where the ring's unmapping is counted when the lane closes.
+    stats: Arc<Stats>,
+}
+
+impl Lane {
+    /// The mappings `IoUring::new` made of the ring's descriptor: the
+    /// rings and the submission entries, and a separate completion ring on
+    /// kernels without `IORING_FEAT_SINGLE_MMAP`.
+    fn mappings(ring: &IoUring) -> usize {
+        if ring.params().is_feature_single_mmap() {
+            2
+        } else {
+            3
+        }
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        for _ in 0..Lane::mappings(&self.ring) {
+            self.stats.syscall(Syscall::Munmap);
+        }
+    }
 }
 
 impl Lanes {
@@ -165,8 +191,15 @@ impl Lanes {
         let ring = self
             .stats
             .counted_io(Syscall::UringSetup, || IoUring::new(RING_ENTRIES))?;
+        for _ in 0..Lane::mappings(&ring) {
+            self.stats.syscall(Syscall::Mmap);
+        }
         let pipe = Pipe::new(self.pipe_size, &self.stats)?;
-        Ok(Lane { ring, pipe })
+        Ok(Lane {
+            ring,
+            pipe,
+            stats: Arc::clone(&self.stats),
+        })
     }
 }
 

@@ -18,17 +18,23 @@
 //!   through user space (from the syscall: `pread` copies in, `send` and
 //!   `sendmsg` copy body bytes out), waits and session outcomes.
 //!
-//! Seam for a cold-cache gate: before each move the pump knows from
-//! [`Step::next_read`] whether that move will read the file, and which
-//! byte range; a gate that finds the range not resident can answer
-//! [`Pump::Pending`] on its own descriptor instead of making the move.
+//! The disk: before each move the pump knows from [`Step::next_read`]
+//! whether that move will read the file, and which byte range. With a
+//! [`Cold`] set up, a session's [`ColdGate`] asks whether the range is in
+//! the page cache; when it is not, the range is read in by the disk pool
+//! and the pump answers [`Pump::Pending`] on the gate's descriptor instead
+//! of making a move that would block its thread on the disk. A session
+//! whose file is cached pays one residency check per chunk and never
+//! touches the pool.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use nix::errno::Errno;
 
+use crate::disk::{Cold, ColdGate, DiskPool, Gate};
 use crate::sock::send_head;
 use crate::{ByteRange, Pump, Session, Source, Stats, Syscall, Transfer, TransferError};
 
@@ -219,6 +225,7 @@ pub struct Pumping {
     name: &'static str,
     stats: Arc<Stats>,
     budget: usize,
+    cold: Option<Cold>,
 }
 
 impl Pumping {
@@ -229,7 +236,16 @@ impl Pumping {
             name,
             stats,
             budget: budget.max(1),
+            cold: None,
         }
+    }
+
+    /// Sessions ask `cold`'s oracle before each move that reads the file
+    /// and wait for its pool on a miss; `None` (the default) reads on the
+    /// pump's thread, whatever the page cache holds.
+    pub fn cold(mut self, cold: Option<Cold>) -> Self {
+        self.cold = cold;
+        self
     }
 
     /// The counters, for syscalls made while the backend is built.
@@ -266,6 +282,10 @@ impl<M: Mover> Transfer for Pumped<M> {
         &self.pumping.stats
     }
 
+    fn disk_pool(&self) -> Option<&Arc<DiskPool>> {
+        self.pumping.cold.as_ref().map(Cold::pool)
+    }
+
     fn start(
         &self,
         source: &Source,
@@ -279,6 +299,11 @@ impl<M: Mover> Transfer for Pumped<M> {
                 progress,
                 step,
                 budget: self.pumping.budget,
+                disk: self
+                    .pumping
+                    .cold
+                    .as_ref()
+                    .map(|cold| (cold.gate(), Arc::clone(source.file()))),
             })),
             Err(e) => Err(progress.settle(Err(e)).unwrap_err()),
         }
@@ -290,6 +315,8 @@ struct Tracked<S: Step> {
     progress: Progress,
     step: S,
     budget: usize,
+    /// The session's gate to the disk pool, and the file it reads in.
+    disk: Option<(ColdGate, Arc<File>)>,
 }
 
 impl<S: Step> Tracked<S> {
@@ -314,14 +341,18 @@ impl<S: Step> Tracked<S> {
                     budget,
                     carry: S::CARRIES_PREFIX,
                 };
-                if let Some((_offset, _len)) = self.step.next_read(&m) {
+                if let Some((offset, len)) = self.step.next_read(&m) {
                     if budget == 0 {
                         return Ok(Pump::Yield);
                     }
-                    // A cold-cache gate goes here: ask whether
-                    // [_offset, _offset + _len) is resident and, if not,
-                    // start reading it in and answer Pending on the gate's
-                    // descriptor instead of moving.
+                    if let Some((gate, file)) = &mut self.disk {
+                        // A gate that cannot make its descriptor (out of
+                        // descriptors) lets the move read as it did
+                        // before there was a pool.
+                        if let Ok(Gate::Wait) = gate.before_move(file, offset, len as u64) {
+                            return Ok(Pump::Pending);
+                        }
+                    }
                 }
                 self.step.try_move(&m)
             };
@@ -376,8 +407,13 @@ impl<S: Step> Session for Tracked<S> {
         &self.progress.stats
     }
 
+    /// A step's own descriptor (a ring's) or the disk gate's: a step that
+    /// has one is never gated (its backend reads in the kernel's workers),
+    /// so a session never answers `Pending` on two.
     fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.step.completion_fd()
+        self.step
+            .completion_fd()
+            .or_else(|| self.disk.as_ref()?.0.completion_fd())
     }
 }
 

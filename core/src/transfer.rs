@@ -76,6 +76,12 @@ pub trait Transfer: Send + Sync + 'static {
     /// Counters of every session this backend has run.
     fn stats(&self) -> &Arc<Stats>;
 
+    /// The pool that reads cold ranges in for this backend's sessions, if
+    /// it has one (for its counters).
+    fn disk_pool(&self) -> Option<&Arc<crate::disk::DiskPool>> {
+        None
+    }
+
     /// Prepares to send `prefix` followed by `range` of `source`.
     ///
     /// Fails, before any byte is sent, when the range does not lie inside

@@ -367,9 +367,9 @@ impl Settings {
                     .or(file.buffer_size)
                     .unwrap_or(defaults.buffer_size),
                 max_idle: defaults.max_idle,
-                // Issue 11: `disk_threads` is also to size the backends'
-                // read-in pool for cold ranges, set here once `Config`
-                // has that knob.
+                // One setting for both pools: the server's (opens, stats,
+                // listings) and the backends' (cold body ranges).
+                disk_threads,
             },
             listing_max_entries,
         })

@@ -204,6 +204,59 @@ impl Metrics {
     }
 }
 
+/// The Prometheus text of the backend's read-in pool: cold body ranges
+/// read into the page cache while their sessions waited.
+pub fn render_read_in(pool: &zcserve_core::disk::PoolSnapshot, o: &mut String) {
+    use std::fmt::Write as _;
+    let rows: [(&str, &str, &str, f64); 7] = [
+        (
+            "zcserve_read_in_offloaded_total",
+            "counter",
+            "Cold body ranges handed to the read-in pool (their sessions waited instead of the worker).",
+            pool.offloaded as f64,
+        ),
+        (
+            "zcserve_read_in_parked_total",
+            "counter",
+            "Sessions that waited for room in the read-in pool's queue.",
+            pool.parked as f64,
+        ),
+        (
+            "zcserve_read_in_bytes_total",
+            "counter",
+            "Bytes the read-in pool brought into the page cache.",
+            pool.bytes_in as f64,
+        ),
+        (
+            "zcserve_read_in_queue_depth",
+            "gauge",
+            "Read-ins waiting for a thread now.",
+            pool.queued as f64,
+        ),
+        (
+            "zcserve_read_in_queue_depth_max",
+            "gauge",
+            "The most read-ins that ever waited at once.",
+            pool.max_queued as f64,
+        ),
+        (
+            "zcserve_read_in_queue_wait_seconds_total",
+            "counter",
+            "Time read-ins waited for a thread, summed.",
+            pool.queue_ns as f64 / 1e9,
+        ),
+        (
+            "zcserve_read_in_run_seconds_total",
+            "counter",
+            "Time the read-in threads spent reading, summed.",
+            pool.read_ns as f64 / 1e9,
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,9 @@ pub async fn serve(
                         state.log.dropped(),
                     );
                     state.disk.stats().render(state.disk.threads(), &mut text);
+                    if let Some(pool) = state.backend.disk_pool() {
+                        crate::metrics::render_read_in(&pool.stats().snapshot(), &mut text);
+                    }
                     let body = text.into_bytes();
                     let mut head = Head::new(StatusCode::OK);
                     head.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

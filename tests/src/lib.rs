@@ -354,13 +354,16 @@ fn ready(fd: BorrowedFd<'_>, events: PollFlags, ms: u16) -> Result<bool, String>
 }
 
 /// Settings small enough that the pipe, buffer and chunk edges are hit by
-/// files of a few hundred KiB.
+/// files of a few hundred KiB, with the disk pool on.
 pub fn small_config() -> Config {
     Config {
         max_chunk: 96 << 10,
         pipe_size: 64 << 10,
         buffer_size: 16 << 10,
         max_idle: 4,
+        // The disk gate on (the default config has it off), so every suite
+        // that runs both configs runs each backend with and without it.
+        disk_threads: 2,
     }
 }
 

@@ -81,8 +81,10 @@ pub fn parse(log: &str) -> Vec<Call> {
     calls
 }
 
-/// Where a window lies in a parsed trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a window lies in a parsed trace: the calls of the thread that
+/// marked it, and of every thread first seen inside it (threads the
+/// backend's work started, such as uring's reaper), between the marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     /// The thread that marked it.
     pub tid: u32,
@@ -90,6 +92,8 @@ pub struct Window {
     pub begin: usize,
     /// The index of its [`END`] mark.
     pub end: usize,
+    /// Threads whose first call lies inside the window.
+    pub born: Vec<u32>,
 }
 
 impl Window {
@@ -110,12 +114,24 @@ impl Window {
                 "the window's end was not marked after its begin by the same thread".into(),
             );
         }
-        Ok(Window { tid, begin, end })
+        let mut seen = std::collections::HashSet::new();
+        let mut born = Vec::new();
+        for (i, c) in calls.iter().enumerate() {
+            if seen.insert(c.tid) && i > begin && i < end {
+                born.push(c.tid);
+            }
+        }
+        Ok(Window {
+            tid,
+            begin,
+            end,
+            born,
+        })
     }
 
     /// Whether the call at `index` of the trace, made by `tid`, is inside.
     pub fn holds(&self, index: usize, tid: u32) -> bool {
-        tid == self.tid && index > self.begin && index < self.end
+        (tid == self.tid || self.born.contains(&tid)) && index > self.begin && index < self.end
     }
 
     /// The calls the marking thread made between the marks.
@@ -168,10 +184,27 @@ pub fn strace_names(kind: Syscall) -> &'static [&'static str] {
 /// `munmap`s of them are told apart in [`tally`]), closing descriptors,
 /// waking or waiting on a lock, and the kernel resuming a call a signal or
 /// io_uring's task work interrupted (`restart_syscall`, which the program
-/// made once).
+/// made once), and starting a thread (uring's reaper is started on first
+/// use: `clone3`, and the new thread's own set-up, which the C library and
+/// the Rust runtime make).
 ///
 /// [`Stats`]: zcserve_core::Stats
-const NOT_TRANSFER_WORK: &[&str] = &["brk", "close", "futex", "restart_syscall"];
+const NOT_TRANSFER_WORK: &[&str] = &[
+    "brk",
+    "close",
+    "futex",
+    "restart_syscall",
+    "clone",
+    "clone3",
+    "gettid",
+    "mprotect",
+    "prctl",
+    "rseq",
+    "rt_sigprocmask",
+    "sched_getaffinity",
+    "set_robust_list",
+    "sigaltstack",
+];
 
 /// What a window's calls add up to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

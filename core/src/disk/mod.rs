@@ -27,6 +27,7 @@ mod tests;
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 
 pub use gate::{ColdGate, Gate};
 pub use pool::{
@@ -99,5 +100,53 @@ impl Residency for AlwaysResident {
 impl Residency for PageCache {
     fn resident(&self, file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool> {
         PageCache::resident(self, file, offset, len)
+    }
+}
+
+/// What a backend's pump needs to keep its sessions off the disk: the
+/// oracle it asks before each move that reads the file, and the pool that
+/// reads a cold range in meanwhile. Each session gets its own
+/// [`ColdGate`] over these.
+#[derive(Clone)]
+pub struct Cold {
+    residency: Arc<dyn Residency>,
+    pool: Arc<DiskPool>,
+}
+
+impl Cold {
+    /// Asks `residency`, offloads misses to `pool`.
+    pub fn new(residency: Arc<dyn Residency>, pool: Arc<DiskPool>) -> Self {
+        Self { residency, pool }
+    }
+
+    /// The page cache asked with the best method this kernel has, and a
+    /// pool of `threads` threads reading with `pread` (default queue and
+    /// chunk sizes); `None` for 0 threads, which keeps every read on the
+    /// pump's own thread.
+    pub fn with_threads(threads: usize) -> io::Result<Option<Self>> {
+        let config = PoolConfig {
+            threads,
+            ..PoolConfig::default()
+        };
+        Ok(DiskPool::new(config, Arc::new(PreadIn))?
+            .map(|pool| Self::new(Arc::new(PageCache::new()), Arc::new(pool))))
+    }
+
+    /// The pool, for its counters.
+    pub fn pool(&self) -> &Arc<DiskPool> {
+        &self.pool
+    }
+
+    /// A gate for one session.
+    pub fn gate(&self) -> ColdGate {
+        ColdGate::new(Arc::clone(&self.residency), Arc::clone(&self.pool))
+    }
+}
+
+impl std::fmt::Debug for Cold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cold")
+            .field("threads", &self.pool.threads())
+            .finish_non_exhaustive()
     }
 }

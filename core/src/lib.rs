@@ -44,7 +44,7 @@ pub mod tokio;
 mod transfer;
 
 pub use error::{TransferError, errno_of};
-pub use pump::{Attempt, Move, Moved, Mover, Pumping, Step};
+pub use pump::{Attempt, Move, Moved, Mover, Pumping, READ_IN_SPAN, Step};
 pub use range::ByteRange;
 pub use stats::{Snapshot, Stats, Syscall};
 pub use transfer::{Pump, Session, Source, Transfer};

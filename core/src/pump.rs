@@ -38,6 +38,10 @@ use crate::disk::{Cold, ColdGate, DiskPool, Gate};
 use crate::sock::send_head;
 use crate::{ByteRange, Pump, Session, Source, Stats, Syscall, Transfer, TransferError};
 
+/// The most of a range one residency check covers and one read-in brings
+/// in (see [`Tracked::run`]).
+pub const READ_IN_SPAN: u64 = 4 << 20;
+
 /// What one move did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moved {
@@ -346,10 +350,19 @@ impl<S: Step> Tracked<S> {
                         return Ok(Pump::Yield);
                     }
                     if let Some((gate, file)) = &mut self.disk {
+                        // Asked about, and read in, is the rest of the
+                        // range up to READ_IN_SPAN, not just this move's
+                        // chunk: the read-in then waits for the kernel's
+                        // readahead of those pages too, so no page the
+                        // gate let through is still under I/O when a move
+                        // reads it (the page cache counts such pages as
+                        // cached), and a warm range is asked about once per
+                        // span instead of once per chunk.
+                        let span = (p.end - offset).min(READ_IN_SPAN).max(len as u64);
                         // A gate that cannot make its descriptor (out of
                         // descriptors) lets the move read as it did
                         // before there was a pool.
-                        if let Ok(Gate::Wait) = gate.before_move(file, offset, len as u64) {
+                        if let Ok(Gate::Wait) = gate.before_move(file, offset, span) {
                             return Ok(Pump::Pending);
                         }
                     }

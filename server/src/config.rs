@@ -31,7 +31,7 @@ pub struct Args {
     /// Worker threads; 1 runs everything on one thread (for pinned benchmarks) [default: CPUs]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Threads for disk work that could stall a worker: opening a path the file cache lacks (every path with --no-file-cache), index.html, listings; 0 does it on the workers [default: 16]
+    /// Threads for disk work that could stall a worker: reading body ranges that are not in the page cache (every backend but uring, whose reads run in the kernel's workers), opening a path the file cache lacks (every path with --no-file-cache), index.html, listings; each of the two pools gets N; 0 does it all on the workers, as before [default: 16]
     #[arg(long, value_name = "N")]
     pub disk_threads: Option<usize>,
     /// Read settings from this TOML file first
@@ -384,11 +384,11 @@ impl Settings {
 /// backends moved within the noise.
 const DEFAULT_NOTSENT_LOWAT: u32 = 64 << 10;
 
-/// Not measured yet against a slow disk (that is zcbench's cold
-/// scenario's job): enough opens in flight to keep a disk's queue busy
-/// (nginx's default `aio threads` pool has 32 threads) while a burst of
-/// cold requests cannot start hundreds of threads. Hot requests never wait
-/// for these threads, whatever their number.
+/// Enough reads and opens in flight to keep a disk's queue busy (nginx's
+/// default `aio threads` pool has 32 threads) while a burst of cold
+/// requests cannot start hundreds of threads; hot requests never wait for
+/// these threads, whatever their number. Measured with zcbench's cold
+/// scenario (README, Results).
 const DEFAULT_DISK_THREADS: usize = 16;
 
 /// More threads than any disk queue could use.

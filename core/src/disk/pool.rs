@@ -22,39 +22,47 @@ pub trait ReadIn: Send + Sync {
     fn read_in(&self, file: &File, offset: u64, len: u64, scratch: &mut [u8]) -> io::Result<u64>;
 }
 
-/// Reads the range with blocking `pread`s into the thread's scratch buffer
-/// and throws the bytes away.
+/// Reads the range into the page cache with calls that block until the
+/// pages are there, and keeps no byte: on Linux `sendfile` into
+/// `/dev/null` (the kernel reads the pages and copies nothing), elsewhere
+/// `pread`s into the thread's scratch buffer.
 ///
 /// Chosen over `readahead(2)`: readahead returns once the I/O is queued, not
-/// done, so the caller would have to poll for completion; a `pread` returns
-/// when the pages are in the cache, which is exactly the completion a
-/// session needs. Its copy of a chunk costs microseconds against the
-/// milliseconds of the disk read it waits for.
+/// done, so the caller would have to poll for completion; these return when
+/// the pages are in the cache, which is exactly the completion a session
+/// needs. No copy matters because the pool's threads share the CPUs with
+/// the event loops they keep unblocked.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PreadIn;
 
 impl ReadIn for PreadIn {
     fn read_in(&self, file: &File, offset: u64, len: u64, scratch: &mut [u8]) -> io::Result<u64> {
-        if scratch.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "disk pool scratch buffer is empty",
-            ));
-        }
-        let mut done = 0u64;
-        while done < len {
-            let want = usize::try_from(len - done).map_or(scratch.len(), |l| l.min(scratch.len()));
-            match file.read_at(&mut scratch[..want], offset + done) {
-                // End of file: a short read-in is fine, the send reports a
-                // file that shrank under it.
-                Ok(0) => break,
-                Ok(n) => done += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
+        super::sys::read_in(file, offset, len, scratch)
     }
+}
+
+/// Reads `[offset, offset + len)` of `file` with `pread` into `scratch`,
+/// again and again, for the page cache's sake; the bytes are thrown away.
+pub(crate) fn pread_in(file: &File, offset: u64, len: u64, scratch: &mut [u8]) -> io::Result<u64> {
+    if scratch.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "disk pool scratch buffer is empty",
+        ));
+    }
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done).map_or(scratch.len(), |l| l.min(scratch.len()));
+        match file.read_at(&mut scratch[..want], offset + done) {
+            // End of file: a short read-in is fine, the send reports a
+            // file that shrank under it.
+            Ok(0) => break,
+            Ok(n) => done += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// How big a pool is.
@@ -354,7 +362,7 @@ struct Queue {
     closed: bool,
 }
 
-struct Shared {
+struct PoolState {
     queue: Mutex<Queue>,
     ready: Condvar,
     capacity: usize,
@@ -362,7 +370,7 @@ struct Shared {
     reader: Arc<dyn ReadIn>,
 }
 
-impl Shared {
+impl PoolState {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Jobs run outside this lock, so no reader panic can poison it.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
@@ -376,7 +384,7 @@ impl Shared {
 /// the jobs still queued (their tickets finish with an error) and joins
 /// the threads after their current read.
 pub struct DiskPool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -406,7 +414,7 @@ impl DiskPool {
                 ),
             ));
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(PoolState {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::with_capacity(config.queue),
                 waiters: VecDeque::new(),
@@ -580,7 +588,7 @@ fn wake(slot: &Slot) -> bool {
 }
 
 /// One pool thread: take a job, read, signal, until the pool closes.
-fn work(shared: &Shared, scratch_len: usize) {
+fn work(shared: &PoolState, scratch_len: usize) {
     let mut scratch = vec![0u8; scratch_len];
     let stats = &shared.stats;
     loop {

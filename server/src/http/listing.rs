@@ -136,18 +136,13 @@ fn escape_html(s: &str) -> String {
 
 /// A size in binary units with one decimal: `512 B`, `1.5 KiB`, `3.0 GiB`.
 fn human_size(len: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if len < 1024 {
-        return format!("{len} B");
-    }
-    #[allow(clippy::cast_precision_loss)] // one decimal is all that is shown
-    let mut value = len as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    use humansize::{BINARY, FormatSizeOptions, format_size};
+    format_size(
+        len,
+        FormatSizeOptions::from(BINARY)
+            .decimal_places(1)
+            .decimal_zeroes(1),
+    )
 }
 
 /// Formats `t` as `YYYY-MM-DD HH:MM` in UTC (times before 1970 included).
@@ -173,7 +168,9 @@ fn format_time(t: SystemTime) -> String {
 }
 
 /// Converts days since 1970-01-01 into a proleptic Gregorian (year, month,
-/// day), after Howard Hinnant's `civil_from_days`.
+/// day), after Howard Hinnant's `civil_from_days`. Written here because the
+/// date crates at hand (httpdate, humantime) panic on times before 1970,
+/// which a file's mtime may be.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days.saturating_add(719_468);
     let era = z.div_euclid(146_097);

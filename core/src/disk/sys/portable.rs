@@ -9,6 +9,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::{pipe, read, write};
 
 use crate::disk::Method;
+pub use crate::disk::pool::pread_in as read_in;
 
 /// The page cache of a platform that cannot be asked: always resident,
 /// which keeps the behaviour the server had without this module.

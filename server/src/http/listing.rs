@@ -137,6 +137,10 @@ fn escape_html(s: &str) -> String {
 /// A size in binary units with one decimal: `512 B`, `1.5 KiB`, `3.0 GiB`.
 fn human_size(len: u64) -> String {
     use humansize::{BINARY, FormatSizeOptions, format_size};
+    if len < 1024 {
+        // Whole bytes need no decimal.
+        return format!("{len} B");
+    }
     format_size(
         len,
         FormatSizeOptions::from(BINARY)

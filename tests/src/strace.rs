@@ -82,7 +82,7 @@ pub fn parse(log: &str) -> Vec<Call> {
 }
 
 /// Where a window lies in a parsed trace: the calls of the thread that
-/// marked it, and of every thread first seen inside it (threads the
+/// marked it, and of every thread it started inside it (threads the
 /// backend's work started, such as uring's reaper), between the marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
@@ -92,7 +92,7 @@ pub struct Window {
     pub begin: usize,
     /// The index of its [`END`] mark.
     pub end: usize,
-    /// Threads whose first call lies inside the window.
+    /// Threads the marking thread started inside the window.
     pub born: Vec<u32>,
 }
 
@@ -114,13 +114,13 @@ impl Window {
                 "the window's end was not marked after its begin by the same thread".into(),
             );
         }
-        let mut seen = std::collections::HashSet::new();
-        let mut born = Vec::new();
-        for (i, c) in calls.iter().enumerate() {
-            if seen.insert(c.tid) && i > begin && i < end {
-                born.push(c.tid);
-            }
-        }
+        // Threads the marking thread started inside the window: the tids
+        // its clone calls there returned.
+        let born = calls[begin + 1..end]
+            .iter()
+            .filter(|c| c.tid == tid && (c.name == "clone" || c.name == "clone3"))
+            .filter_map(|c| c.rest.rsplit_once(" = ")?.1.trim().parse::<u32>().ok())
+            .collect();
         Ok(Window {
             tid,
             begin,

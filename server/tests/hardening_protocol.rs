@@ -152,7 +152,8 @@ fn chunked_body_is_read_and_the_connection_kept() {
     c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab")
         .unwrap();
     c.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    // The second piece only once the server has read the first.
+    wait_until_server_read(&c);
     c.write_all(b"cd\r\n0\r\n\r\n").unwrap();
     let r = read_response(&mut c, &mut pending, false);
     assert_eq!(r.status, 200);

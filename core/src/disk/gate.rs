@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-use super::{Completion, DiskPool, Parking, Residency, Submitted, Ticket};
+use super::{Completion, DiskPool, FileId, Parking, Residency, Submitted, Ticket};
 
 /// What the pump does with the range it asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,9 @@ pub struct ColdGate {
     /// `[start, end)` known resident (or as resident as the pool could
     /// make it): moves inside it go without asking.
     known: (u64, u64),
+    /// The identity of the file last asked about (keyed by the `Arc`'s
+    /// address), taken only when the pool is reading something.
+    file_id: Option<(usize, FileId)>,
 }
 
 enum Waiting {
@@ -75,6 +78,7 @@ impl ColdGate {
             completion: None,
             waiting: Waiting::Nothing,
             known: (0, 0),
+            file_id: None,
         }
     }
 
@@ -105,11 +109,15 @@ impl ColdGate {
         if self.known.0 <= offset && end <= self.known.1 {
             return Ok(Gate::Go);
         }
-        // An oracle that fails answers like one that cannot tell: go.
+        // An oracle that fails answers like one that cannot tell: go. A
+        // range the pool is reading for another session counts as cold
+        // whatever the oracle says: its pages are in the cache already
+        // but locked until their read ends, and a move would wait there.
         if self
             .residency
             .resident(file.as_fd(), offset, len)
             .unwrap_or(true)
+            && !self.pool_is_reading(file, offset, len)
         {
             self.known = (offset, end);
             return Ok(Gate::Go);
@@ -139,6 +147,28 @@ impl ColdGate {
             // way, moving the range as before is correct.
             Err(_) => Ok(Gate::Go),
         }
+    }
+
+    /// Whether the pool has a job on any of this range of `file`, with the
+    /// file's identity looked up once per session and only while the pool
+    /// reads anything (never on a warm server).
+    fn pool_is_reading(&mut self, file: &Arc<File>, offset: u64, len: u64) -> bool {
+        if !self.pool.any_reading() {
+            return false;
+        }
+        let key = Arc::as_ptr(file) as usize;
+        let id = match self.file_id {
+            Some((k, id)) if k == key => id,
+            _ => match FileId::of(file) {
+                Ok(id) => {
+                    self.file_id = Some((key, id));
+                    id
+                }
+                // Unidentifiable: trust the oracle, as before.
+                Err(_) => return false,
+            },
+        };
+        self.pool.is_reading(id, offset, len)
     }
 
     /// The descriptor to wait on after [`Gate::Wait`]; the same one for

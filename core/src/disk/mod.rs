@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 pub use gate::{ColdGate, Gate};
 pub use pool::{
-    Completion, DiskPool, Parking, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn,
+    Completion, DiskPool, FileId, Parking, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn,
     SubmitError, Submitted, Ticket,
 };
 pub use sys::PageCache;
@@ -57,7 +57,9 @@ pub trait Residency: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// `cachestat(2)` (Linux 6.5+): one syscall that counts the cached
-    /// pages of the range; exact, and costs no copy and no mapping.
+    /// pages of the range; costs no copy and no mapping. It counts a page
+    /// whose read is still in flight as cached, so the gate also asks the
+    /// pool whether it is reading the range ([`DiskPool::is_reading`]).
     Cachestat,
     /// `preadv2(RWF_NOWAIT)` of one byte at the first and at the last page
     /// of the range: works on older kernels, but a hole in the middle of

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -352,6 +352,37 @@ struct Job {
     len: u64,
     slot: Arc<Slot>,
     queued_at: Instant,
+    /// Its entry in [`Queue::reading`], removed when the job ends.
+    seq: u64,
+}
+
+/// A file's identity across opens (device and inode), so a range being
+/// read in through one descriptor is recognised when another session
+/// opened the same file on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The identity of an open file (one `fstat`).
+    pub fn of(file: &File) -> io::Result<Self> {
+        let m = file.metadata()?;
+        Ok(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// A range a job of this pool is reading in (or will, once a thread takes
+/// it).
+struct Reading {
+    seq: u64,
+    file: FileId,
+    start: u64,
+    end: u64,
 }
 
 struct Queue {
@@ -359,6 +390,10 @@ struct Queue {
     /// Completions waiting for room, oldest first; weak so that a session
     /// that went away costs nothing but its entry.
     waiters: VecDeque<Weak<Slot>>,
+    /// The ranges of the jobs queued or running, for
+    /// [`DiskPool::is_reading`]; at most queue + threads entries.
+    reading: Vec<Reading>,
+    next_seq: u64,
     closed: bool,
 }
 
@@ -368,12 +403,21 @@ struct PoolState {
     capacity: usize,
     stats: PoolStats,
     reader: Arc<dyn ReadIn>,
+    /// `Queue::reading.len()`, readable without the lock: the hot path's
+    /// question "is anything being read in?" costs one load.
+    reading: AtomicUsize,
 }
 
 impl PoolState {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Jobs run outside this lock, so no reader panic can poison it.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the range of job `seq`, which ended.
+    fn done_reading(&self, q: &mut Queue, seq: u64) {
+        q.reading.retain(|r| r.seq != seq);
+        self.reading.store(q.reading.len(), Ordering::Release);
     }
 }
 
@@ -418,12 +462,15 @@ impl DiskPool {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::with_capacity(config.queue),
                 waiters: VecDeque::new(),
+                reading: Vec::with_capacity(config.queue + config.threads),
+                next_seq: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
             capacity: config.queue,
             stats: PoolStats::default(),
             reader,
+            reading: AtomicUsize::new(0),
         });
         let mut pool = DiskPool {
             shared,
@@ -489,6 +536,9 @@ impl DiskPool {
             }
             *state = State::Running { abandoned: false };
         }
+        // Before the lock: a file whose identity cannot be had is read in
+        // all the same, only not recognised by other sessions.
+        let id = FileId::of(&file).ok();
         let stats = &self.shared.stats;
         let mut q = self.shared.lock();
         if q.jobs.len() >= self.shared.capacity || q.closed {
@@ -510,12 +560,26 @@ impl DiskPool {
             add(&stats.busy, 1);
             return Err(SubmitError::Busy);
         }
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        if let Some(file) = id {
+            q.reading.push(Reading {
+                seq,
+                file,
+                start: offset,
+                end: offset.saturating_add(len),
+            });
+            self.shared
+                .reading
+                .store(q.reading.len(), Ordering::Release);
+        }
         q.jobs.push_back(Job {
             file,
             offset,
             len,
             slot: Arc::clone(&done.slot),
             queued_at: Instant::now(),
+            seq,
         });
         let depth = q.jobs.len() as u64;
         stats.queued.store(depth, Ordering::Relaxed);
@@ -527,6 +591,31 @@ impl DiskPool {
             slot: Arc::clone(&done.slot),
             spent: false,
         }))
+    }
+
+    /// Whether any job is queued or running: when not, no range can be
+    /// [`DiskPool::is_reading`], and asking costs one atomic load.
+    pub fn any_reading(&self) -> bool {
+        self.shared.reading.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether a job queued or running reads any of `[offset, offset +
+    /// len)` of `file`.
+    ///
+    /// The page cache counts a page as cached from the moment its read is
+    /// queued, so an oracle may call such a range resident while a move
+    /// that touched it would still wait for the disk; a gate asks here
+    /// too, and sends such a range to the pool, where the wait is harmless.
+    pub fn is_reading(&self, file: FileId, offset: u64, len: u64) -> bool {
+        if !self.any_reading() {
+            return false;
+        }
+        let end = offset.saturating_add(len);
+        self.shared
+            .lock()
+            .reading
+            .iter()
+            .any(|r| r.file == file && r.start < end && offset < r.end)
     }
 
     /// The pool's counters.
@@ -546,6 +635,8 @@ impl Drop for DiskPool {
             let mut q = self.shared.lock();
             q.closed = true;
             self.shared.stats.queued.store(0, Ordering::Relaxed);
+            q.reading.clear();
+            self.shared.reading.store(0, Ordering::Release);
             (q.jobs.drain(..).collect(), q.waiters.drain(..).collect())
         };
         self.shared.ready.notify_all();
@@ -627,6 +718,9 @@ fn work(shared: &PoolState, scratch_len: usize) {
             Err(_) => add(&stats.failed, 1),
         }
         add(&stats.completed, 1);
+        // Forgotten before the session is told, so that once any session
+        // sees the read-in done, no other is still sent to the pool for it.
+        shared.done_reading(&mut shared.lock(), job.seq);
         job.slot.finish(r);
     }
 }

@@ -608,3 +608,48 @@ fn a_full_pool_parks_sessions_until_a_thread_makes_room() {
     let s = p.stats().snapshot();
     assert_eq!((s.offloaded, s.completed, s.bytes_in), (3, 3, 3 * LEN));
 }
+
+#[test]
+fn a_range_the_pool_is_reading_for_another_session_waits_even_if_the_oracle_says_cached() {
+    const LEN: u64 = 64 * KIB;
+    let t = cold_file(LEN);
+    let other = cold_file(LEN);
+    let (reader, hold) = HeldReader::new();
+    let p = Arc::new(pool(2, 4, reader));
+    assert!(!p.any_reading());
+    let (mut first, _) = gate(&p, true);
+    assert_eq!(first.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    assert_eq!(hold.entered().offset, 0);
+    assert!(p.any_reading());
+
+    // The same file opened anew (another request, no shared descriptor),
+    // and an oracle that calls it cached, as cachestat does once the read
+    // is queued: the overlapping range still goes to the pool.
+    let same = Arc::new(File::open(&t.path).unwrap());
+    let (mut second, asked) = gate(&p, false);
+    assert_eq!(second.before_move(&same, LEN / 2, LEN).unwrap(), Gate::Wait);
+    assert_eq!(asked.calls(), 1);
+    assert_eq!(hold.entered().offset, LEN / 2);
+    // Not overlapping, or another file: the oracle's word stands.
+    let (mut beyond, _) = gate(&p, false);
+    let past = LEN / 2 + LEN;
+    assert_eq!(beyond.before_move(&same, past, LEN).unwrap(), Gate::Go);
+    let (mut elsewhere, _) = gate(&p, false);
+    assert_eq!(
+        elsewhere.before_move(&other.file, 0, LEN).unwrap(),
+        Gate::Go
+    );
+    assert_eq!(p.stats().snapshot().offloaded, 2);
+
+    hold.release();
+    hold.release();
+    for g in [&mut first, &mut second] {
+        wait_readable(g.completion_fd().unwrap());
+    }
+    assert_eq!(first.before_move(&t.file, 0, LEN).unwrap(), Gate::Go);
+    assert_eq!(second.before_move(&same, LEN / 2, LEN).unwrap(), Gate::Go);
+    assert!(!p.any_reading(), "finished jobs are forgotten");
+    let (mut later, _) = gate(&p, false);
+    assert_eq!(later.before_move(&same, 0, LEN).unwrap(), Gate::Go);
+    assert_eq!(p.stats().snapshot().offloaded, 2);
+}

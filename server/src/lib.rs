@@ -23,12 +23,14 @@
 //! ```
 
 pub mod access_log;
+pub mod activation;
 pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod disk_work;
 pub mod fs;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 mod metrics_http;
 pub mod request_body;
@@ -37,3 +39,4 @@ pub mod response_head;
 pub mod server;
 pub mod site;
 pub mod sockopt;
+mod sys;

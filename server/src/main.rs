@@ -105,10 +105,17 @@ fn run(
         settings.threads,
         if settings.threads == 1 { "" } else { "s" },
     );
+    let log_written = server.log_written();
     runtime.block_on(server.run(shutdown));
     drop(entered);
     // Connections past the grace period are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Their log lines are written before the exit.
+    if let Some(w) = log_written
+        && !w.wait(std::time::Duration::from_secs(5))
+    {
+        tracing::warn!("the access log's last lines may not have been written");
+    }
     Ok(())
 }
 

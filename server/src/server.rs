@@ -167,6 +167,12 @@ impl Server {
         self.backend
     }
 
+    /// The wait for the access log's last line to be written, for after
+    /// [`Server::run`] and the runtime are gone (see [`Logger::written`]).
+    pub fn log_written(&self) -> Option<crate::access_log::Written> {
+        self.state.log.written()
+    }
+
     /// The server's counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()

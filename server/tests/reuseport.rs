@@ -42,6 +42,8 @@ struct Proc {
     child: Child,
     lines: Receiver<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Joined once the process exits, so that all it wrote is read.
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
 
@@ -64,7 +66,7 @@ impl Proc {
         });
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_thread = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = err.read(&mut buf) {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
@@ -74,6 +76,7 @@ impl Proc {
             child,
             lines,
             stderr,
+            stderr_thread: Some(stderr_thread),
             status: None,
         }
     }
@@ -120,6 +123,9 @@ impl Proc {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
+        }
+        if let Some(t) = self.stderr_thread.take() {
+            let _ = t.join();
         }
         self.status
     }
@@ -391,6 +397,23 @@ fn wait_load(what: &str, load: &Load, cond: impl Fn() -> bool) -> bool {
     }
 }
 
+/// Listening TCP sockets on `port` in this thread's network namespace,
+/// as the kernel lists them.
+fn listeners_on(port: u16) -> usize {
+    let table = fs::read_to_string("/proc/thread-self/net/tcp").expect("/proc/thread-self/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+            f.len() > 3
+                && f[3] == "0A"
+                && f[1].rsplit_once(':').map(|(_, p)| p) == Some(&format!("{port:04X}"))
+        })
+        .count()
+}
+
 /// Lines of an access log that record `GET /who`.
 fn logged(path: &Path) -> u64 {
     fs::read_to_string(path)
@@ -435,6 +458,8 @@ fn one_of_two_reuseport_processes_stops_mid_load_and_no_request_fails() {
         c
     });
     assert_eq!(b.start_addr(), addr, "B must share A's port");
+    // One listener per worker thread of each process.
+    assert_eq!(listeners_on(addr.port()), 4, "2 processes x 2 threads");
     for p in [&a, &b] {
         assert!(
             !p.stderr_text().contains("tcp_migrate_req"),
@@ -481,6 +506,7 @@ fn one_of_two_reuseport_processes_stops_mid_load_and_no_request_fails() {
         b.stderr_text()
     );
     a.assert_exits(0, "A after SIGTERM");
+    assert_eq!(listeners_on(addr.port()), 2, "B's two listeners are left");
     b.terminate();
     b.assert_exits(0, "B after SIGTERM");
 

@@ -103,9 +103,9 @@ pub fn listen_on(addr: SocketAddr, reuseport: bool) -> Result<StdListener, Errno
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     if reuseport {
         setsockopt(&fd, sockopt::ReusePort, &true)?;
-        // A hint: without it a stop may close connections accepted
-        // before their request arrived, which a server that stays must
-        // not see either way.
+        // Best effort: where the kernel lacks it, a stopping server
+        // still answers a request that reached the socket before it looked
+        // (`conn::read_head`); only one still on the wire is closed.
         let _ = sys::defer_accept(fd.as_fd(), DEFER_ACCEPT_SECS);
     }
     if addr.is_ipv6() {

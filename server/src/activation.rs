@@ -119,6 +119,17 @@ fn listener(fd: RawFd) -> Result<StdListener, String> {
     Ok(StdListener::from(owned))
 }
 
+/// Tells the service manager (`Type=notify` units: `NOTIFY_SOCKET`)
+/// `state`, e.g. `READY=1` once the listeners accept, `STOPPING=1` when a
+/// graceful stop begins; nothing when none asked. Failing to reach it is
+/// logged, not fatal: the server serves either way.
+pub fn notify(state: &str) {
+    let socket = std::env::var_os("NOTIFY_SOCKET");
+    if let Err(e) = crate::sys::notify(socket.as_deref(), state) {
+        tracing::warn!("cannot tell systemd {state} through NOTIFY_SOCKET: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

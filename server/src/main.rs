@@ -105,6 +105,7 @@ fn run(
         settings.threads,
         if settings.threads == 1 { "" } else { "s" },
     );
+    zcserve::activation::notify("READY=1");
     let log_written = server.log_written();
     runtime.block_on(server.run(shutdown));
     drop(entered);
@@ -132,5 +133,6 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
             _ = term.recv() => {}
         }
         tracing::info!("shutting down: no new connections, finishing responses in flight");
+        zcserve::activation::notify("STOPPING=1");
     })
 }

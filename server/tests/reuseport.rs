@@ -570,6 +570,11 @@ fn reuseport_warns_naming_the_sysctl_when_migration_is_off() {
 /// `LISTEN_FDS=1` and `LISTEN_PID` set to its own pid (by a shell that
 /// then execs it, keeping the pid).
 fn activated(fd: i32, root: &Path, args: &[&str]) -> Proc {
+    Proc::spawn(activated_cmd(fd, root, args))
+}
+
+/// The command [`activated`] runs.
+fn activated_cmd(fd: i32, root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"", BIN])
         .arg("--root")
@@ -585,7 +590,7 @@ fn activated(fd: i32, root: &Path, args: &[&str]) -> Proc {
             Ok(())
         });
     }
-    Proc::spawn(cmd)
+    cmd
 }
 
 #[test]
@@ -649,4 +654,36 @@ fn socket_activation_with_a_bad_descriptor_exits_2() {
         );
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn systemd_is_told_ready_and_stopping() {
+    let dir = TempDir::new();
+    let path = dir.path().join("notify");
+    let manager = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    manager.set_read_timeout(Some(HANG)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let root = root_of("x");
+    let mut cmd = activated_cmd(listener.as_raw_fd(), root.path(), &["--access-log", "off"]);
+    cmd.env("NOTIFY_SOCKET", &path);
+    let mut p = Proc::spawn(cmd);
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = manager
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification: {e}"));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    // Ready means serving.
+    let mut s = connect(listener.local_addr().unwrap()).unwrap();
+    assert_eq!(
+        exchange(&mut s, false)
+            .unwrap_or_else(|f| panic!("{}", f.why))
+            .who,
+        "x"
+    );
+    p.terminate();
+    assert_eq!(next(), "STOPPING=1");
+    p.assert_exits(0, "SIGTERM");
 }

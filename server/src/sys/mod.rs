@@ -1,7 +1,7 @@
 //! What listening sockets need from one platform and not another: whether
 //! a closed `SO_REUSEPORT` listener hands its queued connections to the
 //! rest of its group, and accepting a connection only once its request has
-//! arrived.
+//! arrived, and telling systemd the server is ready.
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;

@@ -1,4 +1,4 @@
-//! Elsewhere: no request migration and no deferred accept.
+//! Elsewhere: no request migration, no deferred accept, no systemd.
 
 use std::os::fd::BorrowedFd;
 
@@ -15,4 +15,9 @@ pub fn migrate_req() -> Option<bool> {
 /// Not available here; connections are accepted as soon as they are made.
 pub fn defer_accept(_fd: BorrowedFd<'_>, _secs: i32) -> Result<(), Errno> {
     Err(Errno::ENOPROTOOPT)
+}
+
+/// No systemd here: nobody to notify.
+pub fn notify(_socket: Option<&std::ffi::OsStr>, _state: &str) -> std::io::Result<bool> {
+    Ok(false)
 }

@@ -237,13 +237,21 @@ struct Failure {
 fn exchange(s: &mut TcpStream, keep_alive: bool) -> Result<Answer, Failure> {
     let conn = if keep_alive { "keep-alive" } else { "close" };
     let req = format!("GET /who HTTP/1.1\r\nHost: t\r\nConnection: {conn}\r\n\r\n");
+    if let Err(e) = s.write_all(req.as_bytes()) {
+        return Err(Failure {
+            why: format!("write: {e}"),
+            got_bytes: false,
+        });
+    }
+    read_response(s)
+}
+
+/// Reads one whole response (a 200 with a `Content-Length`) from `s`.
+fn read_response(s: &mut TcpStream) -> Result<Answer, Failure> {
     let fail = |why: String, got: &[u8]| Failure {
         why: format!("{why} after {:?}", String::from_utf8_lossy(got)),
         got_bytes: !got.is_empty(),
     };
-    if let Err(e) = s.write_all(req.as_bytes()) {
-        return Err(fail(format!("write: {e}"), &[]));
-    }
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -686,4 +694,49 @@ fn systemd_is_told_ready_and_stopping() {
     p.terminate();
     assert_eq!(next(), "STOPPING=1");
     p.assert_exits(0, "SIGTERM");
+}
+
+// ---------------------------------------------------------------------------
+// What a stopping --reuseport server does with its accept queue
+// ---------------------------------------------------------------------------
+
+/// A connection that sits in the accept queue, its request sent, when the
+/// server stops, is accepted and answered (with `Connection: close`), not
+/// reset with the listener: the stop drains the queue, and the request
+/// already in the socket is read although the stop came first.
+#[test]
+fn a_connection_queued_at_the_stop_is_answered() {
+    let root = root_of("queued");
+    let settings = zcserve::config::Settings {
+        root: root.path().to_path_buf(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        reuseport: true,
+        access_log: zcserve::config::AccessLog::Off,
+        ..zcserve::config::Settings::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = {
+        let _in = rt.enter();
+        zcserve::server::Server::bind(&settings).unwrap()
+    };
+    let addr = server.local_addrs()[0];
+    // Queued before the server ever accepts: the kernel completed the
+    // handshake and holds the request.
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| connect(addr).unwrap()).collect();
+    for c in &mut clients {
+        c.write_all(b"GET /who HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    // The stop is there from the start.
+    let served = std::thread::spawn(move || rt.block_on(server.run(async {})));
+    for mut c in clients {
+        let a = read_response(&mut c).unwrap_or_else(|f| panic!("{}", f.why));
+        assert_eq!(a.who, "queued");
+        assert!(a.close, "a stopping server must announce its close");
+    }
+    served.join().unwrap();
 }

@@ -11,6 +11,10 @@
 //! prefix of a [`zcserve_core::Session`] that moves the body ([`conn`]).
 //! Opening a path the open-file cache lacks can wait for the disk, so it
 //! runs on a bounded pool ([`disk_work`]) while the worker serves others.
+//! Listening sockets are bound by [`listen`] (with `--reuseport`, one per
+//! worker thread, shared with other zcserve processes) or taken over from
+//! systemd ([`activation`]); [`server`] accepts on them and stops
+//! gracefully.
 //!
 //! ```no_run
 //! use zcserve::{config::Settings, server::Server};

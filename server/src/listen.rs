@@ -10,7 +10,7 @@
 //! is 1 (Linux 5.14 and later), in which case the kernel moves it to
 //! another listener of the group. That sysctl is what makes stopping one of
 //! several processes lose nothing, so it is checked at start
-//! ([`warn_without_migration`]). Two things close the gaps it leaves: a
+//! (`warn_without_migration`). Where it is 0, two things narrow the gap: a
 //! stopping server first accepts what its queues hold and serves it (so
 //! without the sysctl only connections that complete in the instant
 //! between that last accept and the close are lost), and `TCP_DEFER_ACCEPT`

@@ -10,8 +10,9 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use crate::config::{AccessLog, LogFormat};
@@ -54,6 +55,21 @@ pub struct Logger {
     dropped: Arc<AtomicU64>,
     /// Bytes queued and not yet written, against [`QUEUE_BYTES`].
     queued: Arc<AtomicUsize>,
+    /// Says when the writer has written and flushed its last line.
+    written: Arc<Mutex<Option<Receiver<()>>>>,
+}
+
+/// Waits for the writer to flush its last line, which it does once every
+/// [`Logger`] is gone: a graceful stop must not lose the last lines.
+#[derive(Debug)]
+pub struct Written(Receiver<()>);
+
+impl Written {
+    /// Whether the writer finished within `bound` (a stuck disk must not
+    /// hold the exit forever).
+    pub fn wait(self, bound: Duration) -> bool {
+        self.0.recv_timeout(bound).is_ok()
+    }
 }
 
 impl Logger {
@@ -66,6 +82,7 @@ impl Logger {
                     format,
                     dropped: Arc::default(),
                     queued: Arc::default(),
+                    written: Arc::default(),
                 });
             }
             AccessLog::Stdout => Box::new(std::io::stdout()),
@@ -81,6 +98,7 @@ impl Logger {
         let (tx, rx) = channel::<String>();
         let queued = Arc::new(AtomicUsize::new(0));
         let done = queued.clone();
+        let (written_tx, written) = channel();
         std::thread::Builder::new()
             .name("zcserve-access-log".into())
             .spawn(move || {
@@ -100,6 +118,7 @@ impl Logger {
                     let _ = out.flush();
                 }
                 let _ = out.flush();
+                let _ = written_tx.send(());
             })
             .map_err(|e| format!("cannot start the access log thread: {e}"))?;
         Ok(Logger {
@@ -107,7 +126,14 @@ impl Logger {
             format,
             dropped: Arc::default(),
             queued,
+            written: Arc::new(Mutex::new(Some(written))),
         })
+    }
+
+    /// The wait for the writer's last flush (once: later calls get
+    /// `None`, as does a log that is off).
+    pub fn written(&self) -> Option<Written> {
+        self.written.lock().ok()?.take().map(Written)
     }
 
     /// True when lines are written somewhere.

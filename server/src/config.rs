@@ -97,6 +97,9 @@ pub struct Args {
     /// Most entries a directory listing shows; a bigger directory's page says it is truncated [default: 10000]
     #[arg(long, value_name = "N")]
     pub listing_max_entries: Option<usize>,
+    /// Bind every listen address with SO_REUSEPORT, one socket per worker thread, so that several zcserve processes (same user) can share a port and one can stop without the others dropping connections (see README, Running in production)
+    #[arg(long)]
+    pub reuseport: bool,
 }
 
 /// Access log line formats.
@@ -138,6 +141,7 @@ struct FileConfig {
     pipe_size: Option<usize>,
     buffer_size: Option<usize>,
     listing_max_entries: Option<usize>,
+    reuseport: Option<bool>,
 }
 
 /// Where access log lines go.
@@ -199,6 +203,11 @@ pub struct Settings {
     pub backend_config: zcserve_backends::Config,
     /// Most entries a listing page shows.
     pub listing_max_entries: usize,
+    /// Listeners bound with SO_REUSEPORT, one per worker thread.
+    pub reuseport: bool,
+    /// `listen` was given (flag or file), not defaulted: systemd socket
+    /// activation refuses it rather than ignore it.
+    pub listen_given: bool,
 }
 
 impl Default for Settings {
@@ -230,6 +239,7 @@ impl Settings {
             }
         };
         let defaults = zcserve_backends::Config::default();
+        let listen_given = !args.listen.is_empty() || file.listen.is_some();
         let listen = if args.listen.is_empty() {
             file.listen
                 .unwrap_or_else(|| vec!["127.0.0.1:8000".parse().expect("literal")])
@@ -372,6 +382,8 @@ impl Settings {
                 disk_threads,
             },
             listing_max_entries,
+            reuseport: args.reuseport || file.reuseport.unwrap_or(false),
+            listen_given,
         })
     }
 }
@@ -559,6 +571,20 @@ mod tests {
         assert!(e.contains("notsent-lowat") && e.contains("0 keeps"), "{e}");
         let e = parse(&["--config", "/nonexistent/zc.toml"]).unwrap_err();
         assert!(e.contains("/nonexistent/zc.toml"), "{e}");
+    }
+
+    #[test]
+    fn reuseport_flag_and_key() {
+        let s = parse(&[]).unwrap();
+        assert!(!s.reuseport && !s.listen_given);
+        assert!(parse(&["--reuseport"]).unwrap().reuseport);
+        assert!(with_file("reuseport = true\n", &[]).unwrap().reuseport);
+        assert!(
+            with_file("listen = [\"127.0.0.1:1\"]\n", &[])
+                .unwrap()
+                .listen_given
+        );
+        assert!(parse(&["--listen", "127.0.0.1:1"]).unwrap().listen_given);
     }
 
     #[test]

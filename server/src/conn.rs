@@ -352,8 +352,11 @@ async fn read_head<F: Future<Output = ()>>(
         }
         let idle = buf.is_empty();
         // Between requests, a stopping server just closes; a request
-        // already under way gets to finish.
-        if idle && stop.fired {
+        // already under way gets to finish, and so does one whose bytes
+        // wait in the socket already (tokio's readiness may not know of
+        // them yet: ask the socket), which the client sent trusting the
+        // connection and would otherwise see reset.
+        if idle && stop.fired && !crate::sockopt::has_unread(stream) {
             return Head::Gone;
         }
         let due = deadline.unwrap_or_else(|| clock.roughly_now() + state.keepalive_timeout);
@@ -361,14 +364,15 @@ async fn read_head<F: Future<Output = ()>>(
             tokio::select! {
                 biased;
                 r = stream.read_buf(buf) => Some(r),
-                () = stop.signal.as_mut(), if idle => {
+                () = stop.signal.as_mut(), if idle && !stop.fired => {
                     stop.fired = true;
                     None
                 }
             }
         };
         let got = match clock.limit(due, read).await {
-            Some(None) => return Head::Gone,
+            // Decided at the top of the loop.
+            Some(None) => continue,
             Some(Some(r)) => Some(r),
             None => None,
         };

@@ -11,6 +11,10 @@
 //! prefix of a [`zcserve_core::Session`] that moves the body ([`conn`]).
 //! Opening a path the open-file cache lacks can wait for the disk, so it
 //! runs on a bounded pool ([`disk_work`]) while the worker serves others.
+//! Listening sockets are bound by [`listen`] (with `--reuseport`, one per
+//! worker thread, shared with other zcserve processes) or taken over from
+//! systemd ([`activation`]); [`server`] accepts on them and stops
+//! gracefully.
 //!
 //! ```no_run
 //! use zcserve::{config::Settings, server::Server};
@@ -23,12 +27,14 @@
 //! ```
 
 pub mod access_log;
+pub mod activation;
 pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod disk_work;
 pub mod fs;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 mod metrics_http;
 pub mod request_body;
@@ -37,3 +43,4 @@ pub mod response_head;
 pub mod server;
 pub mod site;
 pub mod sockopt;
+mod sys;

@@ -14,13 +14,17 @@ use zcserve::server::Server;
 use zcserve_backends::Backend;
 
 fn main() -> ExitCode {
+    // Before anything starts a thread: taking the sockets edits the
+    // environment. A bad one is reported once logging is set up.
+    // SAFETY: no other thread exists yet.
+    let inherited = unsafe { zcserve::activation::take() };
     // clap prints usage errors itself and exits with 2.
     let args = Args::parse();
     if args.list_backends {
         list_backends();
         return ExitCode::SUCCESS;
     }
-    match run(args) {
+    match run(args, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("zcserve: error: {msg}");
@@ -44,7 +48,10 @@ fn list_backends() {
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(
+    args: Args,
+    inherited: Result<Option<Vec<std::net::TcpListener>>, String>,
+) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -53,9 +60,12 @@ fn run(args: Args) -> Result<(), String> {
         )
         .init();
     let settings = Settings::resolve(args)?;
-    let runtime = if settings.threads == 1 {
+    let inherited = inherited?;
+    let per_thread = settings.reuseport && inherited.is_none();
+    let runtime = if settings.threads == 1 || per_thread {
         // One thread does everything, like one nginx worker: no hand-offs
-        // between an accept thread and workers.
+        // between an accept thread and workers. With --reuseport each
+        // further worker thread gets a runtime of its own (see server.rs).
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -68,7 +78,7 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("cannot start the runtime: {e}"))?;
     // Inside the runtime from here: signal streams need its driver.
     let entered = runtime.enter();
-    let server = Server::bind(&settings)?;
+    let server = Server::bind_from(&settings, zcserve::clock::Clock::coarse(), inherited)?;
     // Watch SIGINT/SIGTERM before announcing the server: a signal that
     // arrives right after the start line must stop it gracefully, not kill
     // it with the default action.
@@ -95,10 +105,18 @@ fn run(args: Args) -> Result<(), String> {
         settings.threads,
         if settings.threads == 1 { "" } else { "s" },
     );
+    zcserve::activation::notify("READY=1");
+    let log_written = server.log_written();
     runtime.block_on(server.run(shutdown));
     drop(entered);
     // Connections past the grace period are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Their log lines are written before the exit.
+    if let Some(w) = log_written
+        && !w.wait(std::time::Duration::from_secs(5))
+    {
+        tracing::warn!("the access log's last lines may not have been written");
+    }
     Ok(())
 }
 
@@ -115,5 +133,6 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
             _ = term.recv() => {}
         }
         tracing::info!("shutting down: no new connections, finishing responses in flight");
+        zcserve::activation::notify("STOPPING=1");
     })
 }

@@ -18,6 +18,23 @@ pub fn tune(stream: &TcpStream, notsent_lowat: Option<u32>) {
     }
 }
 
+/// Whether bytes from the peer wait in `stream`'s receive queue, asked of
+/// the socket itself (a peek that does not wait) rather than of tokio's
+/// readiness, which learns of them only at the reactor's next turn.
+pub fn has_unread(stream: &TcpStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut one = [0u8; 1];
+    matches!(
+        recv(
+            stream.as_raw_fd(),
+            &mut one,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Ok(1..)
+    )
+}
+
 /// Limits the bytes queued in the kernel but not yet sent: past it, the
 /// socket counts as full (sends stop short, poll reports no room), so a
 /// large body is fed to TCP as it drains rather than megabytes ahead.

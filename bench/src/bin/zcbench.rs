@@ -106,9 +106,9 @@ struct Args {
     /// [default: 256KiB; 8KiB,trunc with --quick; 256KiB for the cold scenario]
     #[arg(long, value_delimiter = ',', value_name = "MODES")]
     client_read: Vec<String>,
-    /// Seconds of load per target, scenario and round
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
+    /// Seconds of load per target, scenario and round [default: 5; 1 with --quick]
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
     /// Rounds, interleaved across targets
     #[arg(long, default_value_t = 3)]
     rounds: u32,
@@ -127,9 +127,9 @@ struct Args {
     /// The zcserve binary [default: the one next to zcbench]
     #[arg(long, value_name = "PATH")]
     zcserve: Option<PathBuf>,
-    /// Small matrix for a smoke run of about a minute: 4 KiB and 1 MiB, 1 and 16 connections, 1 s,
-    /// 1 round, the 8KiB and trunc clients unless --client-read is given (with `--scenario cold`:
-    /// 300 files of 64 KiB)
+    /// Small matrix for a smoke run of about a minute: 4 KiB and 1 MiB, 1 and 16 connections, 1
+    /// round; 1 s and the 8KiB and trunc clients unless --duration or --client-read is given (with
+    /// `--scenario cold`: 300 files of 64 KiB)
     #[arg(long)]
     quick: bool,
     /// Scenarios, comma separated: `warm` (the --sizes x --conns matrix from a warm page cache)
@@ -174,7 +174,7 @@ fn main() -> ExitCode {
     if args.quick {
         args.sizes = vec!["4KiB".into(), "1MiB".into()];
         args.conns = vec![1, 16];
-        args.duration = 1.0;
+        args.duration.get_or_insert(1.0);
         args.rounds = 1;
     }
     match run(&args) {
@@ -210,6 +210,12 @@ fn run(args: &Args) -> Result<bool, String> {
     } else {
         client_read::parse_list(&args.client_read)?
     };
+    // Before anything turns it into a Duration, which panics on NaN or a
+    // negative number. Written so that NaN is refused too.
+    let duration = args.duration.unwrap_or(5.0);
+    if duration.is_nan() || duration <= 0.0 || duration > 1e6 || args.rounds == 0 {
+        return Err("--duration (at most 1e6 s) and --rounds must be positive".into());
+    }
     let scenarios = dedup(args.scenario.clone());
     let warm = scenarios.contains(&ScenarioArg::Warm);
     let cold = scenarios
@@ -218,10 +224,6 @@ fn run(args: &Args) -> Result<bool, String> {
         .transpose()?;
     if sizes.is_empty() || conns.is_empty() || conns.contains(&0) {
         return Err("give at least one size and connection counts of at least 1".into());
-    }
-    // Written so that NaN is refused too.
-    if args.duration.is_nan() || args.duration <= 0.0 || args.rounds == 0 {
-        return Err("--duration and --rounds must be positive".into());
     }
     if !(args.peer_start_timeout > 0.0 && args.peer_start_timeout <= 3600.0) {
         return Err("--peer-start-timeout must be between 0 and 3600 seconds".into());
@@ -363,7 +365,7 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
         disk_iops: args.disk_iops,
         latency_samples: if args.quick { 50 } else { 200 },
         rounds: args.rounds,
-        duration: Duration::from_secs_f64(args.duration),
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(5.0)),
         client_read,
     })
 }
@@ -418,7 +420,7 @@ fn run_warm(
         bar.inc(1);
     }
 
-    let duration = Duration::from_secs_f64(args.duration);
+    let duration = Duration::from_secs_f64(args.duration.unwrap_or(5.0));
     let mut results = Vec::new();
     for round in 1..=args.rounds {
         for t in targets {

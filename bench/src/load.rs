@@ -1123,6 +1123,45 @@ mod tests {
     }
 
     #[test]
+    fn every_buffer_received_into_is_page_aligned() {
+        let page = crate::aligned::page_size();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for read in [
+            ClientRead::Size(8 * 1024),
+            ClientRead::Size(64 * 1024),
+            ClientRead::DEFAULT,
+            ClientRead::Trunc,
+        ] {
+            let streams = (0..3)
+                .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                .collect();
+            let spec = LoadSpec {
+                addr,
+                paths: vec!["/".into()],
+                host: "x".into(),
+                conns: 3,
+                threads: 1,
+                cpus: vec![],
+                duration: Duration::from_millis(10),
+                expect_status: 200,
+                expect_len: 0,
+                read,
+            };
+            let requests = [b"GET / HTTP/1.1\r\n\r\n".to_vec()];
+            let w = Worker::new(&spec, &requests, 0, None, streams).unwrap();
+            if let ClientRead::Size(n) = read {
+                assert_eq!(w.scratch.len(), n);
+            }
+            assert_eq!(w.scratch.as_ptr() as usize % page, 0, "{read} scratch");
+            for c in &w.conns {
+                assert_eq!(c.head.len(), HEAD_BUF);
+                assert_eq!(c.head.as_ptr() as usize % page, 0, "{read} head");
+            }
+        }
+    }
+
+    #[test]
     fn zero_connections_is_an_error() {
         let spec = LoadSpec {
             addr: "127.0.0.1:9".parse().unwrap(),

@@ -49,9 +49,11 @@ pub fn markdown(report: &Report<'_>) -> String {
          chart and crossover is for one client read mode, named in its title: `N` reads the \
          bodies with `recv`s of N bytes into an N-byte page-aligned buffer, as real clients \
          do (wrk reads 8 KiB); `trunc` has the kernel discard them with `recv(MSG_TRUNC)`, \
-         which copies nothing to user space, so the receiver's copy is gone and what the \
-         server's figures show is the sender's cost: an upper bound of what it achieves, not \
-         what a client that reads the bytes sees. With `trunc` each response's body is counted \
+         which copies nothing to user space, so the receiver's copy is gone and the server's \
+         figures isolate the sender: its CPU s/GB is an upper bound of what sending costs it \
+         (loopback may still charge some receive-side TCP work to it), its MB/s an upper \
+         bound of what it can send, not what a client that reads the bytes sees. With \
+         `trunc` each response's body is counted \
          (what the kernel reports discarded, exactly `Content-Length`) but never read, so its \
          bytes are not checked.\n",
         report

@@ -10,6 +10,10 @@
 #
 # Settings (environment):
 #   ROUNDS=5 DURATION=5 SIZES=4KiB,64KiB,1MiB,16MiB,256MiB CONNS=1,16,64
+#   CLIENT_READ=8KiB,64KiB,256KiB,trunc (zcbench --client-read: how the load
+#   generator reads bodies, each mode a dimension of the matrix, so the warm
+#   run takes four times as long as with one; trunc discards them with
+#   recv(MSG_TRUNC), the sender's cost alone)
 #   IDLE_CONNS=1000 SERVER_CPUS=0 CLIENT_CPUS=1
 #   OUT=results (relative to the repository)
 #   FIXTURE_DIR=$CARGO_TARGET_DIR/zcbench-fixture (kept out of results/)
@@ -17,6 +21,7 @@
 #   BACKENDS= (zcserve backends; unset: zcbench's default, all of them)
 #   COLD=1 (0: skip the cold scenario) COLD_FILES=3000 COLD_SIZE=1MiB
 #   COLD_CONNS=16 COLD_ROUNDS=3 COLD_DURATION=10
+#   COLD_CLIENT_READ=256KiB (the cold scenario takes one client mode)
 #   DISK_IOPS=200 (read IOPS of the servers' cgroup; needs root; empty: the
 #   raw disk, which the report then says)
 #
@@ -38,6 +43,8 @@ rounds=${ROUNDS:-5}
 duration=${DURATION:-5}
 sizes=${SIZES:-4KiB,64KiB,1MiB,16MiB,256MiB}
 conns=${CONNS:-1,16,64}
+client_read=${CLIENT_READ:-8KiB,64KiB,256KiB,trunc}
+cold_client_read=${COLD_CLIENT_READ:-256KiB}
 idle=${IDLE_CONNS:-1000}
 server_cpus=${SERVER_CPUS:-0}
 client_cpus=${CLIENT_CPUS:-1}
@@ -99,12 +106,12 @@ fi
 
 echo "peers included: ${included[*]:-none}"
 for s in "${skipped[@]}"; do echo "peer skipped: $s"; done
-echo "rounds=$rounds duration=${duration}s sizes=$sizes conns=$conns idle-conns=$idle -> $out/"
+echo "rounds=$rounds duration=${duration}s sizes=$sizes conns=$conns client-read=$client_read idle-conns=$idle -> $out/"
 
 status=0
 "$target/release/zcbench" \
   --rounds "$rounds" --duration "$duration" --sizes "$sizes" --conns "$conns" \
-  --idle-conns "$idle" --server-cpus "$server_cpus" --client-cpus "$client_cpus" \
+  --client-read "$client_read" --idle-conns "$idle" --server-cpus "$server_cpus" --client-cpus "$client_cpus" \
   --fixture-dir "$fixture" --out "$out" \
   ${args[@]+"${args[@]}"} "$@" || status=$?
 
@@ -113,7 +120,7 @@ if [ "${COLD:-1}" != 0 ]; then
   "$target/release/zcbench" --scenario cold \
     --rounds "${COLD_ROUNDS:-3}" --duration "${COLD_DURATION:-10}" \
     --cold-files "${COLD_FILES:-3000}" --cold-size "${COLD_SIZE:-1MiB}" \
-    --cold-conns "${COLD_CONNS:-16}" \
+    --cold-conns "${COLD_CONNS:-16}" --client-read "$cold_client_read" \
     --server-cpus "$server_cpus" --client-cpus "$client_cpus" \
     --fixture-dir "$fixture" --out "$out" \
     ${cold_args[@]+"${cold_args[@]}"} "$@" || status=$?

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::cold::{self, Throttle, WorkingSet};
 use crate::fixture::{file_path, warm};
 use crate::launch::{Running, Setup};
-use crate::load::{self, LoadSpec};
+use crate::load::{self, ClientRead, LoadSpec};
 use crate::model::{CDF_QUANTILES, ColdResult, ColdSetup, Machine};
 use crate::report;
 use crate::target::Target;
@@ -35,6 +35,8 @@ pub struct ColdPlan {
     pub rounds: u32,
     /// How long each run lasts.
     pub duration: Duration,
+    /// How both clients (cold and hot) read bodies.
+    pub client_read: ClientRead,
 }
 
 /// The hot client's file in the cold scenario.
@@ -131,6 +133,7 @@ pub fn run(
         disk,
         throttled: throttle.is_some(),
         disk_latency: Some(latency),
+        client_read: c.client_read,
     };
     let written = report::cold::write_all(
         &report::cold::ColdReport {
@@ -174,6 +177,7 @@ fn cold_round(
         duration,
         expect_status: 200,
         expect_len: c.size,
+        read: c.client_read,
     };
     let hot_spec = LoadSpec {
         paths: vec![format!("{}{}.bin", server.base, file_stem(HOT_SIZE))],
@@ -342,6 +346,7 @@ mod tests {
             latency_samples: 4,
             rounds: 1,
             duration: Duration::from_millis(200),
+            client_read: ClientRead::DEFAULT,
         }
     }
 

@@ -3,7 +3,8 @@
 //! over loopback and writes tables and charts of what each costs.
 //!
 //! The pieces: [`model`] (what is recorded), [`load`] (the load
-//! generator), [`report`] (CSV, JSON, Markdown and SVG output), [`target`]
+//! generator), [`client_read`] (how it reads bodies), [`aligned`] (its
+//! page-aligned buffers), [`report`] (CSV, JSON, Markdown and SVG output), [`target`]
 //! (what the command line asks to load), [`launch`] (starting, pinning and
 //! stopping servers), [`procs`] (a server's process tree: CPU time, memory,
 //! stopping it), [`peer`] (commands that start peer servers), [`fixture`]
@@ -12,6 +13,8 @@
 //! scenario's machinery: evicting, checking residency, throttling the disk)
 //! and [`cold_scenario`] (running it).
 
+pub mod aligned;
+pub mod client_read;
 pub mod cold;
 pub mod cold_scenario;
 pub mod fixture;

@@ -5,9 +5,19 @@
 //! share of the connections. A connection is a small state machine: write the
 //! request (a fixed byte string per path, built once) → read the response head into
 //! the connection's 8 KiB head buffer and parse it with [`httparse`] → read
-//! exactly `Content-Length` body bytes into the thread's 256 KiB scratch
-//! buffer, discarding them → record the latency → write the next request.
-//! Nothing is allocated per request.
+//! exactly `Content-Length` body bytes and discard them → record the latency
+//! → write the next request. Nothing is allocated per request.
+//!
+//! How the body is read is the [`ClientRead`] mode: with a read size N,
+//! every `recv` asks for at most N bytes (the head's too) and the body is
+//! read into the thread's N-byte scratch buffer; with `trunc`, the head is
+//! peeked (`MSG_PEEK`, from 512 bytes up) and parsed, and then exactly the
+//! head's bytes and `Content-Length` body bytes are discarded by the kernel
+//! with `recv(MSG_TRUNC)`, which copies nothing to user space: what the
+//! kernel reports discarded is counted against `Content-Length`, and
+//! nothing past the response is ever consumed. Every buffer received into
+//! is page-aligned ([`AlignedBuf`]). Each thread's own CPU time over the
+//! run (`getrusage(RUSAGE_THREAD)`) is the client's CPU time.
 //!
 //! Every response must have the expected status and `Content-Length`; one
 //! that does not, a parse error, or a connection closed or reset by the
@@ -21,6 +31,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
@@ -28,11 +39,19 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::socket::{MsgFlags, recv};
+
+use crate::aligned::AlignedBuf;
+pub use crate::client_read::ClientRead;
 
 /// Size of each connection's response-head buffer: a head must fit in it.
 pub const HEAD_BUF: usize = 8 * 1024;
-/// Size of each thread's scratch buffer that bodies are read into.
-pub const SCRATCH_BUF: usize = 256 * 1024;
+/// How many bytes a `trunc` client first peeks to find the end of a head;
+/// doubled, up to [`HEAD_BUF`], while a head does not fit.
+pub const TRUNC_PEEK: usize = 512;
+/// Most bytes one `recv(MSG_TRUNC)` is asked to discard.
+const TRUNC_MAX: u64 = 1 << 30;
 /// Failures (errors) after which a connection is given up for the run.
 pub const MAX_FAILURES: u32 = 10;
 /// How many error descriptions [`LoadOutcome::error_samples`] keeps.
@@ -68,6 +87,8 @@ pub struct LoadSpec {
     pub expect_status: u16,
     /// The `Content-Length` every response must have.
     pub expect_len: u64,
+    /// How response bodies are read.
+    pub read: ClientRead,
 }
 
 /// What a run measured.
@@ -91,6 +112,10 @@ pub struct LoadOutcome {
     /// How long the load ran, from the clock: a moment more than the
     /// duration, or less if every connection was given up earlier.
     pub elapsed: Duration,
+    /// CPU seconds (user + system) the load threads used while the clock
+    /// ran, summed over the threads (`getrusage(RUSAGE_THREAD)` of each,
+    /// read when it starts and when it stops).
+    pub cpu_s: f64,
 }
 
 impl LoadOutcome {
@@ -138,6 +163,12 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "load needs at least one path",
+        ));
+    }
+    if spec.read == ClientRead::Size(0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the client's read size must be at least one byte",
         ));
     }
     let threads = spec.threads.clamp(1, spec.conns);
@@ -191,6 +222,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
         error_samples: Vec::new(),
         latency_us: latency_histogram(),
         elapsed: Duration::ZERO,
+        cpu_s: 0.0,
     };
     // A thread that failed to start reports why; the others stop at once
     // and report nothing.
@@ -203,6 +235,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
         out.requests += t.requests;
         out.bytes += t.bytes;
         out.errors += t.errors;
+        out.cpu_s += t.cpu_s;
         for s in t.samples {
             if out.error_samples.len() < MAX_ERROR_SAMPLES {
                 out.error_samples.push(s);
@@ -236,6 +269,8 @@ struct ThreadOutcome {
     /// When it stopped: just past the deadline, or earlier if every
     /// connection was given up.
     end: Instant,
+    /// Its CPU seconds over the run.
+    cpu_s: f64,
 }
 
 fn thread_main(
@@ -256,7 +291,9 @@ fn thread_main(
     if gate.failed.load(Ordering::SeqCst) {
         return Ok(None);
     }
+    let cpu0 = thread_cpu_seconds()?;
     let end = worker.run(start, start + spec.duration)?;
+    let cpu_s = (thread_cpu_seconds()? - cpu0).max(0.0);
     Ok(Some(ThreadOutcome {
         requests: worker.requests,
         bytes: worker.bytes,
@@ -264,7 +301,33 @@ fn thread_main(
         samples: worker.samples,
         latency: worker.latency,
         end,
+        cpu_s,
     }))
+}
+
+/// The calling thread's CPU time so far (user + system), in seconds.
+fn thread_cpu_seconds() -> io::Result<f64> {
+    let u = getrusage(UsageWho::RUSAGE_THREAD).map_err(io::Error::from)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(secs(u.user_time()) + secs(u.system_time()))
+}
+
+/// Peeks at what `fd`'s receive queue holds, up to `buf.len()` bytes,
+/// leaving it queued.
+fn peek(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv(fd.as_raw_fd(), buf, MsgFlags::MSG_PEEK).map_err(io::Error::from)
+}
+
+/// Has the kernel discard up to `len` bytes of `fd`'s TCP receive queue
+/// without copying them anywhere (tcp(7), `MSG_TRUNC`); returns how many
+/// it discarded, 0 at end of stream.
+fn discard(fd: &impl AsRawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: on a TCP socket `MSG_TRUNC` makes the kernel drop the bytes
+    // instead of writing them to the buffer, so the null buffer is never
+    // written to (nix's `recv` takes a slice, which this needs none of);
+    // `fd` is an open socket borrowed for the call.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), std::ptr::null_mut(), len, libc::MSG_TRUNC) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// The next of `n` choices from xorshift64 state `x`.
@@ -335,8 +398,14 @@ struct Conn {
     /// xorshift64 state picking the next request.
     rng: u64,
     written: usize,
-    head: Box<[u8]>,
+    head: AlignedBuf,
+    /// Bytes of `head` filled (with `trunc`: peeked, still queued).
     head_len: usize,
+    /// With `trunc`: how many bytes the next peek asks for.
+    peek_len: usize,
+    /// With `trunc`: bytes of the parsed head still queued, discarded with
+    /// the body.
+    head_left: usize,
     body_left: u64,
     /// When the current request was started.
     started: Instant,
@@ -435,7 +504,9 @@ struct Worker<'a> {
     poll: Poll,
     conns: Vec<Conn>,
     live: usize,
-    scratch: Box<[u8]>,
+    /// What bodies are read into: [`ClientRead::Size`] bytes, page-aligned.
+    scratch: AlignedBuf,
+    read: ClientRead,
     /// Each path's request, as written.
     wire: &'a [Vec<u8>],
     addr: SocketAddr,
@@ -481,8 +552,10 @@ impl<'a> Worker<'a> {
                 request,
                 rng,
                 written: 0,
-                head: vec![0; HEAD_BUF].into_boxed_slice(),
+                head: AlignedBuf::new(HEAD_BUF),
                 head_len: 0,
+                peek_len: TRUNC_PEEK,
+                head_left: 0,
                 body_left: 0,
                 started: now,
                 failures: 0,
@@ -492,7 +565,11 @@ impl<'a> Worker<'a> {
             poll,
             live: conns.len(),
             conns,
-            scratch: vec![0; SCRATCH_BUF].into_boxed_slice(),
+            scratch: AlignedBuf::new(match spec.read {
+                ClientRead::Size(n) => n,
+                ClientRead::Trunc => 0,
+            }),
+            read: spec.read,
             wire: requests,
             addr: spec.addr,
             expect_status: spec.expect_status,
@@ -611,23 +688,34 @@ impl<'a> Worker<'a> {
 
     /// Reads what has arrived of the response. A read that returns less
     /// than asked for has emptied the socket's receive queue (TCP on Linux
-    /// copies all queued data up to the buffer's size), and data arriving
-    /// after it raises a new edge, so it ends the reading without the extra
-    /// `read` that would only say `WouldBlock`.
+    /// copies, or with `MSG_TRUNC` discards, all queued data up to the
+    /// length asked for), and data arriving after it raises a new edge, so
+    /// it ends the reading without the extra `read` that would only say
+    /// `WouldBlock`. A peek empties nothing: after one, the loop goes on
+    /// until a discard has.
     fn read_response(&mut self, i: usize) {
         loop {
             let c = &mut self.conns[i];
             let Some(stream) = c.stream.as_mut() else {
                 return;
             };
-            let (res, want) = match c.phase {
-                Phase::Head => {
-                    let want = HEAD_BUF - c.head_len;
-                    (stream.read(&mut c.head[c.head_len..]), want)
+            let (res, want) = match (c.phase, self.read) {
+                (Phase::Head, ClientRead::Size(n)) => {
+                    let want = (HEAD_BUF - c.head_len).min(n);
+                    let to = c.head_len + want;
+                    (stream.read(&mut c.head[c.head_len..to]), want)
                 }
-                Phase::Body => {
-                    let want = c.body_left.min(SCRATCH_BUF as u64) as usize;
+                (Phase::Head, ClientRead::Trunc) => {
+                    let want = c.peek_len;
+                    (peek(&*stream, &mut c.head[..want]), want)
+                }
+                (Phase::Body, ClientRead::Size(n)) => {
+                    let want = c.body_left.min(n as u64) as usize;
                     (stream.read(&mut self.scratch[..want]), want)
+                }
+                (Phase::Body, ClientRead::Trunc) => {
+                    let want = (c.head_left as u64 + c.body_left).min(TRUNC_MAX) as usize;
+                    (discard(&*stream, want), want)
                 }
                 _ => return,
             };
@@ -639,14 +727,21 @@ impl<'a> Worker<'a> {
                 Err(e) => return self.fail(i, Fault::Io("reading", e)),
             };
             if c.phase == Phase::Head {
-                c.head_len += n;
+                let peeked = self.read == ClientRead::Trunc;
+                // A peek sees the queue from its start again.
+                c.head_len = if peeked { n } else { c.head_len + n };
                 let head = match parse_head(&c.head[..c.head_len]) {
                     Ok(Some(h)) => h,
                     Ok(None) if c.head_len == HEAD_BUF => {
                         return self.fail(i, Fault::HeadTooLarge);
                     }
                     Ok(None) if n < want => return,
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        if peeked {
+                            c.peek_len = (c.peek_len * 2).min(HEAD_BUF);
+                        }
+                        continue;
+                    }
                     Err(f) => return self.fail(i, f),
                 };
                 if head.status != self.expect_status {
@@ -658,18 +753,33 @@ impl<'a> Worker<'a> {
                 if head.content_length != Some(self.expect_len) {
                     return self.fail(i, Fault::Length(head.content_length));
                 }
+                c.phase = Phase::Body;
+                if peeked {
+                    // Nothing is consumed yet: the head goes with the body,
+                    // and whatever is queued must be discarded now (no
+                    // new edge may come if the whole response is here).
+                    c.head_left = head.len;
+                    c.body_left = self.expect_len;
+                    if c.body_left == 0 && c.head_left == 0 {
+                        return self.complete(i);
+                    }
+                    continue;
+                }
                 let in_head = (c.head_len - head.len) as u64;
                 if in_head > self.expect_len {
                     return self.fail(i, Fault::ExtraBytes(in_head - self.expect_len));
                 }
                 c.body_left = self.expect_len - in_head;
-                c.phase = Phase::Body;
                 self.bytes += in_head;
             } else {
-                c.body_left -= n as u64;
-                self.bytes += n as u64;
+                // With `trunc`, the head's bytes are the first discarded.
+                let of_head = n.min(c.head_left);
+                c.head_left -= of_head;
+                let body = (n - of_head) as u64;
+                c.body_left -= body;
+                self.bytes += body;
             }
-            if c.body_left == 0 {
+            if c.body_left == 0 && c.head_left == 0 {
                 return self.complete(i);
             }
             if n < want {
@@ -693,6 +803,7 @@ impl<'a> Worker<'a> {
         c.request = pick(&mut c.rng, self.wire.len());
         c.written = 0;
         c.head_len = 0;
+        c.head_left = 0;
         c.phase = Phase::Writing;
         self.write_request(i);
     }
@@ -844,7 +955,7 @@ pub fn probe(
     s.set_write_timeout(Some(timeout)).map_err(no)?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).map_err(no)?;
-    let mut buf = vec![0u8; HEAD_BUF];
+    let mut buf = AlignedBuf::new(HEAD_BUF);
     read_one_response(&mut s, &mut buf, expect_status, expect_len).map_err(|e| match e {
         Answer::None(e) => ProbeError::NoAnswer(e),
         Answer::Wrong(e) => ProbeError::Wrong(e),
@@ -933,7 +1044,7 @@ pub fn open_idle(
             Err(e) => note(&mut out.errors, format!("connection {i}: writing: {e}")),
         }
     }
-    let mut buf = vec![0u8; HEAD_BUF];
+    let mut buf = AlignedBuf::new(HEAD_BUF);
     for (i, s) in out.streams.iter_mut().enumerate() {
         if !sent[i] {
             continue;
@@ -1012,6 +1123,45 @@ mod tests {
     }
 
     #[test]
+    fn every_buffer_received_into_is_page_aligned() {
+        let page = crate::aligned::page_size();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for read in [
+            ClientRead::Size(8 * 1024),
+            ClientRead::Size(64 * 1024),
+            ClientRead::DEFAULT,
+            ClientRead::Trunc,
+        ] {
+            let streams = (0..3)
+                .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                .collect();
+            let spec = LoadSpec {
+                addr,
+                paths: vec!["/".into()],
+                host: "x".into(),
+                conns: 3,
+                threads: 1,
+                cpus: vec![],
+                duration: Duration::from_millis(10),
+                expect_status: 200,
+                expect_len: 0,
+                read,
+            };
+            let requests = [b"GET / HTTP/1.1\r\n\r\n".to_vec()];
+            let w = Worker::new(&spec, &requests, 0, None, streams).unwrap();
+            if let ClientRead::Size(n) = read {
+                assert_eq!(w.scratch.len(), n);
+            }
+            assert_eq!(w.scratch.as_ptr() as usize % page, 0, "{read} scratch");
+            for c in &w.conns {
+                assert_eq!(c.head.len(), HEAD_BUF);
+                assert_eq!(c.head.as_ptr() as usize % page, 0, "{read} head");
+            }
+        }
+    }
+
+    #[test]
     fn zero_connections_is_an_error() {
         let spec = LoadSpec {
             addr: "127.0.0.1:9".parse().unwrap(),
@@ -1023,11 +1173,18 @@ mod tests {
             duration: Duration::from_millis(10),
             expect_status: 200,
             expect_len: 0,
+            read: ClientRead::DEFAULT,
         };
         assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         let spec = LoadSpec {
             conns: 1,
             paths: vec![],
+            ..spec
+        };
+        assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let spec = LoadSpec {
+            paths: vec!["/".into()],
+            read: ClientRead::Size(0),
             ..spec
         };
         assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);

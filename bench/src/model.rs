@@ -3,9 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One file size loaded with one number of connections.
+pub use crate::client_read::ClientRead;
+
+/// One file size loaded with one number of connections by one kind of
+/// client. Ordered by client, then size, then connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Scenario {
+    /// How the client read the bodies (absent in runs recorded before it
+    /// was a choice: those read 256 KiB at a time).
+    #[serde(default)]
+    pub client_read: ClientRead,
     /// File size in bytes.
     pub size: u64,
     /// Keep-alive connections, closed loop.
@@ -23,6 +30,9 @@ pub struct RunResult {
     pub size: u64,
     /// Connections.
     pub conns: usize,
+    /// How the client read the bodies (see [`Scenario::client_read`]).
+    #[serde(default)]
+    pub client_read: ClientRead,
     /// Round number, from 1.
     pub round: u32,
     /// Seconds the load ran.
@@ -50,12 +60,30 @@ pub struct RunResult {
     pub cpu_s: Option<f64>,
     /// Server CPU seconds per GB (1e9 bytes) of body sent.
     pub cpu_s_per_gb: Option<f64>,
+    /// The load generator's CPU seconds (user + system of its load
+    /// threads, from `getrusage(RUSAGE_THREAD)`) during the load.
+    #[serde(default)]
+    pub client_cpu_s: Option<f64>,
+    /// Client CPU seconds per GB (1e9 bytes) of body received.
+    #[serde(default)]
+    pub client_cpu_s_per_gb: Option<f64>,
     /// Server peak resident set (VmHWM) in KiB at the end of the run.
     pub peak_rss_kib: Option<u64>,
     /// Backend syscalls per request, from zcserve's `/metrics`.
     pub syscalls_per_req: Option<f64>,
     /// False when any error occurred: the numbers are not to be trusted.
     pub valid: bool,
+}
+
+impl RunResult {
+    /// The scenario it ran.
+    pub fn scenario(&self) -> Scenario {
+        Scenario {
+            client_read: self.client_read,
+            size: self.size,
+            conns: self.conns,
+        }
+    }
 }
 
 /// Median with min and max of one figure over rounds.
@@ -114,6 +142,9 @@ pub struct Summary {
     pub p999_us: f64,
     /// Server CPU seconds per GB, when measured.
     pub cpu_s_per_gb: Option<Spread>,
+    /// Client CPU seconds per GB, when measured.
+    #[serde(default)]
+    pub client_cpu_s_per_gb: Option<Spread>,
     /// Largest peak RSS over rounds (KiB).
     pub peak_rss_kib: Option<u64>,
     /// Syscalls per request, median.
@@ -131,13 +162,7 @@ pub fn summarise(results: &[RunResult]) -> Vec<Summary> {
             targets.push(&r.target);
         }
     }
-    let mut scenarios: Vec<Scenario> = results
-        .iter()
-        .map(|r| Scenario {
-            size: r.size,
-            conns: r.conns,
-        })
-        .collect();
+    let mut scenarios: Vec<Scenario> = results.iter().map(|r| r.scenario()).collect();
     scenarios.sort();
     scenarios.dedup();
     let mut out = Vec::new();
@@ -145,7 +170,7 @@ pub fn summarise(results: &[RunResult]) -> Vec<Summary> {
         for s in &scenarios {
             let rs: Vec<&RunResult> = results
                 .iter()
-                .filter(|r| r.target == *t && r.size == s.size && r.conns == s.conns)
+                .filter(|r| r.target == *t && r.scenario() == *s)
                 .collect();
             if rs.is_empty() {
                 continue;
@@ -166,6 +191,7 @@ pub fn summarise(results: &[RunResult]) -> Vec<Summary> {
                 p99_us: med(col(|r| r.p99_us as f64)),
                 p999_us: med(col(|r| r.p999_us as f64)),
                 cpu_s_per_gb: Spread::of(&opt(|r| r.cpu_s_per_gb)),
+                client_cpu_s_per_gb: Spread::of(&opt(|r| r.client_cpu_s_per_gb)),
                 peak_rss_kib: rs.iter().filter_map(|r| r.peak_rss_kib).max(),
                 syscalls_per_req: Spread::of(&opt(|r| r.syscalls_per_req)).map(|s| s.median),
                 valid: rs.iter().all(|r| r.valid),
@@ -314,6 +340,9 @@ pub struct ColdSetup {
     /// The disk's own cold 4 KiB read latency, measured by zcbench outside
     /// any throttle.
     pub disk_latency: Option<crate::cold::DiskLatency>,
+    /// How the clients read bodies.
+    #[serde(default)]
+    pub client_read: ClientRead,
 }
 
 #[cfg(test)]
@@ -326,6 +355,7 @@ mod tests {
             backend: None,
             size,
             conns: 1,
+            client_read: ClientRead::DEFAULT,
             round,
             seconds: 1.0,
             requests: rps as u64,
@@ -339,6 +369,8 @@ mod tests {
             p999_us: 40,
             cpu_s: None,
             cpu_s_per_gb: None,
+            client_cpu_s: None,
+            client_cpu_s_per_gb: None,
             peak_rss_kib: Some(round as u64),
             syscalls_per_req: None,
             valid: round != 2,

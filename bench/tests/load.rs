@@ -1,6 +1,7 @@
 //! Integration tests of the load generator against tiny in-process HTTP
 //! servers: a correct one, and ones that answer a wrong status or length,
-//! close after a few responses, answer one byte per write, or hold a
+//! close after a few responses, answer one byte per write, answer two
+//! requests in one write (the second before it is asked for), or hold a
 //! response until the test lets it go. The servers count what they answer,
 //! so the generator's counts are checked against an independent one; no
 //! pass or fail depends on how fast the machine is.
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use zcserve_bench::load::{self, LoadSpec, MAX_FAILURES, ProbeError};
+use zcserve_bench::load::{self, ClientRead, LoadSpec, MAX_FAILURES, ProbeError};
 
 #[derive(Debug, Clone, Copy)]
 enum Mode {
@@ -29,6 +30,11 @@ enum Mode {
     /// Answer the first request at once; hold every later one until the
     /// test sends on the server's [`Server::release`].
     HoldAfterFirst,
+    /// Answer every other request with two responses in one `write` (one
+    /// segment when they fit), and the requests between with nothing: the
+    /// second response is already queued behind the first, so a client
+    /// that consumes a byte more than a response loses the next one.
+    Pairs,
 }
 
 /// A test server: where it listens, and what it did.
@@ -93,9 +99,11 @@ fn answer(
     let mut resp = format!("HTTP/1.1 {status} X\r\nServer: test\r\nContent-Length: {len}\r\n\r\n")
         .into_bytes();
     resp.resize(resp.len() + len, b'x');
+    let pair = [&resp[..], &resp[..]].concat();
     let mut have = Vec::new();
     let mut buf = [0u8; 4096];
     let mut served = 0;
+    let mut asked = 0u64;
     loop {
         let end = loop {
             if let Some(p) = have.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -122,17 +130,22 @@ fn answer(
             // The sender lives as long as the test's Server.
             let _ = held.lock().unwrap().recv();
         }
-        let res = if let Mode::Split = mode {
-            resp.iter()
-                .try_for_each(|b| s.write_all(std::slice::from_ref(b)))
-        } else {
-            s.write_all(&resp)
+        asked += 1;
+        let (res, n) = match mode {
+            Mode::Split => (
+                resp.iter()
+                    .try_for_each(|b| s.write_all(std::slice::from_ref(b))),
+                1,
+            ),
+            Mode::Pairs if asked % 2 == 0 => (Ok(()), 0),
+            Mode::Pairs => (s.write_all(&pair), 2),
+            _ => (s.write_all(&resp), 1),
         };
         if res.is_err() {
             return;
         }
-        served += 1;
-        served_total.fetch_add(1, Ordering::SeqCst);
+        served += n;
+        served_total.fetch_add(n as u64, Ordering::SeqCst);
         if let Mode::CloseAfter(n) = mode {
             if served == n {
                 return;
@@ -152,6 +165,7 @@ fn spec(addr: SocketAddr, conns: usize, threads: usize, ms: u64, len: u64) -> Lo
         duration: Duration::from_millis(ms),
         expect_status: 200,
         expect_len: len,
+        read: ClientRead::DEFAULT,
     }
 }
 
@@ -299,6 +313,122 @@ fn responses_split_into_single_bytes() {
     assert_eq!(out.errors, 0, "{:?}", out.error_samples);
     requests_match_the_server(&out, &server, 2);
     bytes_in_window(&out, 2, 200);
+}
+
+/// A run of `client` against `server`, bodies of `len`: no errors, some
+/// responses, each counted once with exactly `len` body bytes.
+fn exact_run(server: &Server, client: ClientRead, conns: usize, len: u64) -> load::LoadOutcome {
+    let mut s = spec(server.addr, conns, 1, 300, len);
+    s.read = client;
+    let out = load::run(&s).unwrap();
+    assert_eq!(out.errors, 0, "{client}: {:?}", out.error_samples);
+    assert!(out.requests > 0, "{client}");
+    bytes_in_window(&out, conns as u64, len);
+    // Pairs: the server may be a response ahead on each connection.
+    let served = server.served.load(Ordering::SeqCst);
+    assert!(
+        out.requests <= served && served <= out.requests + 2 * conns as u64,
+        "{client}: {} requests counted, {served} responses written",
+        out.requests
+    );
+    out
+}
+
+#[test]
+fn trunc_discards_exactly_each_response_on_keep_alive_connections() {
+    // Two responses back to back in one segment: the head is peeked and
+    // only it and Content-Length bytes are discarded, never the next
+    // response's first byte (which would make its head unparsable). Bodies
+    // of 0 and 100 bytes fit the first peek together with the next
+    // response; 5000 does not; 1 MiB takes many discards.
+    for len in [0, 100, 5000, 1 << 20] {
+        let server = serve(Mode::Pairs, len);
+        let out = exact_run(&server, ClientRead::Trunc, 2, len as u64);
+        assert!(out.requests >= 2, "len {len}: the second of a pair too");
+    }
+    // Heads arriving a byte at a time are peeked again as they grow.
+    let server = serve(Mode::Split, 200);
+    exact_run(&server, ClientRead::Trunc, 2, 200);
+    // Many responses on one connection: the stream stays in step.
+    let server = serve(Mode::Ok, 3000);
+    let out = exact_run(&server, ClientRead::Trunc, 1, 3000);
+    assert_eq!(
+        out.bytes % 3000,
+        0,
+        "one connection, nothing in flight counted"
+    );
+}
+
+#[test]
+fn a_client_that_reads_past_a_response_is_caught() {
+    // The control for the test above: a 256 KiB read of the head takes in
+    // the second response of a pair, which the generator reports; so the
+    // Pairs server does put the next response where an over-read finds it.
+    let server = serve(Mode::Pairs, 100);
+    let mut s = spec(server.addr, 1, 1, 60_000, 100);
+    s.read = ClientRead::DEFAULT;
+    let out = load::run(&s).unwrap();
+    assert_eq!(out.errors, u64::from(MAX_FAILURES));
+    assert!(
+        out.error_samples[0].contains("bytes after the response body"),
+        "{:?}",
+        out.error_samples
+    );
+}
+
+#[test]
+fn read_sizes_ask_for_at_most_their_size() {
+    // Responses larger than any read: each read size gets every response
+    // whole, the pairs included, and no over-read.
+    for client in [
+        ClientRead::Size(100),
+        ClientRead::Size(8 * 1024),
+        ClientRead::Size(64 * 1024),
+        ClientRead::DEFAULT,
+    ] {
+        let server = serve(Mode::Pairs, 300_000);
+        exact_run(&server, client, 2, 300_000);
+    }
+    let server = serve(Mode::Split, 200);
+    exact_run(&server, ClientRead::Size(7), 1, 200);
+}
+
+#[test]
+fn client_cpu_time_is_the_load_threads_own() {
+    let len = 1 << 20;
+    let server = serve(Mode::Ok, len);
+    let mut s = spec(server.addr, 2, 2, 300, len as u64);
+    for client in [ClientRead::Size(8 * 1024), ClientRead::Trunc] {
+        s.read = client;
+        let out = load::run(&s).unwrap();
+        assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+        // Measured: some, and no more than two threads can use in the
+        // time the run took (plus a tick of accounting slack).
+        let most = 2.0 * out.elapsed.as_secs_f64() + 0.01;
+        assert!(
+            out.cpu_s > 0.0 && out.cpu_s <= most,
+            "{client}: {} s of CPU in {:?}",
+            out.cpu_s,
+            out.elapsed
+        );
+    }
+}
+
+#[test]
+fn aligned_buffers_start_on_a_page() {
+    use zcserve_bench::aligned::{AlignedBuf, page_size};
+    let page = page_size();
+    // 128 KiB and 256 KiB are what glibc serves from mmap at a page + 16.
+    for len in [1, 4096, 8 * 1024, 128 * 1024, 256 * 1024, 3 << 20] {
+        let b = AlignedBuf::new(len);
+        assert_eq!(b.len(), len);
+        assert_eq!(
+            b.as_ptr() as usize % page,
+            0,
+            "{len} bytes at {:p}",
+            b.as_ptr()
+        );
+    }
 }
 
 #[test]

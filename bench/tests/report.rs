@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use zcserve_bench::model::{IdleResult, Machine, RunResult, summarise};
+use zcserve_bench::model::{ClientRead, IdleResult, Machine, RunResult, summarise};
 use zcserve_bench::report::{self, Crossover, Report};
 
 const KIB: u64 = 1024;
@@ -52,9 +52,22 @@ const TARGETS: [&str; 6] = [
     "go",
 ];
 
+/// Client CPU s/GB: a client that copies pays per byte whatever the
+/// server; one that discards (`trunc`) pays a tenth of it.
+fn client_cpu_s_per_gb(client: ClientRead, i: usize) -> f64 {
+    let copy = [1.2, 0.5, 0.4, 0.38, 0.37][i];
+    if client.copies() { copy } else { copy / 10.0 }
+}
+
 /// Three rounds of every target and scenario, rounds spread ±5 % around
-/// the figures above. `nginx` at 16 MiB × 16 has an error in round 2.
+/// the figures above, with the default client. `nginx` at 16 MiB × 16 has
+/// an error in round 2.
 fn fixture() -> Vec<RunResult> {
+    fixture_for(ClientRead::DEFAULT)
+}
+
+/// [`fixture`] as read by `client`.
+fn fixture_for(client: ClientRead) -> Vec<RunResult> {
     let mut out = Vec::new();
     for round in 1..=3u32 {
         for target in TARGETS {
@@ -70,12 +83,14 @@ fn fixture() -> Vec<RunResult> {
                         target == "nginx" && size == 16 * MIB && conns == 16 && round == 2,
                     );
                     let cpu_s_per_gb = cpu_s_per_gb(target, i);
+                    let client_cpu_s_per_gb = client_cpu_s_per_gb(client, i);
                     let p50 = (size / 4096 + 40) * conns as u64;
                     out.push(RunResult {
                         target: target.to_string(),
                         backend: target.strip_prefix("zcserve-").map(str::to_string),
                         size,
                         conns,
+                        client_read: client,
                         round,
                         seconds,
                         requests,
@@ -89,6 +104,8 @@ fn fixture() -> Vec<RunResult> {
                         p999_us: p50 * 9,
                         cpu_s: cpu_s_per_gb.map(|c| c * bytes as f64 / 1e9),
                         cpu_s_per_gb,
+                        client_cpu_s: Some(client_cpu_s_per_gb * bytes as f64 / 1e9),
+                        client_cpu_s_per_gb: Some(client_cpu_s_per_gb),
                         peak_rss_kib: (target != "go").then_some(3000 + size / 1024 / 64),
                         syscalls_per_req: target
                             .starts_with("zcserve")
@@ -169,6 +186,7 @@ fn csv_has_a_header_and_one_row_per_result_that_parses_back() {
             backend: (!f[col("backend")].is_empty()).then(|| f[col("backend")].to_string()),
             size: f[col("size")].parse().unwrap(),
             conns: f[col("conns")].parse().unwrap(),
+            client_read: f[col("client_read")].parse().unwrap(),
             round: f[col("round")].parse().unwrap(),
             seconds: f[col("seconds")].parse().unwrap(),
             requests: f[col("requests")].parse().unwrap(),
@@ -182,6 +200,8 @@ fn csv_has_a_header_and_one_row_per_result_that_parses_back() {
             p999_us: f[col("p999_us")].parse().unwrap(),
             cpu_s: opt_f(f[col("cpu_s")]),
             cpu_s_per_gb: opt_f(f[col("cpu_s_per_gb")]),
+            client_cpu_s: opt_f(f[col("client_cpu_s")]),
+            client_cpu_s_per_gb: opt_f(f[col("client_cpu_s_per_gb")]),
             peak_rss_kib: (!f[col("peak_rss_kib")].is_empty())
                 .then(|| f[col("peak_rss_kib")].parse().unwrap()),
             syscalls_per_req: opt_f(f[col("syscalls_per_req")]),
@@ -216,11 +236,14 @@ fn same_run(a: &RunResult, b: &RunResult) -> bool {
         && close(a.mb_per_s, b.mb_per_s)
         && close_opt(a.cpu_s, b.cpu_s)
         && close_opt(a.cpu_s_per_gb, b.cpu_s_per_gb)
+        && close_opt(a.client_cpu_s, b.client_cpu_s)
+        && close_opt(a.client_cpu_s_per_gb, b.client_cpu_s_per_gb)
         && close_opt(a.syscalls_per_req, b.syscalls_per_req);
     let mut a2 = a.clone();
     (a2.seconds, a2.req_per_s, a2.mb_per_s) = (b.seconds, b.req_per_s, b.mb_per_s);
     (a2.cpu_s, a2.cpu_s_per_gb, a2.syscalls_per_req) =
         (b.cpu_s, b.cpu_s_per_gb, b.syscalls_per_req);
+    (a2.client_cpu_s, a2.client_cpu_s_per_gb) = (b.client_cpu_s, b.client_cpu_s_per_gb);
     floats_equal && a2 == *b
 }
 
@@ -273,12 +296,17 @@ fn markdown_has_every_target_and_scenario_and_the_ratios() {
         assert!(md.contains(&format!("| {t} |")), "missing row for {t}");
     }
     for size in ["4 KiB", "64 KiB", "1 MiB", "16 MiB", "256 MiB"] {
-        for conns in ["1 connection\n", "16 connections\n"] {
+        for conns in [
+            "1 connection, client: 256 KiB reads\n",
+            "16 connections, client: 256 KiB reads\n",
+        ] {
             let heading = format!("## {size} × {conns}");
             assert!(md.contains(&heading), "missing {heading:?}");
         }
     }
     assert!(md.contains("| vs copy | vs nginx |"));
+    assert!(md.contains("| server CPU s/GB | client CPU s/GB |"));
+    assert!(md.contains("| client read modes | `256KiB`: 256 KiB reads |"));
     // sendfile at 1 MiB × 16: 1.1× copy; nginx there is 1.0× copy, so 1.10×
     // nginx too. At 256 MiB × 16: 1.4 / 1.0 and 1.4 / 1.2 = 1.17.
     let section = |heading: &str| {
@@ -301,6 +329,8 @@ fn markdown_has_every_target_and_scenario_and_the_ratios() {
     let sendfile = row(&s, "zcserve-sendfile");
     assert!(sendfile.contains("| 1.40× | 1.17× |"), "{sendfile}");
     assert!(sendfile.ends_with("| ✓ |"), "{sendfile}");
+    // Server CPU s/GB 0.38 × 0.5, then the client's 0.37.
+    assert!(sendfile.contains("| 0.19 | 0.37 |"), "{sendfile}");
     // The invalid run is flagged.
     let s = section("## 16 MiB × 16 connections");
     assert!(
@@ -310,17 +340,131 @@ fn markdown_has_every_target_and_scenario_and_the_ratios() {
     // Crossovers and charts.
     let cross = section("## Crossovers");
     assert!(
-        cross.contains("| zcserve-sendfile | 16 | 64 KiB | 1 MiB |"),
+        cross.contains("| 256 KiB reads | zcserve-sendfile | 16 | 64 KiB | 1 MiB |"),
         "{cross}"
     );
     assert!(
-        cross.contains("| zcserve-mmap | 16 | 16 MiB | none within the sizes measured |"),
+        cross.contains(
+            "| 256 KiB reads | zcserve-mmap | 16 | 16 MiB | none within the sizes measured |"
+        ),
         "{cross}"
     );
     assert!(!cross.contains("| go |"), "peers have no crossover");
-    assert!(md.contains("(throughput-c16.svg)"));
-    assert!(md.contains("(cpu-c1.svg)"));
-    assert!(md.contains("(latency-256MiB-c16.svg)"));
+    assert!(md.contains("(throughput-c16-256KiB.svg)"));
+    assert!(md.contains("(cpu-c1-256KiB.svg)"));
+    assert!(md.contains("(latency-256MiB-c16-256KiB.svg)"));
+}
+
+/// Two client modes in one run: the default client as in [`fixture`], and
+/// `trunc`, where sendfile beats copy on MB/s from 4 KiB up.
+fn two_clients() -> Vec<RunResult> {
+    let mut results = fixture();
+    for mut r in fixture_for(ClientRead::Trunc) {
+        if r.target == "zcserve-sendfile" {
+            r.mb_per_s *= 2.0;
+            r.req_per_s *= 2.0;
+        }
+        results.push(r);
+    }
+    results
+}
+
+#[test]
+fn every_output_is_keyed_by_client_mode() {
+    let (m, results) = (machine(), two_clients());
+    let summaries = summarise(&results);
+    assert_eq!(summaries.len(), 2 * summarise(&fixture()).len());
+    // Markdown: the machine section names both modes, every table's title
+    // names its client, and trunc says its bytes were not checked.
+    let md = report::markdown(&report(&m, &results));
+    assert!(
+        md.contains(
+            "| client read modes | `256KiB`: 256 KiB reads; `trunc`: MSG_TRUNC (no copy) |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("upper bound") && md.contains("not checked"),
+        "{md}"
+    );
+    for client in ["256 KiB reads", "MSG_TRUNC (no copy)"] {
+        let heading = format!("## 1 MiB × 16 connections, client: {client}\n");
+        assert_eq!(md.matches(&heading).count(), 1, "{heading:?}");
+    }
+    // The trunc client's table has its own client CPU: a tenth.
+    let trunc = &md[md
+        .find("## 1 MiB × 16 connections, client: MSG_TRUNC")
+        .unwrap()..];
+    let row = trunc
+        .lines()
+        .find(|l| l.starts_with("| zcserve-copy |"))
+        .unwrap();
+    assert!(row.contains("| 0.45 | 0.04 |"), "{row}");
+    // Crossovers per client: sendfile beats copy on MB/s from 1 MiB with
+    // the default client, from 4 KiB with trunc.
+    let cross = report::crossovers(&summaries, "copy");
+    let find = |client: ClientRead| {
+        cross
+            .iter()
+            .find(|x| x.target == "zcserve-sendfile" && x.conns == 16 && x.client_read == client)
+            .unwrap_or_else(|| panic!("no crossover for {client}"))
+            .clone()
+    };
+    assert_eq!(find(ClientRead::DEFAULT).by_throughput, Some(MIB));
+    assert_eq!(find(ClientRead::Trunc).by_throughput, Some(4 * KIB));
+    assert_eq!(cross.len(), 2 * 3 * CONNS.len());
+    assert!(md.contains("| MSG_TRUNC (no copy) | zcserve-sendfile | 16 | 64 KiB | 4 KiB |"));
+    // CSV and JSON carry the mode of every run.
+    let csv = report::csv(&results);
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",trunc,")).count(),
+        results.len() / 2
+    );
+    let v: serde_json::Value = serde_json::from_str(&report::json(&report(&m, &results))).unwrap();
+    let modes: Vec<&str> = v["crossovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_read"].as_str().unwrap())
+        .collect();
+    assert!(
+        modes.contains(&"trunc") && modes.contains(&"256KiB"),
+        "{modes:?}"
+    );
+    // Charts: one set per client, titled with it.
+    let dir = TempDir::new("two-clients");
+    let written = report::write_all(&report(&m, &results), &dir.0).unwrap();
+    for name in [
+        "throughput-c16-trunc.svg",
+        "cpu-c1-256KiB.svg",
+        "latency-4KiB-c1-trunc.svg",
+    ] {
+        let p = written.iter().find(|p| p.ends_with(name)).expect(name);
+        let svg = std::fs::read_to_string(p).unwrap();
+        let client = if name.contains("trunc") {
+            "MSG_TRUNC"
+        } else {
+            "256 KiB reads"
+        };
+        assert!(svg.contains(client), "{name}");
+        assert!(
+            md.contains(&format!("({name})")),
+            "report.md does not link {name}"
+        );
+    }
+}
+
+/// Runs recorded before client modes were a choice read back as the
+/// 256 KiB client, with no client CPU.
+#[test]
+fn old_results_read_back_with_the_default_client() {
+    let mut v: serde_json::Value = serde_json::to_value(&fixture()[0]).unwrap();
+    for key in ["client_read", "client_cpu_s", "client_cpu_s_per_gb"] {
+        v.as_object_mut().unwrap().remove(key).expect(key);
+    }
+    let r: RunResult = serde_json::from_value(v).unwrap();
+    assert_eq!(r.client_read, ClientRead::DEFAULT);
+    assert_eq!(r.client_cpu_s_per_gb, None);
 }
 
 #[test]
@@ -380,10 +524,11 @@ fn an_invalid_run_breaks_a_crossover() {
 #[test]
 fn svgs_name_every_target() {
     let summaries = summarise(&fixture());
+    let d = ClientRead::DEFAULT;
     for (name, svg) in [
-        ("throughput", report::svg_throughput(&summaries, 16)),
-        ("cpu", report::svg_cpu(&summaries, 16)),
-        ("latency", report::svg_latency(&summaries, MIB, 16)),
+        ("throughput", report::svg_throughput(&summaries, 16, d)),
+        ("cpu", report::svg_cpu(&summaries, 16, d)),
+        ("latency", report::svg_latency(&summaries, MIB, 16, d)),
     ] {
         assert!(svg.starts_with("<svg"), "{name}: {}", &svg[..40]);
         assert!(svg.trim_end().ends_with("</svg>"), "{name}");
@@ -397,18 +542,22 @@ fn svgs_name_every_target() {
             }
             assert!(svg.contains(t), "{name} lacks {t}");
         }
+        assert!(svg.contains("client: 256 KiB reads"), "{name}");
     }
-    let tput = report::svg_throughput(&summaries, 16);
+    let tput = report::svg_throughput(&summaries, 16, d);
     for label in ["4 KiB", "1 MiB", "256 MiB", "MB/s", "file size"] {
         assert!(tput.contains(label), "throughput lacks {label}");
     }
-    let lat = report::svg_latency(&summaries, 16 * MIB, 16);
+    let lat = report::svg_latency(&summaries, 16 * MIB, 16, d);
     for label in ["p50", "p99", "p99.9", "nginx (invalid)"] {
         assert!(lat.contains(label), "latency lacks {label}");
     }
     // Nothing measured: still an SVG.
-    assert!(report::svg_throughput(&[], 1).starts_with("<svg"));
-    assert!(report::svg_latency(&[], 4096, 1).starts_with("<svg"));
+    assert!(report::svg_throughput(&[], 1, d).starts_with("<svg"));
+    assert!(report::svg_latency(&[], 4096, 1, d).starts_with("<svg"));
+    // Another client's chart has none of these runs.
+    let trunc = report::svg_throughput(&summaries, 16, ClientRead::Trunc);
+    assert!(!trunc.contains("zcserve-sendfile"), "no trunc runs");
 }
 
 #[test]
@@ -426,12 +575,12 @@ fn write_all_writes_every_file() {
         .map(|s| s.to_string())
         .collect();
     for c in CONNS {
-        expected.push(format!("throughput-c{c}.svg"));
-        expected.push(format!("cpu-c{c}.svg"));
+        expected.push(format!("throughput-c{c}-256KiB.svg"));
+        expected.push(format!("cpu-c{c}-256KiB.svg"));
     }
     for size in ["4KiB", "64KiB", "1MiB", "16MiB", "256MiB"] {
         for c in CONNS {
-            expected.push(format!("latency-{size}-c{c}.svg"));
+            expected.push(format!("latency-{size}-c{c}-256KiB.svg"));
         }
     }
     let mut sorted = names.clone();
@@ -579,7 +728,7 @@ fn render_sample_charts() {
     let summaries = summarise(&results);
     std::fs::write(
         dir.join("zcbench-sample.svg"),
-        report::svg_throughput(&summaries, 16),
+        report::svg_throughput(&summaries, 16, ClientRead::DEFAULT),
     )
     .unwrap();
     for p in written {
@@ -649,6 +798,7 @@ fn cold_setup(throttled: bool) -> ColdSetup {
             p99_us: 3979,
             cached_after: 0.0,
         }),
+        client_read: ClientRead::Size(8 * 1024),
     }
 }
 
@@ -672,6 +822,11 @@ fn the_cold_table_has_medians_the_disk_and_invalid_rounds() {
     );
     assert!(!md.contains("the servers read the raw disk"), "{md}");
     assert!(md.contains("median 110 µs, p99 3.98 ms"), "{md}");
+    assert!(
+        md.contains("- **Client:** 8 KiB reads (`--client-read 8KiB`)")
+            && md.contains("| client read modes | `8KiB`: 8 KiB reads |"),
+        "{md}"
+    );
     // Medians over the two rounds: p50 of 53 and 106 µs is 79.5 µs; max is
     // the largest of any round; cold MB/s median of 328 and 656.
     let uring = md

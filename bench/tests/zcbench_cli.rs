@@ -29,8 +29,24 @@ fn zcbench(args: &[&str]) -> (i32, String) {
 fn mistakes_exit_2_with_what_to_fix() {
     let cases: &[(&[&str], &str)] = &[
         (&["--sizes", "4KiB,lots"], "\"lots\""),
+        (
+            &["--client-read", "8KiB,fast"],
+            "--client-read: cannot read \"fast\"",
+        ),
+        (&["--client-read", "0"], "--client-read: cannot read \"0\""),
+        (
+            &["--client-read", "1GiB"],
+            "larger than the largest read size",
+        ),
+        (&["--client-read", ""], "--client-read"),
+        (
+            &["--scenario", "cold", "--client-read", "8KiB,trunc"],
+            "the cold scenario takes one mode",
+        ),
         (&["--conns", "0"], "connection counts"),
         (&["--duration", "0"], "--duration"),
+        (&["--scenario", "cold", "--duration=-1"], "--duration"),
+        (&["--quick", "--duration", "NaN"], "--duration"),
         (&["--server-cpus", "4096"], "CPU 4096"),
         (&["--backends", "", "--peer", "nginx"], "NAME=URL"),
         (
@@ -231,15 +247,113 @@ fn every_backend_is_loaded_without_errors() {
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), backends.len(), "{csv}");
+    let col = column(&csv);
     for (row, b) in rows.iter().zip(&backends) {
         assert!(
-            row.starts_with(&format!("zcserve-{b},{b},4096,1,1,")),
+            row.starts_with(&format!("zcserve-{b},{b},4096,1,256KiB,1,")),
             "{row}"
         );
         assert!(row.ends_with(",true"), "{row}");
         // The server's own counters were read: syscalls per request.
         let f: Vec<&str> = row.split(',').collect();
-        assert!(f[18].parse::<f64>().is_ok_and(|v| v > 0.0), "{row}");
+        assert!(
+            f[col("syscalls_per_req")]
+                .parse::<f64>()
+                .is_ok_and(|v| v > 0.0),
+            "{row}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The index of each results.csv column, by name, from its header.
+fn column(csv: &str) -> impl Fn(&str) -> usize {
+    let header: Vec<String> = csv
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    move |name| header.iter().position(|h| h == name).expect(name)
+}
+
+#[test]
+fn client_read_modes_are_a_dimension_of_the_matrix() {
+    let Some(zc) = zcserve_bin() else { return };
+    // 64 KiB files, several responses on each keep-alive connection: with
+    // `trunc` every one is discarded exactly (a byte too many or too few
+    // and the next head would not parse: an error, so an invalid row).
+    let (code, err, out) = zcbench_small(
+        "clients",
+        &[
+            "--zcserve",
+            &zc,
+            "--backends",
+            "sendfile,copy",
+            "--sizes",
+            "64KiB",
+            "--conns",
+            "1,4",
+            "--client-read",
+            "8KiB,trunc",
+            "--duration",
+            "0.3",
+            "--idle-conns",
+            "0",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let col = column(&csv);
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2 * 2 * 2, "{csv}");
+    for client in ["8KiB", "trunc"] {
+        let mine: Vec<&Vec<&str>> = rows
+            .iter()
+            .filter(|f| f[col("client_read")] == client)
+            .collect();
+        assert_eq!(mine.len(), 4, "{csv}");
+        for f in mine {
+            assert_eq!(f[col("valid")], "true", "{f:?}");
+            let (requests, bytes): (u64, u64) = (
+                f[col("requests")].parse().unwrap(),
+                f[col("bytes")].parse().unwrap(),
+            );
+            let conns: u64 = f[col("conns")].parse().unwrap();
+            // Every counted response brought exactly 64 KiB; at most one
+            // per connection was in flight at the end.
+            assert!(requests > 0, "{f:?}");
+            assert!(
+                bytes >= requests * 65536 && bytes <= (requests + conns) * 65536,
+                "{f:?}"
+            );
+            // Client CPU was measured beside the server's.
+            for c in ["cpu_s_per_gb", "client_cpu_s_per_gb"] {
+                assert!(
+                    f[col(c)].parse::<f64>().is_ok_and(|v| v > 0.0),
+                    "{c}: {f:?}"
+                );
+            }
+        }
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| client read modes | `8KiB`: 8 KiB reads; `trunc`: MSG_TRUNC (no copy) |"),
+        "{md}"
+    );
+    for heading in [
+        "## 64 KiB × 4 connections, client: 8 KiB reads",
+        "## 64 KiB × 4 connections, client: MSG_TRUNC (no copy)",
+    ] {
+        assert!(md.contains(heading), "{heading}: {md}");
+    }
+    for chart in ["throughput-c4-8KiB.svg", "cpu-c1-trunc.svg"] {
+        assert!(out.join(chart).is_file(), "{chart}");
     }
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -288,11 +402,15 @@ fn peer_cmd_is_started_loaded_and_measured() {
     assert_eq!(code, 0, "{err}");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let row = csv.lines().nth(1).expect("one run");
-    assert!(row.starts_with("zc,,4096,1,1,"), "{row}");
+    assert!(row.starts_with("zc,,4096,1,256KiB,1,"), "{row}");
     assert!(row.ends_with(",true"), "{row}");
     // CPU time and peak memory were read from its tree.
     let fields: Vec<&str> = row.split(',').collect();
-    assert!(!fields[15].is_empty() && !fields[17].is_empty(), "{row}");
+    let col = column(&csv);
+    assert!(
+        !fields[col("cpu_s")].is_empty() && !fields[col("peak_rss_kib")].is_empty(),
+        "{row}"
+    );
     let idle = std::fs::read_to_string(out.join("idle.csv")).unwrap();
     let row = idle.lines().nth(1).expect("one idle row");
     let f: Vec<&str> = row.split(',').collect();
@@ -402,6 +520,8 @@ fn cold_scenario_runs_every_backend_from_an_evicted_set() {
             "0.3",
             "--fixture-dir",
             &fixture_arg,
+            "--client-read",
+            "trunc",
         ],
     );
     let _ = std::fs::remove_dir_all(&fixture);
@@ -428,6 +548,10 @@ fn cold_scenario_runs_every_backend_from_an_evicted_set() {
     let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
     assert!(
         md.contains("not throttled: the servers read the raw disk"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- **Client:** MSG_TRUNC (no copy) (`--client-read trunc`)"),
         "{md}"
     );
     assert!(out.join("cold-hot-cdf.svg").is_file());

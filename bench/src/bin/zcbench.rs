@@ -5,7 +5,8 @@
 //! ```text
 //! cargo build --release -p zcserve -p zcserve-bench
 //! target/release/zcbench --out results/            # the full matrix
-//! target/release/zcbench --quick --out /tmp/zc      # under a minute
+//! target/release/zcbench --quick --out /tmp/zc      # about a minute
+//! target/release/zcbench --client-read 8KiB,64KiB,256KiB,trunc   # four kinds of client
 //! target/release/zcbench --peer-cmd 'nginx=exec nginx.sh {root} {port} on' \
 //!     --peer-cmd 'go=GOMAXPROCS=1 exec ./gofs -root {root} -port {port}'   # started by zcbench
 //! target/release/zcbench --peer nginx=http://127.0.0.1:8080/ --peer-pid nginx=1234 \
@@ -16,7 +17,8 @@
 //!
 //! zcserve is started once per backend per round, pinned to
 //! `--server-cpus` with `--threads` to match; the load generator runs on
-//! `--client-cpus`. A `--peer-cmd` server is started the same way (in a
+//! `--client-cpus`, reading bodies in each `--client-read` mode in turn (a
+//! dimension of the matrix like sizes and connections). A `--peer-cmd` server is started the same way (in a
 //! process group of its own, pinned to the server CPUs, on a free port) and
 //! stopped as a whole group. Rounds are interleaved (round 1 of every
 //! target, then round 2...), and the report gives medians with min and max.
@@ -41,6 +43,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use zcserve_bench::client_read::{self, ClientRead};
 use zcserve_bench::cold;
 use zcserve_bench::cold_scenario::{self, ColdPlan, HOT_SIZE};
 use zcserve_bench::fixture::make_fixture;
@@ -95,9 +98,17 @@ struct Args {
     /// Connection counts, comma separated
     #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
     conns: Vec<usize>,
-    /// Seconds of load per target, scenario and round
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
+    /// How the load generator reads response bodies, comma separated; each mode is a dimension of
+    /// the matrix: a read size (`8KiB`: every recv asks for 8 KiB into an 8 KiB page-aligned
+    /// buffer, like wrk), or `trunc` (the kernel discards the bytes with recv(MSG_TRUNC), copying
+    /// nothing: the receiver's copy is removed and the server's figures are an upper bound, the
+    /// sender's cost; bodies are counted, not checked). The cold scenario takes one mode
+    /// [default: 256KiB; 8KiB,trunc with --quick; 256KiB for the cold scenario]
+    #[arg(long, value_delimiter = ',', value_name = "MODES")]
+    client_read: Vec<String>,
+    /// Seconds of load per target, scenario and round [default: 5; 1 with --quick]
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
     /// Rounds, interleaved across targets
     #[arg(long, default_value_t = 3)]
     rounds: u32,
@@ -116,8 +127,9 @@ struct Args {
     /// The zcserve binary [default: the one next to zcbench]
     #[arg(long, value_name = "PATH")]
     zcserve: Option<PathBuf>,
-    /// Small matrix for a smoke run under a minute: 4 KiB and 1 MiB, 1 and 16 connections, 1 s, 1 round
-    /// (with `--scenario cold`: 300 files of 64 KiB)
+    /// Small matrix for a smoke run of about a minute: 4 KiB and 1 MiB, 1 and 16 connections, 1
+    /// round; 1 s and the 8KiB and trunc clients unless --duration or --client-read is given (with
+    /// `--scenario cold`: 300 files of 64 KiB)
     #[arg(long)]
     quick: bool,
     /// Scenarios, comma separated: `warm` (the --sizes x --conns matrix from a warm page cache)
@@ -162,7 +174,7 @@ fn main() -> ExitCode {
     if args.quick {
         args.sizes = vec!["4KiB".into(), "1MiB".into()];
         args.conns = vec![1, 16];
-        args.duration = 1.0;
+        args.duration.get_or_insert(1.0);
         args.rounds = 1;
     }
     match run(&args) {
@@ -189,18 +201,29 @@ fn run(args: &Args) -> Result<bool, String> {
         .collect::<Result<_, _>>()?;
     let sizes = dedup(sizes);
     let conns = dedup(args.conns.clone());
+    let clients = if args.client_read.is_empty() {
+        if args.quick {
+            vec![ClientRead::Size(8 * 1024), ClientRead::Trunc]
+        } else {
+            vec![ClientRead::DEFAULT]
+        }
+    } else {
+        client_read::parse_list(&args.client_read)?
+    };
+    // Before anything turns it into a Duration, which panics on NaN or a
+    // negative number. Written so that NaN is refused too.
+    let duration = args.duration.unwrap_or(5.0);
+    if duration.is_nan() || duration <= 0.0 || duration > 1e6 || args.rounds == 0 {
+        return Err("--duration (at most 1e6 s) and --rounds must be positive".into());
+    }
     let scenarios = dedup(args.scenario.clone());
     let warm = scenarios.contains(&ScenarioArg::Warm);
     let cold = scenarios
         .contains(&ScenarioArg::Cold)
-        .then(|| cold_plan(args))
+        .then(|| cold_plan(args, &clients))
         .transpose()?;
     if sizes.is_empty() || conns.is_empty() || conns.contains(&0) {
         return Err("give at least one size and connection counts of at least 1".into());
-    }
-    // Written so that NaN is refused too.
-    if args.duration.is_nan() || args.duration <= 0.0 || args.rounds == 0 {
-        return Err("--duration and --rounds must be positive".into());
     }
     if !(args.peer_start_timeout > 0.0 && args.peer_start_timeout <= 3600.0) {
         return Err("--peer-start-timeout must be between 0 and 3600 seconds".into());
@@ -285,8 +308,11 @@ fn run(args: &Args) -> Result<bool, String> {
             &setup,
             &machine,
             &client_cpus,
-            &sizes,
-            &conns,
+            &Matrix {
+                clients: &clients,
+                sizes: &sizes,
+                conns: &conns,
+            },
             idle_conns,
         )?;
     }
@@ -305,8 +331,18 @@ fn run(args: &Args) -> Result<bool, String> {
     Ok(all_valid)
 }
 
-/// The cold scenario's flags, checked, with --quick's defaults.
-fn cold_plan(args: &Args) -> Result<ColdPlan, String> {
+/// The cold scenario's flags, checked, with --quick's defaults; its client
+/// reads with the one `--client-read` mode given, or 256 KiB.
+fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
+    let client_read = match (args.client_read.is_empty(), clients) {
+        (true, _) => ClientRead::DEFAULT,
+        (false, &[one]) => one,
+        (false, _) => {
+            return Err(
+                "--client-read: the cold scenario takes one mode (run it once per mode)".into(),
+            );
+        }
+    };
     let files = args
         .cold_files
         .unwrap_or(if args.quick { 300 } else { 3000 });
@@ -329,24 +365,32 @@ fn cold_plan(args: &Args) -> Result<ColdPlan, String> {
         disk_iops: args.disk_iops,
         latency_samples: if args.quick { 50 } else { 200 },
         rounds: args.rounds,
-        duration: Duration::from_secs_f64(args.duration),
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(5.0)),
+        client_read,
     })
 }
 
+/// The warm matrix's dimensions.
+struct Matrix<'a> {
+    clients: &'a [ClientRead],
+    sizes: &'a [u64],
+    conns: &'a [usize],
+}
+
 /// The warm matrix: every target started once (idle memory measured),
-/// then every size x connections, round after round; writes the report.
-#[allow(clippy::too_many_arguments)]
+/// then every client mode x size x connections, round after round; writes
+/// the report.
 fn run_warm(
     args: &Args,
     targets: &[Target],
     setup: &Setup<'_>,
     machine: &Machine,
     client_cpus: &[usize],
-    sizes: &[u64],
-    conns: &[usize],
+    matrix: &Matrix<'_>,
     idle_conns: usize,
 ) -> Result<bool, String> {
-    let per_round = targets.len() as u64 * (sizes.len() * conns.len()) as u64;
+    let per_round = targets.len() as u64
+        * (matrix.clients.len() * matrix.sizes.len() * matrix.conns.len()) as u64;
     let bar = ProgressBar::new(targets.len() as u64 + u64::from(args.rounds) * per_round);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -376,7 +420,7 @@ fn run_warm(
         bar.inc(1);
     }
 
-    let duration = Duration::from_secs_f64(args.duration);
+    let duration = Duration::from_secs_f64(args.duration.unwrap_or(5.0));
     let mut results = Vec::new();
     for round in 1..=args.rounds {
         for t in targets {
@@ -387,44 +431,48 @@ fn run_warm(
                     None
                 }
             };
-            for &size in sizes {
-                for &conns in conns {
-                    bar.set_message(format!(
-                        "round {round} {} {} x{conns}",
-                        t.name,
-                        human_size(size)
-                    ));
-                    let failed = |why: String| {
-                        bar.println(format!(
-                            "{} {} x{conns}, round {round}: {why}; the run is invalid",
+            for &client in matrix.clients {
+                for &size in matrix.sizes {
+                    for &conns in matrix.conns {
+                        bar.set_message(format!(
+                            "round {round} {} {} x{conns} {client}",
                             t.name,
                             human_size(size)
                         ));
-                        failed_run(t, size, conns, round)
-                    };
-                    let r = match server.as_mut() {
-                        None => failed_run(t, size, conns, round),
-                        Some(s) => match s.exited() {
-                            Some(status) => failed(format!("the server exited ({status})")),
-                            None => {
-                                let addr = s.addr;
-                                let spec = LoadSpec {
-                                    addr,
-                                    paths: vec![format!("{}{}.bin", s.base, file_stem(size))],
-                                    host: addr.to_string(),
-                                    conns,
-                                    threads: client_cpus.len().min(conns),
-                                    cpus: client_cpus.to_vec(),
-                                    duration,
-                                    expect_status: 200,
-                                    expect_len: size,
-                                };
-                                measure(t, &spec, round, s.pid, s.metrics).unwrap_or_else(failed)
-                            }
-                        },
-                    };
-                    results.push(r);
-                    bar.inc(1);
+                        let failed = |why: String| {
+                            bar.println(format!(
+                                "{} {} x{conns} {client}, round {round}: {why}; the run is invalid",
+                                t.name,
+                                human_size(size)
+                            ));
+                            failed_run(t, size, conns, client, round)
+                        };
+                        let r = match server.as_mut() {
+                            None => failed_run(t, size, conns, client, round),
+                            Some(s) => match s.exited() {
+                                Some(status) => failed(format!("the server exited ({status})")),
+                                None => {
+                                    let addr = s.addr;
+                                    let spec = LoadSpec {
+                                        addr,
+                                        paths: vec![format!("{}{}.bin", s.base, file_stem(size))],
+                                        host: addr.to_string(),
+                                        conns,
+                                        threads: client_cpus.len().min(conns),
+                                        cpus: client_cpus.to_vec(),
+                                        duration,
+                                        expect_status: 200,
+                                        expect_len: size,
+                                        read: client,
+                                    };
+                                    measure(t, &spec, round, s.pid, s.metrics)
+                                        .unwrap_or_else(failed)
+                                }
+                            },
+                        };
+                        results.push(r);
+                        bar.inc(1);
+                    }
                 }
             }
             if let Some(s) = server.as_mut() {
@@ -489,12 +537,19 @@ fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
 
 /// A run that could not happen (its server is gone): recorded as invalid,
 /// with one error.
-fn failed_run(t: &Target, size: u64, conns: usize, round: u32) -> RunResult {
+fn failed_run(
+    t: &Target,
+    size: u64,
+    conns: usize,
+    client_read: ClientRead,
+    round: u32,
+) -> RunResult {
     RunResult {
         target: t.name.clone(),
         backend: t.backend(),
         size,
         conns,
+        client_read,
         round,
         seconds: 0.0,
         requests: 0,
@@ -508,6 +563,8 @@ fn failed_run(t: &Target, size: u64, conns: usize, round: u32) -> RunResult {
         p999_us: 0,
         cpu_s: None,
         cpu_s_per_gb: None,
+        client_cpu_s: None,
+        client_cpu_s_per_gb: None,
         peak_rss_kib: None,
         syscalls_per_req: None,
         valid: false,
@@ -547,10 +604,11 @@ fn measure(
     let q = |p: f64| out.latency_us.value_at_quantile(p);
     if out.errors > 0 {
         eprintln!(
-            "{} {} x{}: {} errors, e.g. {:?}",
+            "{} {} x{} {}: {} errors, e.g. {:?}",
             t.name,
             human_size(spec.expect_len),
             spec.conns,
+            spec.read,
             out.errors,
             out.error_samples
         );
@@ -560,6 +618,7 @@ fn measure(
         backend: t.backend(),
         size: spec.expect_len,
         conns: spec.conns,
+        client_read: spec.read,
         round,
         seconds: secs,
         requests: out.requests,
@@ -575,6 +634,8 @@ fn measure(
         cpu_s_per_gb: cpu
             .filter(|_| out.bytes > 0)
             .map(|c| c / (out.bytes as f64 / 1e9)),
+        client_cpu_s: Some(out.cpu_s),
+        client_cpu_s_per_gb: (out.bytes > 0).then(|| out.cpu_s / (out.bytes as f64 / 1e9)),
         peak_rss_kib: pid
             .and_then(|p| procs::memory_kib(p, "VmHWM"))
             .map(|(k, _)| k),

@@ -1,5 +1,6 @@
-//! The SVG charts: throughput and CPU per GB against file size, and
-//! latency percentiles per scenario.
+//! The SVG charts: throughput and CPU per GB against file size, per number
+//! of connections and client read mode, and latency percentiles per
+//! scenario; every title names the client mode.
 //!
 //! Drawn in memory with plotters' SVG backend ([`SVGBackend::with_string`]).
 //! Without plotters' `ttf` feature text is laid out with a crude built-in
@@ -17,15 +18,25 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::numbers::fmt_trim;
-use crate::model::{Scenario, Spread, Summary};
+use crate::model::{ClientRead, Scenario, Spread, Summary};
 use crate::units::human_size;
 
 /// What one chart shows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum ChartKind {
-    Throughput { conns: usize },
-    Cpu { conns: usize },
-    Latency { size: u64, conns: usize },
+    Throughput {
+        conns: usize,
+        client: ClientRead,
+    },
+    Cpu {
+        conns: usize,
+        client: ClientRead,
+    },
+    Latency {
+        size: u64,
+        conns: usize,
+        client: ClientRead,
+    },
 }
 
 /// A chart [`super::write_all`] writes, and its file name.
@@ -38,9 +49,13 @@ impl Chart {
     /// The SVG of this chart.
     pub fn draw(&self, summaries: &[Summary]) -> String {
         match self.kind {
-            ChartKind::Throughput { conns } => svg_throughput(summaries, conns),
-            ChartKind::Cpu { conns } => svg_cpu(summaries, conns),
-            ChartKind::Latency { size, conns } => svg_latency(summaries, size, conns),
+            ChartKind::Throughput { conns, client } => svg_throughput(summaries, conns, client),
+            ChartKind::Cpu { conns, client } => svg_cpu(summaries, conns, client),
+            ChartKind::Latency {
+                size,
+                conns,
+                client,
+            } => svg_latency(summaries, size, conns, client),
         }
     }
 }
@@ -50,35 +65,37 @@ pub(super) fn charts(summaries: &[Summary]) -> Vec<Chart> {
     let mut scenarios: Vec<Scenario> = summaries.iter().map(|s| s.scenario).collect();
     scenarios.sort();
     scenarios.dedup();
-    let mut conns: Vec<usize> = scenarios.iter().map(|s| s.conns).collect();
-    conns.sort_unstable();
-    conns.dedup();
+    let mut pairs: Vec<(usize, ClientRead)> =
+        scenarios.iter().map(|s| (s.conns, s.client_read)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
     let mut out = Vec::new();
-    for &c in &conns {
+    for &(c, client) in &pairs {
         out.push(Chart {
-            file: format!("throughput-c{c}.svg"),
-            kind: ChartKind::Throughput { conns: c },
+            file: format!("throughput-c{c}-{client}.svg"),
+            kind: ChartKind::Throughput { conns: c, client },
         });
-        if summaries
-            .iter()
-            .any(|s| s.scenario.conns == c && s.cpu_s_per_gb.is_some())
-        {
+        if summaries.iter().any(|s| {
+            s.scenario.conns == c && s.scenario.client_read == client && s.cpu_s_per_gb.is_some()
+        }) {
             out.push(Chart {
-                file: format!("cpu-c{c}.svg"),
-                kind: ChartKind::Cpu { conns: c },
+                file: format!("cpu-c{c}-{client}.svg"),
+                kind: ChartKind::Cpu { conns: c, client },
             });
         }
     }
     for sc in &scenarios {
         out.push(Chart {
             file: format!(
-                "latency-{}-c{}.svg",
+                "latency-{}-c{}-{}.svg",
                 human_size(sc.size).replace(' ', ""),
-                sc.conns
+                sc.conns,
+                sc.client_read
             ),
             kind: ChartKind::Latency {
                 size: sc.size,
                 conns: sc.conns,
+                client: sc.client_read,
             },
         });
     }
@@ -256,12 +273,13 @@ fn targets_of(summaries: &[Summary]) -> Vec<&str> {
     t
 }
 
-/// One line per target over the summaries with `conns` connections, with
-/// `pick` choosing the figure (targets where it is always `None` are left
-/// out).
+/// One line per target over the summaries with `conns` connections and
+/// the `client` read mode, with `pick` choosing the figure (targets where it
+/// is always `None` are left out).
 fn lines(
     summaries: &[Summary],
     conns: usize,
+    client: ClientRead,
     pick: impl Fn(&Summary) -> Option<Spread>,
 ) -> Vec<Line> {
     targets_of(summaries)
@@ -269,7 +287,9 @@ fn lines(
         .filter_map(|t| {
             let mut points: Vec<Point> = summaries
                 .iter()
-                .filter(|s| s.target == t && s.scenario.conns == conns)
+                .filter(|s| {
+                    s.target == t && s.scenario.conns == conns && s.scenario.client_read == client
+                })
                 .filter_map(|s| {
                     pick(s).map(|v| Point {
                         size: s.scenario.size,
@@ -289,14 +309,16 @@ fn lines(
         .collect()
 }
 
-/// MB/s against file size (log x axis) at `conns` connections: one line
-/// with points per target, min–max whiskers, a legend.
-pub fn svg_throughput(summaries: &[Summary], conns: usize) -> String {
-    let lines = lines(summaries, conns, |s| Some(s.mb_per_s));
+/// MB/s against file size (log x axis) at `conns` connections with the
+/// `client` read mode: one line with points per target, min–max whiskers,
+/// a legend.
+pub fn svg_throughput(summaries: &[Summary], conns: usize, client: ClientRead) -> String {
+    let lines = lines(summaries, conns, client, |s| Some(s.mb_per_s));
     size_chart(
         &format!(
-            "Throughput vs file size, {conns} connection{}",
-            plural(conns)
+            "Throughput vs file size, {conns} connection{}, client: {}",
+            plural(conns),
+            client.describe()
         ),
         "MB/s (median, whiskers min–max)",
         &lines,
@@ -305,14 +327,15 @@ pub fn svg_throughput(summaries: &[Summary], conns: usize) -> String {
 }
 
 /// Server CPU seconds per GB against file size (log x axis) at `conns`
-/// connections, one line per target; targets without CPU data are left
-/// out.
-pub fn svg_cpu(summaries: &[Summary], conns: usize) -> String {
-    let lines = lines(summaries, conns, |s| s.cpu_s_per_gb);
+/// connections with the `client` read mode, one line per target; targets
+/// without CPU data are left out.
+pub fn svg_cpu(summaries: &[Summary], conns: usize, client: ClientRead) -> String {
+    let lines = lines(summaries, conns, client, |s| s.cpu_s_per_gb);
     size_chart(
         &format!(
-            "Server CPU per GB sent, {conns} connection{} (lower is better)",
-            plural(conns)
+            "Server CPU per GB sent, {conns} connection{}, client: {} (lower is better)",
+            plural(conns),
+            client.describe()
         ),
         "CPU s/GB (median, whiskers min–max)",
         &lines,
@@ -430,18 +453,21 @@ fn draw_size_chart<Y: ValueAxis>(
 /// Latency percentiles (p50, p99, p99.9 in ms, median over rounds) of each
 /// target for one scenario, as grouped bars on a logarithmic axis when they
 /// span more than 10×.
-pub fn svg_latency(summaries: &[Summary], size: u64, conns: usize) -> String {
+pub fn svg_latency(summaries: &[Summary], size: u64, conns: usize, client: ClientRead) -> String {
     let rows: Vec<&Summary> = summaries
         .iter()
-        .filter(|s| s.scenario.size == size && s.scenario.conns == conns)
+        .filter(|s| {
+            s.scenario.size == size && s.scenario.conns == conns && s.scenario.client_read == client
+        })
         .collect();
     let ys: Vec<f64> = rows.iter().flat_map(|s| latency_ms(s)).collect();
     let scale = Scale::fit(&ys, 10.0);
     let width = (140 * rows.len().max(1) as u32 + 160).max(720);
     let title = format!(
-        "Latency, {} × {conns} connection{}",
+        "Latency, {} × {conns} connection{}, client: {}",
         human_size(size),
-        plural(conns)
+        plural(conns),
+        client.describe()
     );
     render((width, 520), |root| {
         with_scale!(scale, |y| draw_latency(

@@ -199,7 +199,12 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
     let s = report.setup;
     let mut o = String::new();
     let _ = writeln!(o, "# zcbench cold-cache report\n");
-    machine_section(&mut o, report.machine, report.command);
+    machine_section(
+        &mut o,
+        report.machine,
+        &[report.setup.client_read],
+        report.command,
+    );
     let _ = writeln!(
         o,
         "{} connections fetch random files of a working set of {} files of {} ({} in all), \
@@ -212,6 +217,17 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
         human_size(s.file_size),
         human_size(s.file_size * s.files as u64),
         human_size(s.hot_size)
+    );
+    let _ = writeln!(
+        o,
+        "- **Client:** {} (`--client-read {}`){}",
+        s.client_read.describe(),
+        s.client_read,
+        if s.client_read.copies() {
+            ""
+        } else {
+            ": the bodies were counted, not copied or checked"
+        }
     );
     let _ = writeln!(
         o,

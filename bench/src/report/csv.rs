@@ -3,11 +3,12 @@
 
 use crate::model::{IdleResult, RunResult};
 
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 23] = [
     "target",
     "backend",
     "size",
     "conns",
+    "client_read",
     "round",
     "seconds",
     "requests",
@@ -21,6 +22,8 @@ const CSV_HEADER: [&str; 20] = [
     "p999_us",
     "cpu_s",
     "cpu_s_per_gb",
+    "client_cpu_s",
+    "client_cpu_s_per_gb",
     "peak_rss_kib",
     "syscalls_per_req",
     "valid",
@@ -40,6 +43,7 @@ pub fn csv(results: &[RunResult]) -> String {
             csv_field(r.backend.as_deref().unwrap_or("")),
             r.size.to_string(),
             r.conns.to_string(),
+            r.client_read.to_string(),
             r.round.to_string(),
             r.seconds.to_string(),
             r.requests.to_string(),
@@ -53,6 +57,8 @@ pub fn csv(results: &[RunResult]) -> String {
             r.p999_us.to_string(),
             opt_f(r.cpu_s),
             opt_f(r.cpu_s_per_gb),
+            opt_f(r.client_cpu_s),
+            opt_f(r.client_cpu_s_per_gb),
             r.peak_rss_kib.map(|v| v.to_string()).unwrap_or_default(),
             opt_f(r.syscalls_per_req),
             r.valid.to_string(),

@@ -1,5 +1,6 @@
-//! `report.md`: the run for people, one table per scenario with ratios,
-//! the idle-memory table, the crossovers and links to the charts.
+//! `report.md`: the run for people, one table per scenario (client read
+//! mode × size × connections) with ratios, the idle-memory table, the
+//! crossovers per client mode and links to the charts.
 
 use std::fmt::Write as _;
 
@@ -7,7 +8,7 @@ use super::Report;
 use super::charts::{ChartKind, charts, plural};
 use super::crossover::{crossovers, is_baseline};
 use super::numbers::{fmt_count, fmt_trim, ratio};
-use crate::model::{IdleResult, Machine, RunResult, Scenario, Summary, summarise};
+use crate::model::{ClientRead, IdleResult, Machine, RunResult, Scenario, Summary, summarise};
 use crate::units::human_size;
 
 /// The report: the machine, the command, a note on what loopback can and
@@ -21,7 +22,10 @@ pub fn markdown(report: &Report<'_>) -> String {
     let mut o = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(o, "# zcbench report\n");
-    machine_section(&mut o, m, report.command);
+    let mut clients: Vec<ClientRead> = summaries.iter().map(|s| s.scenario.client_read).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    machine_section(&mut o, m, &clients, report.command);
     o.push_str(
         "> **What loopback can show.** Everything here went over 127.0.0.1, with the \
          server and the load generator on the same machine. The receiver copies every byte \
@@ -38,8 +42,20 @@ pub fn markdown(report: &Report<'_>) -> String {
         o,
         "Figures are medians over rounds (up to {rounds_max}), with min–max for req/s. \
          Ratios are of median req/s (the same as MB/s within a scenario) to `{base}`{}. \
-         Latency is each round's percentile, median over rounds. CPU s/GB is server CPU \
-         seconds (user + system, children included) per 10⁹ body bytes.\n",
+         Latency is each round's percentile, median over rounds. Server CPU s/GB is the \
+         server's CPU seconds (user + system, children included) per 10⁹ body bytes; client \
+         CPU s/GB is the load generator's own (its load threads' user + system time from \
+         `getrusage(RUSAGE_THREAD)` over the run) per 10⁹ body bytes received. Every table, \
+         chart and crossover is for one client read mode, named in its title: `N` reads the \
+         bodies with `recv`s of N bytes into an N-byte page-aligned buffer, as real clients \
+         do (wrk reads 8 KiB); `trunc` has the kernel discard them with `recv(MSG_TRUNC)`, \
+         which copies nothing to user space, so the receiver's copy is gone and the server's \
+         figures isolate the sender: its CPU s/GB is an upper bound of what sending costs it \
+         (loopback may still charge some receive-side TCP work to it), its MB/s an upper \
+         bound of what it can send, not what a client that reads the bytes sees. With \
+         `trunc` each response's body is counted \
+         (what the kernel reports discarded, exactly `Content-Length`) but never read, so its \
+         bytes are not checked.\n",
         report
             .first_peer
             .map(|p| format!(" and to the first peer, `{p}`"))
@@ -57,10 +73,11 @@ pub fn markdown(report: &Report<'_>) -> String {
     for sc in &scenarios {
         let _ = writeln!(
             o,
-            "## {} × {} connection{}\n",
+            "## {} × {} connection{}, client: {}\n",
             human_size(sc.size),
             sc.conns,
-            if sc.conns == 1 { "" } else { "s" }
+            if sc.conns == 1 { "" } else { "s" },
+            sc.client_read.describe()
         );
         let rows: Vec<&Summary> = summaries.iter().filter(|s| s.scenario == *sc).collect();
         let base_rps = rows
@@ -79,13 +96,13 @@ pub fn markdown(report: &Report<'_>) -> String {
             o.push_str(&md_cell(p));
         }
         o.push_str(
-            " | p50 / p99 / p99.9 ms | CPU s/GB | peak RSS MiB | syscalls/req | valid |\n\
-             |---|--:|--:|--:|",
+            " | p50 / p99 / p99.9 ms | server CPU s/GB | client CPU s/GB | peak RSS MiB | \
+             syscalls/req | valid |\n|---|--:|--:|--:|",
         );
         if report.first_peer.is_some() {
             o.push_str("--:|");
         }
-        o.push_str("--:|--:|--:|--:|---|\n");
+        o.push_str("--:|--:|--:|--:|--:|---|\n");
         for s in rows {
             let _ = write!(
                 o,
@@ -102,11 +119,13 @@ pub fn markdown(report: &Report<'_>) -> String {
             }
             let _ = writeln!(
                 o,
-                " {} / {} / {} | {} | {} | {} | {} |",
+                " {} / {} / {} | {} | {} | {} | {} | {} |",
                 fmt_trim(s.p50_us / 1e3),
                 fmt_trim(s.p99_us / 1e3),
                 fmt_trim(s.p999_us / 1e3),
                 s.cpu_s_per_gb
+                    .map_or_else(|| "–".to_string(), |c| fmt_trim(c.median)),
+                s.client_cpu_s_per_gb
                     .map_or_else(|| "–".to_string(), |c| fmt_trim(c.median)),
                 s.peak_rss_kib
                     .map_or_else(|| "–".to_string(), |k| format!("{:.1}", k as f64 / 1024.0)),
@@ -115,7 +134,8 @@ pub fn markdown(report: &Report<'_>) -> String {
             );
         }
         if let Some(c) = chart_list.iter().find(|c| {
-            matches!(c.kind, ChartKind::Latency { size, conns } if size == sc.size && conns == sc.conns)
+            matches!(c.kind, ChartKind::Latency { size, conns, client }
+                if size == sc.size && conns == sc.conns && client == sc.client_read)
         }) {
             let _ = writeln!(o, "\nLatency chart: [{0}]({0})", c.file);
         }
@@ -134,22 +154,26 @@ pub fn markdown(report: &Report<'_>) -> String {
     } else {
         let _ = writeln!(
             o,
-            "From which file size each zero-copy backend beats `{base}` on CPU s/GB (lower) \
-             and on MB/s (higher), and keeps beating it at every larger size measured \
-             (medians; an invalid run counts as not beating). Sizes measured: {}.\n",
+            "From which file size each zero-copy backend beats `{base}` on server CPU s/GB \
+             (lower) and on MB/s (higher), and keeps beating it at every larger size measured, \
+             with the same client read mode (medians; an invalid run counts as not beating). \
+             Sizes measured: {}.\n",
             sizes_list(&scenarios)
         );
         let _ = writeln!(
             o,
-            "| backend | conns | beats {0} on CPU s/GB from | beats {0} on MB/s from |\n|---|--:|---|---|",
+            "| client | backend | conns | beats {0} on CPU s/GB from | beats {0} on MB/s from |\n\
+             |---|---|--:|---|---|",
             md_cell(base)
         );
         for c in &cross {
-            let cpu_measured = summaries.iter().any(|s| {
-                s.target == c.target && s.scenario.conns == c.conns && s.cpu_s_per_gb.is_some()
-            }) && summaries.iter().any(|s| {
-                is_baseline(s, base) && s.scenario.conns == c.conns && s.cpu_s_per_gb.is_some()
-            });
+            let same = |s: &Summary| {
+                s.scenario.conns == c.conns
+                    && s.scenario.client_read == c.client_read
+                    && s.cpu_s_per_gb.is_some()
+            };
+            let cpu_measured = summaries.iter().any(|s| s.target == c.target && same(s))
+                && summaries.iter().any(|s| is_baseline(s, base) && same(s));
             let cpu = match c.by_cpu {
                 Some(size) => human_size(size),
                 None if cpu_measured => NONE_MEASURED.to_string(),
@@ -160,7 +184,8 @@ pub fn markdown(report: &Report<'_>) -> String {
                 .map_or_else(|| NONE_MEASURED.to_string(), human_size);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
+                c.client_read.describe(),
                 md_cell(&c.target),
                 c.conns,
                 cpu,
@@ -171,26 +196,28 @@ pub fn markdown(report: &Report<'_>) -> String {
     }
 
     let _ = writeln!(o, "## Charts\n");
-    let mut conns: Vec<usize> = scenarios.iter().map(|s| s.conns).collect();
-    conns.dedup();
-    conns.sort_unstable();
-    conns.dedup();
-    for c in conns {
+    let mut pairs: Vec<(ClientRead, usize)> =
+        scenarios.iter().map(|s| (s.client_read, s.conns)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    for (cl, c) in pairs {
         for chart in &chart_list {
             match chart.kind {
-                ChartKind::Throughput { conns } if conns == c => {
+                ChartKind::Throughput { conns, client } if conns == c && client == cl => {
                     let _ = writeln!(
                         o,
-                        "![Throughput vs file size, {c} connection{}]({})\n",
+                        "![Throughput vs file size, {c} connection{}, client: {}]({})\n",
                         plural(c),
+                        cl.describe(),
                         chart.file
                     );
                 }
-                ChartKind::Cpu { conns } if conns == c => {
+                ChartKind::Cpu { conns, client } if conns == c && client == cl => {
                     let _ = writeln!(
                         o,
-                        "![Server CPU s/GB vs file size, {c} connection{}]({})\n",
+                        "![Server CPU s/GB vs file size, {c} connection{}, client: {}]({})\n",
                         plural(c),
+                        cl.describe(),
                         chart.file
                     );
                 }
@@ -200,8 +227,20 @@ pub fn markdown(report: &Report<'_>) -> String {
     }
     o.push_str("Latency percentiles per scenario:\n\n");
     for chart in &chart_list {
-        if let ChartKind::Latency { size, conns } = chart.kind {
-            let _ = writeln!(o, "- [{} × {}]({})", human_size(size), conns, chart.file);
+        if let ChartKind::Latency {
+            size,
+            conns,
+            client,
+        } = chart.kind
+        {
+            let _ = writeln!(
+                o,
+                "- [{} × {}, client: {}]({})",
+                human_size(size),
+                conns,
+                client.describe(),
+                chart.file
+            );
         }
     }
     o
@@ -295,9 +334,7 @@ fn validity(s: &Summary, results: &[RunResult]) -> String {
     }
     let runs: Vec<&RunResult> = results
         .iter()
-        .filter(|r| {
-            r.target == s.target && r.size == s.scenario.size && r.conns == s.scenario.conns
-        })
+        .filter(|r| r.target == s.target && r.scenario() == s.scenario)
         .collect();
     let errors: u64 = runs.iter().map(|r| r.errors).sum();
     let bad = runs.iter().filter(|r| !r.valid).count();
@@ -335,8 +372,9 @@ fn sizes_list(scenarios: &[Scenario]) -> String {
         .join(", ")
 }
 
-/// The machine table and the command that produced the run.
-pub(super) fn machine_section(o: &mut String, m: &Machine, command: &str) {
+/// The machine table, naming the client read modes of the run's tables,
+/// and the command that produced the run.
+pub(super) fn machine_section(o: &mut String, m: &Machine, clients: &[ClientRead], command: &str) {
     let _ = writeln!(o, "| machine | |\n|---|---|");
     let _ = writeln!(o, "| CPU | {} |", md_cell(&m.cpu_model));
     let _ = writeln!(o, "| cores | {} |", m.cores);
@@ -344,5 +382,13 @@ pub(super) fn machine_section(o: &mut String, m: &Machine, command: &str) {
     let _ = writeln!(o, "| date | {} |", md_cell(&m.date));
     let _ = writeln!(o, "| server CPUs | {} |", cpu_list(&m.server_cpus));
     let _ = writeln!(o, "| client CPUs | {} |", cpu_list(&m.client_cpus));
+    if !clients.is_empty() {
+        let modes = clients
+            .iter()
+            .map(|c| format!("`{c}`: {}", c.describe()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = writeln!(o, "| client read modes | {modes} |");
+    }
     let _ = writeln!(o, "\nProduced by:\n\n```sh\n{}\n```\n", command);
 }

@@ -45,10 +45,11 @@ pub struct Report<'a> {
 /// connections were measured) and the SVG charts into `dir` (created if
 /// missing) and returns the paths written, in that order.
 ///
-/// Charts: `throughput-c{N}.svg` for each number of connections,
-/// `cpu-c{N}.svg` for each number of connections where any target's CPU was
-/// measured, and `latency-{size}-c{N}.svg` for each scenario, with the size
-/// written compactly (`latency-4KiB-c64.svg`).
+/// Charts, each for one client read mode `{M}` as `--client-read` writes it
+/// (`8KiB`, `trunc`): `throughput-c{N}-{M}.svg` for each number of
+/// connections, `cpu-c{N}-{M}.svg` for each number of connections where any
+/// target's CPU was measured, and `latency-{size}-c{N}-{M}.svg` for each
+/// scenario, with the size written compactly (`latency-4KiB-c64-8KiB.svg`).
 pub fn write_all(report: &Report<'_>, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let summaries = summarise(report.results);

@@ -31,6 +31,7 @@ pub mod fs;
 pub mod http;
 pub mod metrics;
 mod metrics_http;
+pub mod precompressed;
 pub mod request_body;
 pub mod request_head;
 pub mod response_head;

@@ -15,16 +15,19 @@
 //!   never served under the original's name; under its own name it is a
 //!   plain file like any other. A name that already ends in a sidecar
 //!   suffix is not looked at for sidecars of its own.
-//! - Sidecars are looked for only when the request accepts one of the
-//!   configured codings, and only on the way that opens files (off the
-//!   event loop, in the disk pool); the open-file cache then remembers
+//! - Sidecars are looked for only for a request that has an
+//!   `Accept-Encoding` field, and only on the way that opens files (off
+//!   the event loop, in the disk pool); the open-file cache then remembers
 //!   what was found and what was not ([`crate::http::file_cache`]), so a
-//!   cached path costs no system call more.
+//!   cached path costs no system call more. A request without the field
+//!   (a benchmark's, a script's) never makes the server look.
 //! - Every response of a path with sidecars carries
-//!   `Vary: Accept-Encoding`, the identity one too, as far as the server
-//!   knows them: a request that accepts no configured coding does not make
-//!   the server look, so its response has `Vary` only if the path's
-//!   sidecars are already known from the cache.
+//!   `Vary: Accept-Encoding`, the identity one too (so a shared cache
+//!   never hands the identity bytes to every client). That is why a
+//!   request whose field refuses every configured coding (`identity`,
+//!   `gzip;q=0`) still makes the server look: its answer must say that
+//!   it varies. A request without the field gets `Vary` only when the
+//!   path's sidecars are already known from the cache.
 //! - Each sidecar has its own validators ([`OpenFile::sidecar`]); ranges
 //!   and preconditions apply to the bytes sent, the encoded ones.
 
@@ -55,14 +58,14 @@ fn prefs(req: &Request, codings: &[Coding]) -> Option<Prefs> {
     ))
 }
 
-/// Whether answering `req` is worth looking for sidecars: it accepts one
-/// of the configured `codings`.
+/// Whether answering `req` needs the sidecars looked for: sidecars are on
+/// and it has an `Accept-Encoding` field (see the module's notes).
 pub fn wanted(req: &Request, codings: &[Coding]) -> bool {
-    prefs(req, codings).is_some_and(|p| p.allows_any(codings))
+    !codings.is_empty() && req.has_accept_encoding
 }
 
 /// The representation of `file` to send for `req`: the file itself or one
-/// of its sidecars. `None` when the request accepts a configured coding
+/// of its sidecars. `None` when the request has an `Accept-Encoding`
 /// but the file's sidecars were not looked for: the caller must look
 /// ([`probe`]), which may wait for the disk.
 pub fn pick<'a>(req: &Request, file: &'a OpenFile, codings: &[Coding]) -> Option<&'a OpenFile> {

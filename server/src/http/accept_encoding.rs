@@ -144,8 +144,7 @@ impl Prefs {
         self.codings[c.index()].or(self.star).unwrap_or(0)
     }
 
-    /// Whether any of `codings` is acceptable: whether it is worth looking
-    /// for sidecars at all.
+    /// Whether any of `codings` is acceptable.
     pub fn allows_any(&self, codings: &[Coding]) -> bool {
         codings.iter().any(|&c| self.weight(c) > 0)
     }

@@ -750,6 +750,49 @@ mod tests {
     }
 
     #[test]
+    fn found_sidecars_are_checked_with_their_file_and_forgotten_with_it() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"aaaa").unwrap();
+        fs::write(d.path("a.gz"), b"gz").unwrap();
+        let entry = || {
+            let open = |name: &str| {
+                let f = File::open(d.path(name)).unwrap();
+                let m = f.metadata().unwrap();
+                (f, m)
+            };
+            let (gz, gz_meta) = open("a.gz");
+            let side = OpenFile::sidecar(gz, &gz_meta, "text/plain".into(), Coding::Gzip);
+            let (f, m) = open("a");
+            Arc::new(OpenFile::with_sidecars(
+                f,
+                &m,
+                "text/plain".into(),
+                Some(vec![Arc::new(side)]),
+            ))
+        };
+        let c = cache(&Hand::new(), 8, LONG, Duration::ZERO);
+        let a = entry();
+        assert!(a.vary && a.coding.is_none());
+        let side = &a.found_sidecars()[0];
+        assert!(side.vary && side.coding == Some(Coding::Gzip));
+        assert!(
+            side.validators.etag.ends_with("-gzip\""),
+            "{}",
+            side.validators.etag
+        );
+        c.insert("a", a.clone(), c.now());
+        assert!(c.get("a").is_some());
+        d.past_timestamps_of("a.gz");
+        fs::write(d.path("a.gz"), b"GZ").unwrap();
+        assert!(c.get("a").is_none(), "a changed sidecar not seen");
+        // A sidecar whose transfer found it shorter drops its entry.
+        let a = entry();
+        c.insert("a", a.clone(), c.now());
+        c.forget(&a.found_sidecars()[0].file);
+        assert!(c.is_empty());
+    }
+
+    #[test]
     fn forget_and_clear_drop_entries() {
         let d = Dir::new();
         fs::write(d.path("a"), b"x").unwrap();

@@ -485,3 +485,25 @@ fn listings_hide_sidecars_of_listed_files_unless_asked() {
         assert!(page.contains(&href(shown)), "{shown} missing:\n{page}");
     }
 }
+
+#[test]
+fn names_with_percent_and_spaces_find_their_sidecars() {
+    let site = Site::new();
+    let r = site.path();
+    write(r, "50% off.js", b"plain", T0);
+    write(r, "50% off.js.gz", b"gzipped", T0 + 10);
+    // Decoded once: `%25` is the `%` of the name, `%2520` no space.
+    write(r, "50%20off.js", b"literal", T0);
+    // What its sidecar's name would decode to if decoded twice.
+    write(r, "50 off.js.gz", b"WRONG", T0 + 10);
+    let s = TestServer::start("copy", site.path(), |_| {});
+    let got = get(&s, "/50%25%20off.js", &accepting("gzip"));
+    assert_eq!(got.body, b"gzipped");
+    assert_eq!(got.header("content-encoding"), Some("gzip"));
+    let got = get(&s, "/50%2520off.js", &accepting("gzip"));
+    assert_eq!(got.body, b"literal");
+    assert_eq!(
+        (got.header("content-encoding"), got.header("vary")),
+        (None, None)
+    );
+}

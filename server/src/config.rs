@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
+use crate::http::accept_encoding::Coding;
+
 /// The `zcserve` command line.
 #[derive(Debug, Parser, Default)]
 #[command(
@@ -100,6 +102,12 @@ pub struct Args {
     /// Bind every listen address with SO_REUSEPORT, one socket per worker thread, so that several zcserve processes (same user) can share a port and one can stop without the others dropping connections (see README, Running in production)
     #[arg(long)]
     pub reuseport: bool,
+    /// Serve NAME.br / NAME.zst / NAME.gz beside a file to clients that accept them, chosen by the client's weights, then this order; off serves files only as they are [default: br,zstd,gzip]
+    #[arg(long, value_name = "br,zstd,gzip|off")]
+    pub precompressed: Option<String>,
+    /// List precompressed sidecars (a.js.gz beside a.js) in directory listings too
+    #[arg(long)]
+    pub listing_show_sidecars: bool,
 }
 
 /// Access log line formats.
@@ -142,6 +150,17 @@ struct FileConfig {
     buffer_size: Option<usize>,
     listing_max_entries: Option<usize>,
     reuseport: Option<bool>,
+    precompressed: Option<Precompressed>,
+    listing_show_sidecars: Option<bool>,
+}
+
+/// `precompressed` in the TOML file: a list of codings, or `"off"` (or one
+/// string like the flag's, `"br,gzip"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Precompressed {
+    List(Vec<String>),
+    Text(String),
 }
 
 /// Where access log lines go.
@@ -208,6 +227,11 @@ pub struct Settings {
     /// `listen` was given (flag or file), not defaulted: systemd socket
     /// activation refuses it rather than ignore it.
     pub listen_given: bool,
+    /// Codings served from precompressed sidecars, in order of preference;
+    /// empty when off (see [`crate::precompressed`]).
+    pub precompressed: Vec<Coding>,
+    /// Listings show sidecars beside their files.
+    pub listing_show_sidecars: bool,
 }
 
 impl Default for Settings {
@@ -306,6 +330,12 @@ impl Settings {
                 "listing-max-entries must be at least 1 (--no-listing turns listings off)".into(),
             );
         }
+        let precompressed = match (args.precompressed, file.precompressed) {
+            (Some(flag), _) => codings(flag.split(','))?,
+            (None, Some(Precompressed::Text(text))) => codings(text.split(','))?,
+            (None, Some(Precompressed::List(list))) => codings(list.iter().map(String::as_str))?,
+            (None, None) => Coding::ALL.to_vec(),
+        };
         let access_log = match args.access_log.or(file.access_log).as_deref() {
             None | Some("stdout") | Some("-") => AccessLog::Stdout,
             Some("off") => AccessLog::Off,
@@ -384,8 +414,39 @@ impl Settings {
             listing_max_entries,
             reuseport: args.reuseport || file.reuseport.unwrap_or(false),
             listen_given,
+            precompressed,
+            listing_show_sidecars: args.listing_show_sidecars
+                || file.listing_show_sidecars.unwrap_or(false),
         })
     }
+}
+
+/// The codings of `precompressed`: names in order (each once), or `off`
+/// alone for none.
+fn codings<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Coding>, String> {
+    let names: Vec<&str> = names.map(str::trim).collect();
+    if names.is_empty() {
+        return Err("precompressed: empty list (give br, zstd, gzip or off)".into());
+    }
+    if let [off] = names[..]
+        && off.eq_ignore_ascii_case("off")
+    {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        if name.is_empty() {
+            return Err("precompressed: empty encoding name (give br, zstd, gzip or off)".into());
+        }
+        let c: Coding = name
+            .parse()
+            .map_err(|e| format!("precompressed: {e}, or off"))?;
+        if out.contains(&c) {
+            return Err(format!("precompressed: {c} listed twice"));
+        }
+        out.push(c);
+    }
+    Ok(out)
 }
 
 /// Measured with zcbench over loopback (README, Results): with 64 KiB one
@@ -431,8 +492,11 @@ mod tests {
     }
 
     fn with_file(text: &str, args: &[&str]) -> Result<Settings, String> {
+        // Unique per call: tests run in parallel, and texts can share a length.
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
-            "zcserve-config-{}-{}.toml",
+            "zcserve-config-{}-{}-{call}.toml",
             std::process::id(),
             text.len()
         ));
@@ -603,5 +667,48 @@ mod tests {
             e.contains("listing-max-entries") && e.contains("--no-listing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn precompressed_flag_and_key() {
+        use Coding::{Br, Gzip, Zstd};
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.precompressed, [Br, Zstd, Gzip]);
+        assert!(!s.listing_show_sidecars);
+        let s = parse(&["--precompressed", "gzip,BR", "--listing-show-sidecars"]).unwrap();
+        assert_eq!(s.precompressed, [Gzip, Br]);
+        assert!(s.listing_show_sidecars);
+        assert!(
+            parse(&["--precompressed", "off"])
+                .unwrap()
+                .precompressed
+                .is_empty()
+        );
+        let s = with_file(
+            "precompressed = [\"zstd\"]\nlisting-show-sidecars = true\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.precompressed, [Zstd]);
+        assert!(s.listing_show_sidecars);
+        let s = with_file("precompressed = \"off\"\n", &[]).unwrap();
+        assert!(s.precompressed.is_empty());
+        let s = with_file("precompressed = \"off\"\n", &["--precompressed", "br"]).unwrap();
+        assert_eq!(s.precompressed, [Br]);
+        // Every refusal names the key.
+        for e in [
+            parse(&["--precompressed", "deflate"]).unwrap_err(),
+            parse(&["--precompressed", ""]).unwrap_err(),
+            parse(&["--precompressed", "br,"]).unwrap_err(),
+            parse(&["--precompressed", "br,off"]).unwrap_err(),
+            parse(&["--precompressed", "gzip,gzip"]).unwrap_err(),
+            with_file("precompressed = []\n", &[]).unwrap_err(),
+            with_file("precompressed = [\"br\", \"lzma\"]\n", &[]).unwrap_err(),
+            with_file("precompressed = 3\n", &[]).unwrap_err(),
+        ] {
+            assert!(e.contains("precompressed"), "{e}");
+        }
+        let e = parse(&["--precompressed", "deflate"]).unwrap_err();
+        assert!(e.contains("deflate") && e.contains("br, zstd, gzip"), "{e}");
     }
 }

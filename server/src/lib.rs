@@ -37,6 +37,7 @@ pub mod http;
 pub mod listen;
 pub mod metrics;
 mod metrics_http;
+pub mod precompressed;
 pub mod request_body;
 pub mod request_head;
 pub mod response_head;

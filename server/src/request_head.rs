@@ -42,14 +42,18 @@ pub struct Request {
     pub has_preconditions: bool,
     /// A `Range` header is present.
     pub has_range: bool,
+    /// An `Accept-Encoding` header is present (see
+    /// [`crate::http::accept_encoding`]).
+    pub has_accept_encoding: bool,
 }
 
 /// The header fields a static file server reads: the framing and
-/// connection fields, `Range`, the preconditions, and what the access log
-/// records. Browsers send a dozen more (`Accept-*`, `Sec-Fetch-*`,
+/// connection fields, `Range`, the preconditions, `Accept-Encoding` (for
+/// precompressed files), and what the access log records. Browsers send a
+/// dozen more (`Accept`, `Sec-Fetch-*`,
 /// cookies); copying each into the map cost an allocation or two for
 /// nothing.
-pub const READ_HEADERS: [&str; 13] = [
+pub const READ_HEADERS: [&str; 14] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -63,6 +67,7 @@ pub const READ_HEADERS: [&str; 13] = [
     "if-range",
     "referer",
     "user-agent",
+    "accept-encoding",
 ];
 
 fn is_read(name: &str) -> bool {
@@ -83,6 +88,7 @@ struct Seen<'a> {
     expect: bool,
     preconditions: bool,
     range: bool,
+    accept_encoding: bool,
 }
 
 impl<'a> Seen<'a> {
@@ -98,6 +104,8 @@ impl<'a> Seen<'a> {
             self.expect = true;
         } else if *name == header::RANGE {
             self.range = true;
+        } else if *name == header::ACCEPT_ENCODING {
+            self.accept_encoding = true;
         } else if *name == header::IF_MATCH
             || *name == header::IF_NONE_MATCH
             || *name == header::IF_MODIFIED_SINCE
@@ -248,6 +256,7 @@ fn parse_head(buf: &[u8], other_versions: bool) -> Result<Parsed, Refusal> {
             keep_alive,
             has_preconditions: seen.preconditions,
             has_range: seen.range,
+            has_accept_encoding: seen.accept_encoding,
         }),
         len,
     ))

@@ -123,6 +123,8 @@ impl Server {
                 } else {
                     FileCache::off()
                 },
+                precompressed: settings.precompressed.clone(),
+                listing_show_sidecars: settings.listing_show_sidecars,
             },
             backend: transfer,
             header_timeout: settings.header_timeout,

@@ -11,11 +11,13 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use zcserve_core::{ByteRange, Source};
 
 use crate::fs::{Dir, Opened, Policy, Root};
+use crate::http::accept_encoding::Coding;
 use crate::http::conditional::{self, Precondition};
-use crate::http::file_cache::{FileCache, OpenFile};
+use crate::http::file_cache::{FileCache, OpenFile, VARY};
 use crate::http::listing;
 use crate::http::range::{self, RangeRequest};
 use crate::http::request_path::{PathError, RequestPath};
+use crate::precompressed;
 use crate::request_head::{Request, split_target};
 use crate::response_head::{Body, Head, Response, plain, with_body};
 
@@ -34,6 +36,11 @@ pub struct Site {
     pub max_ranges: usize,
     /// Files opened recently, reused while unchanged.
     pub cache: FileCache,
+    /// Codings served from sidecars, in order of preference (see
+    /// [`crate::precompressed`]); empty when off.
+    pub precompressed: Vec<Coding>,
+    /// Listings show sidecars beside their files.
+    pub listing_show_sidecars: bool,
 }
 
 /// The response to `req`.
@@ -92,8 +99,10 @@ pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
     let cache = &site.cache;
     if cache.enabled()
         && let Some(file) = cache.get(path.key())
+        // Unless its sidecars are still to be looked for.
+        && let Some(chosen) = precompressed::pick(req, &file, &site.precompressed)
     {
-        return Ok(serve_file(&ctx, &file, site.max_ranges));
+        return Ok(serve_file(&ctx, chosen, site.max_ranges));
     }
     Err(Miss { path })
 }
@@ -130,8 +139,10 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
                 return plain(StatusCode::NOT_FOUND, "", head_only, keep_alive);
             }
             let ctype = content_type(path.last_segment());
-            let file = keep(OpenFile::new(file, &meta, ctype));
-            serve_file(&ctx, &file, site.max_ranges)
+            let sidecars = sidecars(req, site, &path, None, &meta, &ctype);
+            let file = keep(OpenFile::with_sidecars(file, &meta, ctype, sidecars));
+            let chosen = precompressed::pick(req, &file, &site.precompressed);
+            serve_file(&ctx, chosen.unwrap_or(&file), site.max_ranges)
         }
         Ok(Opened::Dir(dir)) => {
             if !path.has_trailing_slash() {
@@ -139,8 +150,11 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
             }
             match dir.open_index(&site.policy) {
                 Ok(Some((file, meta))) => {
-                    let file = keep(OpenFile::new(file, &meta, content_type("index.html")));
-                    serve_file(&ctx, &file, site.max_ranges)
+                    let ctype = content_type("index.html");
+                    let sidecars = sidecars(req, site, &path, Some("index.html"), &meta, &ctype);
+                    let file = keep(OpenFile::with_sidecars(file, &meta, ctype, sidecars));
+                    let chosen = precompressed::pick(req, &file, &site.precompressed);
+                    serve_file(&ctx, chosen.unwrap_or(&file), site.max_ranges)
                 }
                 Ok(None) if site.listing => listing_page(&path, &dir, site, head_only, keep_alive),
                 Ok(None) => plain(
@@ -153,6 +167,23 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
             }
         }
     }
+}
+
+/// The sidecars of the file just opened at `path` (or its `index`), if
+/// `req` wants them looked for.
+fn sidecars(
+    req: &Request,
+    site: &Site,
+    path: &RequestPath,
+    index: Option<&str>,
+    meta: &std::fs::Metadata,
+    ctype: &str,
+) -> Option<Vec<Arc<OpenFile>>> {
+    if !precompressed::wanted(req, &site.precompressed) {
+        return None;
+    }
+    let codings = &site.precompressed;
+    precompressed::probe(&site.root, &site.policy, path, index, meta, ctype, codings)
 }
 
 /// The listing page of `dir`, at most `site.listing_max_entries` entries.
@@ -180,7 +211,10 @@ fn listing_page(
             .map(|()| with_body(StatusCode::OK, head, Vec::new(), true, keep_alive))
     } else {
         dir.entries(&site.policy, site.listing_max_entries)
-            .map(|entries| {
+            .map(|mut entries| {
+                if !site.listing_show_sidecars {
+                    precompressed::hide_sidecars(&mut entries, &site.precompressed);
+                }
                 let html = listing::render(&path.decoded(), entries).into_bytes();
                 head.header("Content-Length", html.len());
                 with_body(StatusCode::OK, head, html, false, keep_alive)
@@ -320,6 +354,9 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
     let validators = |head: &mut Head| {
         head.header("ETag", &v.etag)
             .header("Last-Modified", &file.last_modified);
+        if file.vary {
+            head.fields(VARY.as_bytes());
+        }
     };
     let precondition = if ctx.req.has_preconditions {
         conditional::evaluate(&ctx.req.method, headers, v)
@@ -340,12 +377,18 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
             };
         }
         Precondition::Failed => {
-            return plain(
+            let mut failed = plain(
                 StatusCode::PRECONDITION_FAILED,
                 "",
                 ctx.head_only,
                 ctx.keep_alive,
             );
+            if file.vary {
+                // Before the blank line that ends the head.
+                let at = failed.head.len() - 2;
+                failed.head.splice(at..at, VARY.bytes());
+            }
+            return failed;
         }
     }
     let ctype = &file.content_type;
@@ -354,6 +397,14 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
         headers.get(header::RANGE)
     } else {
         None
+    };
+    // One range at most of encoded bytes: `multipart/byteranges` parts
+    // have no place for a Content-Encoding, so more get the whole (RFC 9110
+    // 14.2 lets a server ignore a Range).
+    let max_ranges = if file.coding.is_some() {
+        max_ranges.min(1)
+    } else {
+        max_ranges
     };
     let ranges = match range {
         Some(value)
@@ -412,8 +463,11 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
         RangeRequest::Partial(ranges) if ranges.len() == 1 => {
             let r = ranges[0];
             let mut head = Head::new(StatusCode::PARTIAL_CONTENT);
-            head.header("Content-Type", ctype)
-                .header("Content-Range", range::content_range(r, len))
+            head.header("Content-Type", ctype);
+            if let Some(c) = file.coding {
+                head.header("Content-Encoding", c);
+            }
+            head.header("Content-Range", range::content_range(r, len))
                 .header("Content-Length", r.len());
             (
                 StatusCode::PARTIAL_CONTENT,

@@ -546,6 +546,8 @@ mod by_hand {
                     max_ranges: DEFAULT_MAX_RANGES,
                     listing_max_entries: 10_000,
                     cache: FileCache::off(),
+                    precompressed: Vec::new(),
+                    listing_show_sidecars: false,
                 },
                 backend,
                 header_timeout: Duration::from_secs(10),

@@ -44,6 +44,12 @@
 //! Only regular files are cached (directories' `index.html` under the
 //! directory's path); misses, errors, redirects and listings go the
 //! uncached way every time.
+//!
+//! An entry also remembers the file's precompressed sidecars
+//! ([`crate::precompressed`]) once they were looked for: the ones found,
+//! open, and by their absence the ones that were not. Found sidecars are
+//! checked with the file, by the same rule; an absent one is looked for
+//! again when the entry's window ends, like a change to the path.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, Metadata};
@@ -56,6 +62,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 
+use super::accept_encoding::Coding;
 use super::conditional::Validators;
 
 /// A file as served: the open descriptor and what the response needs.
@@ -73,8 +80,17 @@ pub struct OpenFile {
     pub content_type: String,
     /// The fields of a whole-file 200 after the status line, `Server` and
     /// `Date`, formatted once: `Content-Type`, `Content-Length`,
-    /// `Accept-Ranges`, `ETag`, `Last-Modified`, each ending in CRLF.
+    /// `Accept-Ranges`, `ETag`, `Last-Modified` (and `Content-Encoding`,
+    /// `Vary` as below), each ending in CRLF.
     pub ok_fields: Vec<u8>,
+    /// The content coding of these bytes: `Some` for a sidecar served
+    /// under its original's name.
+    pub coding: Option<Coding>,
+    /// Responses carry `Vary: Accept-Encoding`: the path has sidecars.
+    pub vary: bool,
+    /// The sidecars found beside the file, in the configured order; `None`
+    /// if they were not looked for.
+    pub sidecars: Option<Box<[Arc<OpenFile>]>>,
     identity: Identity,
     /// When `identity` was last confirmed, in coarse-clock nanoseconds.
     checked: AtomicU64,
@@ -84,11 +100,54 @@ impl OpenFile {
     /// Describes `file` (with `meta` from `fstat`), served as
     /// `content_type`.
     pub fn new(file: File, meta: &Metadata, content_type: String) -> OpenFile {
-        let validators = Validators::from_metadata(meta);
+        OpenFile::build(file, meta, content_type, None, false, None)
+    }
+
+    /// [`OpenFile::new`] with the `sidecars` looked for beside it (`None`
+    /// if they were not): responses vary by `Accept-Encoding` if any exist.
+    pub fn with_sidecars(
+        file: File,
+        meta: &Metadata,
+        content_type: String,
+        sidecars: Option<Vec<Arc<OpenFile>>>,
+    ) -> OpenFile {
+        let vary = sidecars.as_ref().is_some_and(|s| !s.is_empty());
+        let sidecars = sidecars.map(Vec::into_boxed_slice);
+        OpenFile::build(file, meta, content_type, None, vary, sidecars)
+    }
+
+    /// A sidecar holding its original's bytes in `coding`, served as
+    /// `content_type` (the original's). Its entity-tag is its own, made
+    /// from its own length and mtime, with the coding appended: RFC 9110
+    /// §8.8.3 wants a strong tag to differ between the representations
+    /// of one resource, and the coding keeps it apart even from the tag
+    /// of a plain file of the same length and mtime.
+    pub fn sidecar(file: File, meta: &Metadata, content_type: String, coding: Coding) -> OpenFile {
+        OpenFile::build(file, meta, content_type, Some(coding), true, None)
+    }
+
+    fn build(
+        file: File,
+        meta: &Metadata,
+        content_type: String,
+        coding: Option<Coding>,
+        vary: bool,
+        sidecars: Option<Box<[Arc<OpenFile>]>>,
+    ) -> OpenFile {
+        let mut validators = Validators::from_metadata(meta);
+        if let Some(c) = coding
+            && let Some(bare) = validators.etag.strip_suffix('"')
+        {
+            validators.etag = format!("{bare}-{c}\"");
+        }
         let last_modified = validators.last_modified_http();
+        let encoding = coding
+            .map(|c| format!("Content-Encoding: {c}\r\n"))
+            .unwrap_or_default();
+        let vary_field = if vary { VARY } else { "" };
         let ok_fields = format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\
-             ETag: {}\r\nLast-Modified: {last_modified}\r\n",
+            "Content-Type: {content_type}\r\n{encoding}Content-Length: {}\r\n\
+             Accept-Ranges: bytes\r\nETag: {}\r\nLast-Modified: {last_modified}\r\n{vary_field}",
             meta.len(),
             validators.etag,
         )
@@ -100,11 +159,32 @@ impl OpenFile {
             validators,
             content_type,
             ok_fields,
+            coding,
+            vary,
+            sidecars,
             identity: Identity::from_metadata(meta),
             checked: AtomicU64::new(0),
         }
     }
+
+    /// The sidecars found, none if none were looked for.
+    pub fn found_sidecars(&self) -> &[Arc<OpenFile>] {
+        self.sidecars.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the file and every sidecar found is still what was opened:
+    /// one `fstat` each.
+    fn unchanged(&self) -> bool {
+        Identity::of(&self.file) == Some(self.identity)
+            && self
+                .found_sidecars()
+                .iter()
+                .all(|s| Identity::of(&s.file) == Some(s.identity))
+    }
 }
+
+/// The `Vary` field of every response of a path with sidecars.
+pub const VARY: &str = "Vary: Accept-Encoding\r\n";
 
 /// What must be unchanged for a cached descriptor to still be the file at
 /// its path, as far as the descriptor can tell.
@@ -262,7 +342,7 @@ impl FileCache {
             return Some(file);
         }
         // Outside the lock: the check is a system call.
-        if Identity::of(&file.file) == Some(file.identity) {
+        if file.unchanged() {
             file.checked.store(nanos(now), Ordering::Relaxed);
             Some(file)
         } else {
@@ -325,9 +405,10 @@ impl FileCache {
         if !self.enabled() {
             return;
         }
+        let holds = |f: &OpenFile| Arc::ptr_eq(&f.file, file);
         self.lock()
             .map
-            .retain(|_, e| !Arc::ptr_eq(&e.file.file, file));
+            .retain(|_, e| !holds(&e.file) && !e.file.found_sidecars().iter().any(|s| holds(s)));
     }
 
     /// Closes (drops) every entry past its window.
@@ -666,6 +747,49 @@ mod tests {
         assert!(c.is_empty());
         // Only this test holds the file now: dropping it closes the fd.
         assert_eq!(Arc::strong_count(&b), 1);
+    }
+
+    #[test]
+    fn found_sidecars_are_checked_with_their_file_and_forgotten_with_it() {
+        let d = Dir::new();
+        fs::write(d.path("a"), b"aaaa").unwrap();
+        fs::write(d.path("a.gz"), b"gz").unwrap();
+        let entry = || {
+            let open = |name: &str| {
+                let f = File::open(d.path(name)).unwrap();
+                let m = f.metadata().unwrap();
+                (f, m)
+            };
+            let (gz, gz_meta) = open("a.gz");
+            let side = OpenFile::sidecar(gz, &gz_meta, "text/plain".into(), Coding::Gzip);
+            let (f, m) = open("a");
+            Arc::new(OpenFile::with_sidecars(
+                f,
+                &m,
+                "text/plain".into(),
+                Some(vec![Arc::new(side)]),
+            ))
+        };
+        let c = cache(&Hand::new(), 8, LONG, Duration::ZERO);
+        let a = entry();
+        assert!(a.vary && a.coding.is_none());
+        let side = &a.found_sidecars()[0];
+        assert!(side.vary && side.coding == Some(Coding::Gzip));
+        assert!(
+            side.validators.etag.ends_with("-gzip\""),
+            "{}",
+            side.validators.etag
+        );
+        c.insert("a", a.clone(), c.now());
+        assert!(c.get("a").is_some());
+        d.past_timestamps_of("a.gz");
+        fs::write(d.path("a.gz"), b"GZ").unwrap();
+        assert!(c.get("a").is_none(), "a changed sidecar not seen");
+        // A sidecar whose transfer found it shorter drops its entry.
+        let a = entry();
+        c.insert("a", a.clone(), c.now());
+        c.forget(&a.found_sidecars()[0].file);
+        assert!(c.is_empty());
     }
 
     #[test]

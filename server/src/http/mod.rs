@@ -1,7 +1,8 @@
 //! HTTP semantics that do not touch a socket.
 //!
 //! Pure functions, each with its own tests: [`request_path`] (decoding and
-//! normalising the request path), [`range`], [`conditional`]
+//! normalising the request path), [`range`], [`accept_encoding`] (content
+//! codings and their negotiation), [`conditional`]
 //! (preconditions and validators) and [`listing`] (rendering a directory
 //! page from entries already read).
 //!
@@ -9,6 +10,7 @@
 //! lock, `fstat`s them before reuse and reads the clock. Opening files and
 //! reading directories is [`crate::fs`]'s business.
 
+pub mod accept_encoding;
 pub mod conditional;
 pub mod file_cache;
 pub mod listing;

@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
+use crate::http::cache_rules::CacheRules;
+use crate::site_rules::SiteRules;
+
 /// The `zcserve` command line.
 #[derive(Debug, Parser, Default)]
 #[command(
@@ -97,6 +100,9 @@ pub struct Args {
     /// Most entries a directory listing shows; a bigger directory's page says it is truncated [default: 10000]
     #[arg(long, value_name = "N")]
     pub listing_max_entries: Option<usize>,
+    /// Cache-Control for files whose path (relative to the root) matches GLOB, e.g. '*.html=no-cache' or 'assets/**=public, max-age=31536000, immutable'; repeat for more, the first match wins; a GLOB without '/' matches in any directory [default: none]
+    #[arg(long = "cache-control", value_name = "GLOB=VALUE")]
+    pub cache_control: Vec<String>,
 }
 
 /// Access log line formats.
@@ -138,6 +144,7 @@ struct FileConfig {
     pipe_size: Option<usize>,
     buffer_size: Option<usize>,
     listing_max_entries: Option<usize>,
+    cache_control: Option<Vec<String>>,
 }
 
 /// Where access log lines go.
@@ -199,6 +206,8 @@ pub struct Settings {
     pub backend_config: zcserve_backends::Config,
     /// Most entries a listing page shows.
     pub listing_max_entries: usize,
+    /// `Cache-Control` by path (`--cache-control`).
+    pub cache_control: CacheRules,
 }
 
 impl Default for Settings {
@@ -208,6 +217,13 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The site's rules (see [`SiteRules`]).
+    pub fn rules(&self) -> Result<SiteRules, String> {
+        Ok(SiteRules {
+            cache_control: self.cache_control.clone(),
+        })
+    }
+
     /// Reads the config file (if any) and merges the flags over it.
     pub fn resolve(args: Args) -> Result<Settings, String> {
         let file = match &args.config {
@@ -372,6 +388,11 @@ impl Settings {
                 disk_threads,
             },
             listing_max_entries,
+            cache_control: CacheRules::parse(&if args.cache_control.is_empty() {
+                file.cache_control.unwrap_or_default()
+            } else {
+                args.cache_control
+            })?,
         })
     }
 }
@@ -577,5 +598,29 @@ mod tests {
             e.contains("listing-max-entries") && e.contains("--no-listing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cache_control_flag_and_key() {
+        assert!(parse(&[]).unwrap().cache_control.is_empty());
+        let s = with_file(
+            "cache-control = [\"*.html=no-cache\", \"assets/**=max-age=60\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.cache_control.lookup("a/b.html"), Some("no-cache"));
+        assert_eq!(s.cache_control.lookup("assets/x.js"), Some("max-age=60"));
+        // Flags replace the file's list.
+        let s = with_file(
+            "cache-control = [\"*.html=no-cache\"]\n",
+            &["--cache-control", "*.js=no-store"],
+        )
+        .unwrap();
+        assert_eq!(s.cache_control.lookup("a.html"), None);
+        assert_eq!(s.cache_control.lookup("a.js"), Some("no-store"));
+        let e = parse(&["--cache-control", "a[=x"]).unwrap_err();
+        assert!(e.starts_with("cache-control: `a[=x`"), "{e}");
+        let e = with_file("cache-control = [\"*.html\"]\n", &[]).unwrap_err();
+        assert!(e.starts_with("cache-control: "), "{e}");
     }
 }

@@ -36,4 +36,5 @@ pub mod request_head;
 pub mod response_head;
 pub mod server;
 pub mod site;
+pub mod site_rules;
 pub mod sockopt;

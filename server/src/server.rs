@@ -92,6 +92,7 @@ impl Server {
                 } else {
                     FileCache::off()
                 },
+                rules: settings.rules()?,
             },
             backend: transfer,
             header_timeout: settings.header_timeout,

@@ -18,6 +18,7 @@ use crate::http::range::{self, RangeRequest};
 use crate::http::request_path::{PathError, RequestPath};
 use crate::request_head::{Request, split_target};
 use crate::response_head::{Body, Head, Response, plain, with_body};
+use crate::site_rules::SiteRules;
 
 /// What is served and how.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub struct Site {
     pub max_ranges: usize,
     /// Files opened recently, reused while unchanged.
     pub cache: FileCache,
+    /// Cache rules, fallback, error pages, listing order.
+    pub rules: SiteRules,
 }
 
 /// The response to `req`.
@@ -88,6 +91,7 @@ pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
         req,
         head_only,
         keep_alive,
+        cache_control: site.rules.cache_control.for_key(path.key()),
     };
     let cache = &site.cache;
     if cache.enabled()
@@ -110,6 +114,7 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
         req,
         head_only,
         keep_alive,
+        cache_control: site.rules.cache_control.for_key(path.key()),
     };
     let cache = &site.cache;
     let key = cache.enabled().then(|| path.key());
@@ -199,6 +204,17 @@ struct Ctx<'a> {
     req: &'a Request,
     head_only: bool,
     keep_alive: bool,
+    /// The `Cache-Control` rule matching the file served, if any.
+    cache_control: Option<&'a str>,
+}
+
+impl Ctx<'_> {
+    /// Fields every 200, 206 and 304 of the file carries besides its own.
+    fn extra_fields(&self, head: &mut Head) {
+        if let Some(value) = self.cache_control {
+            head.header("Cache-Control", value);
+        }
+    }
 }
 
 fn is_known_method(m: &Method) -> bool {
@@ -331,6 +347,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
         Precondition::NotModified => {
             let mut head = Head::new(StatusCode::NOT_MODIFIED);
             validators(&mut head);
+            ctx.extra_fields(&mut head);
             return Response {
                 status: StatusCode::NOT_MODIFIED,
                 head: head.finish(ctx.keep_alive),
@@ -379,6 +396,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
             // file was opened.
             let mut head = Head::new(StatusCode::OK);
             head.fields(&file.ok_fields);
+            ctx.extra_fields(&mut head);
             let body = if ctx.head_only {
                 Body::Empty
             } else {
@@ -457,6 +475,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
     };
     head.header("Accept-Ranges", "bytes");
     validators(&mut head);
+    ctx.extra_fields(&mut head);
     Response {
         status,
         head: head.finish(ctx.keep_alive),

@@ -546,6 +546,7 @@ mod by_hand {
                     max_ranges: DEFAULT_MAX_RANGES,
                     listing_max_entries: 10_000,
                     cache: FileCache::off(),
+                    rules: zcserve::site_rules::SiteRules::default(),
                 },
                 backend,
                 header_timeout: Duration::from_secs(10),

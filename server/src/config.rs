@@ -9,7 +9,6 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::http::cache_rules::CacheRules;
-use crate::site_rules::SiteRules;
 
 /// The `zcserve` command line.
 #[derive(Debug, Parser, Default)]
@@ -103,6 +102,9 @@ pub struct Args {
     /// Cache-Control for files whose path (relative to the root) matches GLOB, e.g. '*.html=no-cache' or 'assets/**=public, max-age=31536000, immutable'; repeat for more, the first match wins; a GLOB without '/' matches in any directory [default: none]
     #[arg(long = "cache-control", value_name = "GLOB=VALUE")]
     pub cache_control: Vec<String>,
+    /// Single-page-app fallback: a file (relative to the root) served with 200 for a GET/HEAD that finds nothing, when its last path segment has no extension and it accepts text/html [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub fallback: Option<String>,
 }
 
 /// Access log line formats.
@@ -145,6 +147,7 @@ struct FileConfig {
     buffer_size: Option<usize>,
     listing_max_entries: Option<usize>,
     cache_control: Option<Vec<String>>,
+    fallback: Option<String>,
 }
 
 /// Where access log lines go.
@@ -208,6 +211,8 @@ pub struct Settings {
     pub listing_max_entries: usize,
     /// `Cache-Control` by path (`--cache-control`).
     pub cache_control: CacheRules,
+    /// The SPA fallback file, relative to the root (`--fallback`).
+    pub fallback: Option<String>,
 }
 
 impl Default for Settings {
@@ -217,13 +222,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The site's rules (see [`SiteRules`]).
-    pub fn rules(&self) -> Result<SiteRules, String> {
-        Ok(SiteRules {
-            cache_control: self.cache_control.clone(),
-        })
-    }
-
     /// Reads the config file (if any) and merges the flags over it.
     pub fn resolve(args: Args) -> Result<Settings, String> {
         let file = match &args.config {
@@ -393,6 +391,7 @@ impl Settings {
             } else {
                 args.cache_control
             })?,
+            fallback: args.fallback.or(file.fallback),
         })
     }
 }
@@ -622,5 +621,14 @@ mod tests {
         assert!(e.starts_with("cache-control: `a[=x`"), "{e}");
         let e = with_file("cache-control = [\"*.html\"]\n", &[]).unwrap_err();
         assert!(e.starts_with("cache-control: "), "{e}");
+    }
+
+    #[test]
+    fn fallback_flag_and_key() {
+        assert_eq!(parse(&[]).unwrap().fallback, None);
+        let s = with_file("fallback = \"index.html\"\n", &[]).unwrap();
+        assert_eq!(s.fallback.as_deref(), Some("index.html"));
+        let s = with_file("fallback = \"index.html\"\n", &["--fallback", "app.html"]).unwrap();
+        assert_eq!(s.fallback.as_deref(), Some("app.html"));
     }
 }

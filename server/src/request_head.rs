@@ -48,8 +48,9 @@ pub struct Request {
 /// connection fields, `Range`, the preconditions, and what the access log
 /// records. Browsers send a dozen more (`Accept-*`, `Sec-Fetch-*`,
 /// cookies); copying each into the map cost an allocation or two for
-/// nothing.
-pub const READ_HEADERS: [&str; 13] = [
+/// nothing. `Accept` is read for the SPA fallback and JSON listings.
+pub const READ_HEADERS: [&str; 14] = [
+    "accept",
     "host",
     "content-length",
     "transfer-encoding",

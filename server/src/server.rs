@@ -28,6 +28,7 @@ use crate::http::file_cache::FileCache;
 use crate::http::range::DEFAULT_MAX_RANGES;
 use crate::metrics::Metrics;
 use crate::site::Site;
+use crate::site_rules::SiteRules;
 
 /// A bound, ready server.
 pub struct Server {
@@ -72,13 +73,15 @@ impl Server {
             })
             .transpose()?;
         let log = Logger::start(&settings.access_log, settings.log_format)?;
+        let policy = Policy {
+            show_hidden: settings.show_hidden,
+            follow_symlinks: settings.follow_symlinks,
+        };
+        let rules = SiteRules::new(settings, &root, &policy)?;
         let state = Arc::new(ServerState {
             site: Site {
                 root,
-                policy: Policy {
-                    show_hidden: settings.show_hidden,
-                    follow_symlinks: settings.follow_symlinks,
-                },
+                policy,
                 listing: settings.listing,
                 listing_max_entries: settings.listing_max_entries,
                 max_ranges: DEFAULT_MAX_RANGES,
@@ -92,7 +95,7 @@ impl Server {
                 } else {
                     FileCache::off()
                 },
-                rules: settings.rules()?,
+                rules,
             },
             backend: transfer,
             header_timeout: settings.header_timeout,

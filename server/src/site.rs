@@ -18,7 +18,7 @@ use crate::http::range::{self, RangeRequest};
 use crate::http::request_path::{PathError, RequestPath};
 use crate::request_head::{Request, split_target};
 use crate::response_head::{Body, Head, Response, plain, with_body};
-use crate::site_rules::SiteRules;
+use crate::site_rules::{Page, SiteRules, wants_fallback};
 
 /// What is served and how.
 #[derive(Debug)]
@@ -92,6 +92,7 @@ pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
         head_only,
         keep_alive,
         cache_control: site.rules.cache_control.for_key(path.key()),
+        vary_accept: false,
     };
     let cache = &site.cache;
     if cache.enabled()
@@ -115,6 +116,7 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
         head_only,
         keep_alive,
         cache_control: site.rules.cache_control.for_key(path.key()),
+        vary_accept: false,
     };
     let cache = &site.cache;
     let key = cache.enabled().then(|| path.key());
@@ -128,6 +130,13 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
         file
     };
     match site.root.open_path(&path, &site.policy) {
+        Err(PathError::NotFound)
+            if let Some(page) = &site.rules.fallback
+                && wants_fallback(path.last_segment(), req.headers.get_all(header::ACCEPT)) =>
+        {
+            serve_fallback(&ctx, page, site)
+                .unwrap_or_else(|| plain(StatusCode::NOT_FOUND, "", head_only, keep_alive))
+        }
         Err(e) => path_error(e, head_only, keep_alive, cache),
         Ok(Opened::File(file, meta)) => {
             if path.has_trailing_slash() {
@@ -200,12 +209,58 @@ fn listing_page(
     }
 }
 
+/// The fallback page for a request that found nothing (see
+/// [`wants_fallback`]), as if it had been asked for, with its own
+/// validators, ranges and `Cache-Control` rule; `Vary: Accept`, as another
+/// `Accept` gets a 404. `None` if the page cannot be opened any more.
+fn serve_fallback(ctx: &Ctx<'_>, page: &Page, site: &Site) -> Option<Response> {
+    let file = match open_page(&page.path, site) {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::warn!("fallback {}: {e}", page.path.decoded());
+            return None;
+        }
+    };
+    let ctx = Ctx {
+        cache_control: site.rules.cache_control.lookup(page.path.key()),
+        vary_accept: true,
+        ..*ctx
+    };
+    Some(serve_file(&ctx, &file, site.max_ranges))
+}
+
+/// Opens a configured page (the fallback, an error page) like a request
+/// for its path, through the open-file cache.
+fn open_page(path: &RequestPath, site: &Site) -> Result<Arc<OpenFile>, PathError> {
+    let cache = &site.cache;
+    if cache.enabled()
+        && let Some(file) = cache.get(path.key())
+    {
+        return Ok(file);
+    }
+    let opened_at = cache.enabled().then(|| cache.now());
+    match site.root.open_path(path, &site.policy)? {
+        Opened::File(file, meta) => {
+            let ctype = content_type(path.last_segment());
+            let file = Arc::new(OpenFile::new(file, &meta, ctype));
+            if let Some(at) = opened_at {
+                cache.insert(path.key(), file.clone(), at);
+            }
+            Ok(file)
+        }
+        Opened::Dir(_) => Err(PathError::NotFound),
+    }
+}
+
+#[derive(Clone, Copy)]
 struct Ctx<'a> {
     req: &'a Request,
     head_only: bool,
     keep_alive: bool,
     /// The `Cache-Control` rule matching the file served, if any.
     cache_control: Option<&'a str>,
+    /// The response depends on `Accept` (the SPA fallback).
+    vary_accept: bool,
 }
 
 impl Ctx<'_> {
@@ -213,6 +268,9 @@ impl Ctx<'_> {
     fn extra_fields(&self, head: &mut Head) {
         if let Some(value) = self.cache_control {
             head.header("Cache-Control", value);
+        }
+        if self.vary_accept {
+            head.header("Vary", "Accept");
         }
     }
 }

@@ -98,3 +98,134 @@ fn no_rules_no_cache_control() {
     let r = get(&server, "/a.html", &[]);
     assert_eq!((r.status, r.header("cache-control")), (200, None));
 }
+
+/// Runs the `zcserve` binary with `args` and expects it to refuse them at
+/// start: exit status 2 and one line on stderr, which is returned.
+fn refused_at_start(args: &[&str]) -> String {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_zcserve"))
+        .args(["--listen", "127.0.0.1:0", "--access-log", "off"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let Ok(out) = rx.recv_timeout(HANG) else {
+        // Only a bug keeps it running.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        panic!("zcserve {args:?} kept running");
+    };
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    stderr
+}
+
+// ---------------------------------------------------------------- fallback
+
+const APP: &[u8] = b"<!doctype html><div id=app></div>\n";
+
+#[test]
+fn fallback_serves_routes_not_missing_assets() {
+    let dir = TempDir::new();
+    let root = dir.path();
+    write(root, "index.html", APP);
+    write(root, "assets/app.3f2a.js", b"run();\n");
+    let browser = "Accept: text/html,application/xhtml+xml,*/*;q=0.8";
+    for backend in backends() {
+        let server = TestServer::start(backend, root, |s| {
+            s.fallback = Some("index.html".into());
+            s.cache_control = CacheRules::parse(&["index.html=no-cache", "**=max-age=60"]).unwrap();
+        });
+        let direct = get(&server, "/index.html", &[]);
+        for path in ["/route", "/users/42", "/deep/route/", "/x?y=1"] {
+            let r = get(&server, path, &[browser]);
+            assert_eq!(r.status, 200, "{backend} {path}");
+            assert_eq!(r.body, APP, "{backend} {path}");
+            assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+            assert_eq!(r.header("etag"), direct.header("etag"), "{backend} {path}");
+            assert_eq!(r.header("last-modified"), direct.header("last-modified"));
+            // The fallback's own rule, not the request path's.
+            assert_eq!(r.header("cache-control"), Some("no-cache"), "{backend}");
+            assert_eq!(r.header("vary"), Some("Accept"), "{backend} {path}");
+        }
+        // No Accept at all counts as admitting text/html.
+        assert_eq!(get(&server, "/route", &[]).status, 200, "{backend}");
+        // Existing files are themselves.
+        let r = get(&server, "/assets/app.3f2a.js", &[browser]);
+        assert_eq!((r.status, r.body.as_slice()), (200, b"run();\n".as_slice()));
+        // A missing asset, or a client that does not want HTML: 404.
+        for (path, accept) in [
+            ("/assets/app.0000.js", browser),
+            ("/missing.js", "Accept: */*"),
+            ("/favicon.ico", browser),
+            ("/route", "Accept: image/png"),
+            ("/route", "Accept: application/json"),
+            ("/route", "Accept: text/html;q=0, */*"),
+        ] {
+            let r = get(&server, path, &[accept]);
+            assert_eq!(r.status, 404, "{backend} {path} {accept}");
+            assert_eq!(r.header("cache-control"), None, "{backend} {path}");
+        }
+        // Preconditions and ranges as for the file itself; HEAD alike.
+        let etag = direct.header("etag").unwrap();
+        let r = get(&server, "/route", &[&format!("If-None-Match: {etag}")]);
+        assert_eq!(r.status, 304, "{backend}");
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{backend}");
+        let r = get(&server, "/route", &["Range: bytes=2-8"]);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (206, &APP[2..=8]),
+            "{backend}"
+        );
+        let r = request(&server, "HEAD", "/route", &[]);
+        assert_eq!(r.status, 200, "{backend}");
+        assert_eq!(r.header("content-length"), Some(&*APP.len().to_string()));
+        assert!(r.body.is_empty());
+    }
+}
+
+#[test]
+fn fallback_gone_at_request_time_is_a_404() {
+    let dir = TempDir::new();
+    write(dir.path(), "app.html", APP);
+    let server = TestServer::start("copy", dir.path(), |s| {
+        s.fallback = Some("/app.html".into());
+        s.file_cache = false;
+    });
+    assert_eq!(get(&server, "/route", &[]).status, 200);
+    fs::remove_file(dir.path().join("app.html")).unwrap();
+    assert_eq!(get(&server, "/route", &[]).status, 404);
+}
+
+#[test]
+fn bad_fallback_is_refused_at_start() {
+    let dir = TempDir::new();
+    let root = dir.path();
+    write(root, "index.html", APP);
+    write(root, ".hidden.html", APP);
+    fs::create_dir(root.join("sub")).unwrap();
+    let root_arg = root.to_str().unwrap();
+    for (file, why) in [
+        ("missing.html", "cannot open"),
+        ("sub", "directory"),
+        (".hidden.html", "cannot open"),
+        ("../index.html", ".."),
+        ("", "give a file"),
+    ] {
+        let line = refused_at_start(&["--root", root_arg, "--fallback", file]);
+        assert!(
+            line.starts_with("zcserve: error: fallback: ") && line.contains(why),
+            "{file}: {line}"
+        );
+    }
+    // The same from the config file.
+    let config = root.join("zc.toml");
+    fs::write(&config, "fallback = \"nope.html\"\n").unwrap();
+    let line = refused_at_start(&["--root", root_arg, "--config", config.to_str().unwrap()]);
+    assert!(line.contains("fallback: nope.html: cannot open"), "{line}");
+}

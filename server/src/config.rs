@@ -1,6 +1,7 @@
 //! Settings from the command line and an optional TOML file (same keys,
 //! flags win), resolved into one [`Settings`] with every default filled in.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -105,6 +106,9 @@ pub struct Args {
     /// Single-page-app fallback: a file (relative to the root) served with 200 for a GET/HEAD that finds nothing, when its last path segment has no extension and it accepts text/html [default: none]
     #[arg(long, value_name = "FILE")]
     pub fallback: Option<String>,
+    /// Serve FILE (relative to the root) as the body of responses with STATUS (4xx or 5xx), e.g. 404=404.html; repeat for more [default: built-in text]
+    #[arg(long, value_name = "STATUS=FILE")]
+    pub error_page: Vec<String>,
 }
 
 /// Access log line formats.
@@ -148,6 +152,7 @@ struct FileConfig {
     listing_max_entries: Option<usize>,
     cache_control: Option<Vec<String>>,
     fallback: Option<String>,
+    error_page: Option<BTreeMap<String, String>>,
 }
 
 /// Where access log lines go.
@@ -213,6 +218,8 @@ pub struct Settings {
     pub cache_control: CacheRules,
     /// The SPA fallback file, relative to the root (`--fallback`).
     pub fallback: Option<String>,
+    /// Error pages by status, files relative to the root (`--error-page`).
+    pub error_pages: BTreeMap<u16, String>,
 }
 
 impl Default for Settings {
@@ -392,6 +399,7 @@ impl Settings {
                 args.cache_control
             })?,
             fallback: args.fallback.or(file.fallback),
+            error_pages: error_pages(file.error_page, &args.error_page)?,
         })
     }
 }
@@ -419,6 +427,39 @@ const MAX_DISK_THREADS: usize = 1024;
 /// chosen from the measured page size and build time per entry (README,
 /// Security).
 const DEFAULT_LISTING_MAX_ENTRIES: usize = 10_000;
+
+/// The error pages of the config file's `[error-page]` table, then of the
+/// `--error-page STATUS=FILE` flags (a flag replaces the file's page for
+/// its status). A status must be a 4xx or 5xx.
+fn error_pages(
+    file: Option<BTreeMap<String, String>>,
+    flags: &[String],
+) -> Result<BTreeMap<u16, String>, String> {
+    let mut pages = BTreeMap::new();
+    let flags = flags.iter().map(|flag| match flag.split_once('=') {
+        Some((status, page)) => Ok((status.to_owned(), page.to_owned())),
+        None => Err(format!(
+            "error-page: `{}`: give STATUS=FILE, e.g. 404=404.html",
+            flag.escape_debug()
+        )),
+    });
+    for entry in file.unwrap_or_default().into_iter().map(Ok).chain(flags) {
+        let (status, page) = entry?;
+        let code = status
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (400..=599).contains(c))
+            .ok_or_else(|| {
+                format!(
+                    "error-page: `{}` is not a 4xx or 5xx status",
+                    status.escape_debug()
+                )
+            })?;
+        pages.insert(code, page);
+    }
+    Ok(pages)
+}
 
 fn seconds(name: &str, v: Option<f64>, default: f64) -> Result<Duration, String> {
     let s = v.unwrap_or(default);
@@ -630,5 +671,46 @@ mod tests {
         assert_eq!(s.fallback.as_deref(), Some("index.html"));
         let s = with_file("fallback = \"index.html\"\n", &["--fallback", "app.html"]).unwrap();
         assert_eq!(s.fallback.as_deref(), Some("app.html"));
+    }
+
+    #[test]
+    fn error_page_flags_and_table() {
+        assert!(parse(&[]).unwrap().error_pages.is_empty());
+        let s = with_file(
+            "[error-page]\n404 = \"404.html\"\n503 = \"busy.html\"\n",
+            &[
+                "--error-page",
+                "404=missing.html",
+                "--error-page",
+                "403=no.html",
+            ],
+        )
+        .unwrap();
+        let pages: Vec<(u16, &str)> = s
+            .error_pages
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        assert_eq!(
+            pages,
+            [(403, "no.html"), (404, "missing.html"), (503, "busy.html")]
+        );
+        for bad in [
+            "200=a.html",
+            "99=a.html",
+            "abc=a.html",
+            "600=a.html",
+            "=a.html",
+        ] {
+            let e = parse(&["--error-page", bad]).unwrap_err();
+            assert!(
+                e.starts_with("error-page: `") && e.contains("4xx or 5xx"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse(&["--error-page", "404"]).unwrap_err();
+        assert!(e.contains("STATUS=FILE"), "{e}");
+        let e = with_file("[error-page]\n302 = \"a.html\"\n", &[]).unwrap_err();
+        assert!(e.starts_with("error-page: `302`"), "{e}");
     }
 }

@@ -17,7 +17,7 @@ use crate::http::listing;
 use crate::http::range::{self, RangeRequest};
 use crate::http::request_path::{PathError, RequestPath};
 use crate::request_head::{Request, split_target};
-use crate::response_head::{Body, Head, Response, plain, with_body};
+use crate::response_head::{Body, Head, Response, plain, replace_content, with_body};
 use crate::site_rules::{Page, SiteRules, wants_fallback};
 
 /// What is served and how.
@@ -47,24 +47,41 @@ pub fn respond(req: &Request, site: &Site) -> Response {
     }
 }
 
-/// A request [`from_memory`] could not answer: its path must be opened.
+/// A request [`from_memory`] could not answer: its path must be opened,
+/// or its error page.
 #[derive(Debug)]
-pub struct Miss {
-    path: RequestPath,
+pub struct Miss(Missing);
+
+#[derive(Debug)]
+enum Missing {
+    /// The path, to open.
+    Path(RequestPath),
+    /// An error answered from memory whose configured page is to be sent.
+    ErrorPage(Response),
 }
 
 impl Miss {
     /// Whether the path names a directory (it had a trailing slash): its
     /// `index.html` is probed, or it is listed.
     pub fn is_directory(&self) -> bool {
-        self.path.has_trailing_slash()
+        matches!(&self.0, Missing::Path(path) if path.has_trailing_slash())
     }
 }
 
 /// The response to `req` if it needs nothing from the disk: a refused
 /// method or target, or a file in the open-file cache. Otherwise the
-/// [`Miss`] to finish with [`from_disk`], which may wait for the disk.
+/// [`Miss`] to finish with [`from_disk`], which may wait for the disk
+/// (also for an error whose page is configured: pages are files).
 pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
+    match answer_from_memory(req, site) {
+        Ok(resp) if site.rules.error_pages.get(resp.status).is_some() => {
+            Err(Miss(Missing::ErrorPage(resp)))
+        }
+        answer => answer,
+    }
+}
+
+fn answer_from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
     let keep_alive = req.keep_alive;
     let head_only = req.method == Method::HEAD;
     if req.method != Method::GET && !head_only {
@@ -100,13 +117,58 @@ pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
     {
         return Ok(serve_file(&ctx, &file, site.max_ranges));
     }
-    Err(Miss { path })
+    Err(Miss(Missing::Path(path)))
 }
 
 /// Finishes what [`from_memory`] left: opens the path beneath the root
-/// (and its `index.html`, or lists it) and answers. Blocks on the disk.
+/// (and its `index.html`, or lists it) and answers, with the error page
+/// configured for the status if there is one. Blocks on the disk.
 pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
-    let Miss { path } = miss;
+    let resp = match miss.0 {
+        Missing::Path(path) => open_and_answer(req, path, site),
+        Missing::ErrorPage(resp) => resp,
+    };
+    with_error_page(req, resp, site)
+}
+
+/// The configured page of `resp`'s status in place of its built-in text,
+/// with every other field kept (`Allow`, `Content-Range`, ...), and the
+/// body sent from the file by the backend. `resp` as it is if no page is
+/// configured for its status or the page cannot be opened now.
+fn with_error_page(req: &Request, resp: Response, site: &Site) -> Response {
+    let Some(page) = site.rules.error_pages.get(resp.status) else {
+        return resp;
+    };
+    let file = match open_page(&page.path, site) {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::warn!(
+                "error page {} for {}: {e}; sent the built-in text",
+                page.path.decoded(),
+                resp.status.as_u16()
+            );
+            return resp;
+        }
+    };
+    let len = file.len;
+    let body = if req.method == Method::HEAD || len == 0 {
+        Body::Empty
+    } else {
+        Body::File {
+            source: Source::with_len(file.file.clone(), len),
+            range: ByteRange::full(len),
+        }
+    };
+    Response {
+        status: resp.status,
+        head: replace_content(resp.head, &file.content_type, len),
+        body,
+        body_len: len,
+        close: resp.close,
+    }
+}
+
+fn open_and_answer(req: &Request, path: RequestPath, site: &Site) -> Response {
     let keep_alive = req.keep_alive;
     let head_only = req.method == Method::HEAD;
     // `from_memory` accepted the target.

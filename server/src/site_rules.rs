@@ -10,7 +10,7 @@
 //! that a typo stops the start (exit 2, naming the key) instead of showing
 //! up as 404s.
 
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode};
 
 use crate::config::Settings;
 use crate::fs::{Opened, Policy, Root};
@@ -25,6 +25,8 @@ pub struct SiteRules {
     pub cache_control: CacheRules,
     /// The page served for a missing route (`--fallback`).
     pub fallback: Option<Page>,
+    /// Pages sent as the body of error responses (`--error-page`).
+    pub error_pages: ErrorPages,
 }
 
 impl SiteRules {
@@ -36,9 +38,18 @@ impl SiteRules {
             .as_deref()
             .map(|rel| Page::open_at_start("fallback", rel, root, policy))
             .transpose()?;
+        let mut error_pages = ErrorPages::default();
+        for (&code, rel) in &settings.error_pages {
+            let status = StatusCode::from_u16(code)
+                .map_err(|_| format!("error-page: `{code}` is not a status"))?;
+            let key = format!("error-page {code}");
+            let page = Page::open_at_start(&key, rel, root, policy)?;
+            error_pages.pages.push((status, page));
+        }
         Ok(SiteRules {
             cache_control: settings.cache_control.clone(),
             fallback,
+            error_pages,
         })
     }
 }
@@ -79,6 +90,21 @@ impl Page {
                 root.path().display()
             ))),
         }
+    }
+}
+
+/// The error pages by status; few, so a list.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorPages {
+    pages: Vec<(StatusCode, Page)>,
+}
+
+impl ErrorPages {
+    /// The page for `status`, if one is configured.
+    pub fn get(&self, status: StatusCode) -> Option<&Page> {
+        self.pages
+            .iter()
+            .find_map(|(s, page)| (*s == status).then_some(page))
     }
 }
 

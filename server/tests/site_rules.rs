@@ -229,3 +229,127 @@ fn bad_fallback_is_refused_at_start() {
     let line = refused_at_start(&["--root", root_arg, "--config", config.to_str().unwrap()]);
     assert!(line.contains("fallback: nope.html: cannot open"), "{line}");
 }
+
+// ------------------------------------------------------------- error pages
+
+const PAGE_404: &[u8] = b"<!doctype html><h1>Nothing here</h1>\n";
+const PAGE_405: &[u8] = b"only GET and HEAD, sorry\n";
+const PAGE_416: &[u8] = b"<p>bad range</p>";
+
+#[test]
+fn error_pages_keep_the_status_and_the_other_fields() {
+    let dir = TempDir::new();
+    let root = dir.path();
+    write(root, "errors/404.html", PAGE_404);
+    write(root, "errors/405.txt", PAGE_405);
+    write(root, "errors/416.html", PAGE_416);
+    write(root, "a.txt", b"0123456789");
+    for backend in backends() {
+        let server = TestServer::start(backend, root, |s| {
+            s.error_pages = [
+                (404, "errors/404.html"),
+                (405, "errors/405.txt"),
+                (416, "/errors/416.html"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        });
+        let r = get(&server, "/missing", &[]);
+        assert_eq!((r.status, r.body.as_slice()), (404, PAGE_404), "{backend}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        // HEAD: the page's length, no body.
+        let r = request(&server, "HEAD", "/missing", &[]);
+        assert_eq!(r.status, 404, "{backend}");
+        assert_eq!(
+            r.header("content-length"),
+            Some(&*PAGE_404.len().to_string())
+        );
+        assert!(r.body.is_empty());
+        // An error answered from memory (the method), Allow kept.
+        let r = request(&server, "DELETE", "/a.txt", &[]);
+        assert_eq!((r.status, r.body.as_slice()), (405, PAGE_405), "{backend}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{backend}");
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        // 416 keeps its Content-Range; the first request opens a.txt, the
+        // second is answered from the open-file cache.
+        for _ in 0..2 {
+            let r = get(&server, "/a.txt", &["Range: bytes=50-"]);
+            assert_eq!((r.status, r.body.as_slice()), (416, PAGE_416), "{backend}");
+            assert_eq!(r.header("content-range"), Some("bytes */10"), "{backend}");
+        }
+        // Statuses without a page keep the built-in text; successes and
+        // redirects are untouched.
+        let r = get(&server, "/a.txt", &["If-Match: \"x\""]);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (412, b"412 Precondition Failed\n".as_slice())
+        );
+        let r = get(&server, "/a.txt", &["Range: bytes=0-1"]);
+        assert_eq!((r.status, r.body.as_slice()), (206, b"01".as_slice()));
+        let r = get(&server, "/errors", &[]);
+        assert_eq!(r.status, 301, "{backend}");
+        // The page itself is also a file like any other.
+        let r = get(&server, "/errors/404.html", &[]);
+        assert_eq!((r.status, r.body.as_slice()), (200, PAGE_404));
+    }
+}
+
+#[test]
+fn error_page_for_a_missing_asset_under_a_fallback() {
+    let dir = TempDir::new();
+    write(dir.path(), "index.html", APP);
+    write(dir.path(), "404.html", PAGE_404);
+    let server = TestServer::start("copy", dir.path(), |s| {
+        s.fallback = Some("index.html".into());
+        s.error_pages.insert(404, "404.html".into());
+    });
+    assert_eq!(get(&server, "/route", &[]).body, APP);
+    let r = get(&server, "/assets/gone.js", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (404, PAGE_404));
+}
+
+#[test]
+fn error_page_gone_at_request_time_gives_the_built_in_text() {
+    let dir = TempDir::new();
+    write(dir.path(), "404.html", PAGE_404);
+    for file_cache in [false, true] {
+        write(dir.path(), "404.html", PAGE_404);
+        let server = TestServer::start("copy", dir.path(), |s| {
+            s.error_pages.insert(404, "404.html".into());
+            s.file_cache = file_cache;
+            // A cached page is checked at every use.
+            s.file_cache_check = std::time::Duration::ZERO;
+        });
+        assert_eq!(get(&server, "/nope", &[]).body, PAGE_404);
+        fs::remove_file(dir.path().join("404.html")).unwrap();
+        let r = get(&server, "/nope", &[]);
+        assert_eq!(r.status, 404, "cache {file_cache}");
+        assert_eq!(r.body, b"404 Not Found\n", "cache {file_cache}");
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(r.header("content-length"), Some("14"));
+    }
+}
+
+#[test]
+fn bad_error_pages_are_refused_at_start() {
+    let dir = TempDir::new();
+    write(dir.path(), "404.html", PAGE_404);
+    let root = dir.path().to_str().unwrap();
+    for (flag, why) in [
+        (
+            "200=404.html",
+            "error-page: `200` is not a 4xx or 5xx status",
+        ),
+        ("99=404.html", "error-page: `99` is not a 4xx or 5xx status"),
+        (
+            "abc=404.html",
+            "error-page: `abc` is not a 4xx or 5xx status",
+        ),
+        ("404", "error-page: `404`: give STATUS=FILE"),
+        ("500=500.html", "error-page 500: 500.html: cannot open"),
+    ] {
+        let line = refused_at_start(&["--root", root, "--error-page", flag]);
+        assert!(line.contains(why), "{flag}: {line}");
+    }
+}

@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::http::cache_rules::CacheRules;
+use crate::http::listing::Sort as ListingSort;
 
 /// The `zcserve` command line.
 #[derive(Debug, Parser, Default)]
@@ -109,6 +110,9 @@ pub struct Args {
     /// Serve FILE (relative to the root) as the body of responses with STATUS (4xx or 5xx), e.g. 404=404.html; repeat for more [default: built-in text]
     #[arg(long, value_name = "STATUS=FILE")]
     pub error_page: Vec<String>,
+    /// Order of directory listings (HTML and JSON), directories first: name, mtime (newest first) or size (largest first) [default: name]
+    #[arg(long, value_enum, value_name = "ORDER")]
+    pub listing_sort: Option<ListingSort>,
 }
 
 /// Access log line formats.
@@ -153,6 +157,7 @@ struct FileConfig {
     cache_control: Option<Vec<String>>,
     fallback: Option<String>,
     error_page: Option<BTreeMap<String, String>>,
+    listing_sort: Option<ListingSort>,
 }
 
 /// Where access log lines go.
@@ -220,6 +225,8 @@ pub struct Settings {
     pub fallback: Option<String>,
     /// Error pages by status, files relative to the root (`--error-page`).
     pub error_pages: BTreeMap<u16, String>,
+    /// Order of listings (`--listing-sort`).
+    pub listing_sort: ListingSort,
 }
 
 impl Default for Settings {
@@ -400,6 +407,7 @@ impl Settings {
             })?,
             fallback: args.fallback.or(file.fallback),
             error_pages: error_pages(file.error_page, &args.error_page)?,
+            listing_sort: args.listing_sort.or(file.listing_sort).unwrap_or_default(),
         })
     }
 }
@@ -712,5 +720,18 @@ mod tests {
         assert!(e.contains("STATUS=FILE"), "{e}");
         let e = with_file("[error-page]\n302 = \"a.html\"\n", &[]).unwrap_err();
         assert!(e.starts_with("error-page: `302`"), "{e}");
+    }
+
+    #[test]
+    fn listing_sort_flag_and_key() {
+        assert_eq!(parse(&[]).unwrap().listing_sort, ListingSort::Name);
+        let s = with_file("listing-sort = \"mtime\"\n", &[]).unwrap();
+        assert_eq!(s.listing_sort, ListingSort::Mtime);
+        let s = with_file("listing-sort = \"mtime\"\n", &["--listing-sort", "size"]).unwrap();
+        assert_eq!(s.listing_sort, ListingSort::Size);
+        let e = parse(&["--listing-sort", "date"]).unwrap_err();
+        assert!(e.contains("--listing-sort"), "{e}");
+        let e = with_file("listing-sort = \"date\"\n", &[]).unwrap_err();
+        assert!(e.contains("listing-sort = \"date\""), "{e}");
     }
 }

@@ -218,7 +218,7 @@ fn open_and_answer(req: &Request, path: RequestPath, site: &Site) -> Response {
                     let file = keep(OpenFile::new(file, &meta, content_type("index.html")));
                     serve_file(&ctx, &file, site.max_ranges)
                 }
-                Ok(None) if site.listing => listing_page(&path, &dir, site, head_only, keep_alive),
+                Ok(None) if site.listing => listing_page(&path, &dir, site, &ctx, query),
                 Ok(None) => plain(
                     StatusCode::FORBIDDEN,
                     "directory listing is off",
@@ -231,7 +231,10 @@ fn open_and_answer(req: &Request, path: RequestPath, site: &Site) -> Response {
     }
 }
 
-/// The listing page of `dir`, at most `site.listing_max_entries` entries.
+/// The listing page of `dir`, at most `site.listing_max_entries` entries,
+/// as HTML or, if the request asks for it ([`listing::wants_json`]), as
+/// JSON (then `X-Listing-Truncated: true` says the cap was reached); in
+/// the configured order either way, and `Vary: Accept`.
 ///
 /// A HEAD gets the page's head without the page: RFC 9110 9.3.2 lets a
 /// response to HEAD omit the header fields whose values are only known by
@@ -244,12 +247,24 @@ fn listing_page(
     path: &RequestPath,
     dir: &Dir,
     site: &Site,
-    head_only: bool,
-    keep_alive: bool,
+    ctx: &Ctx<'_>,
+    query: Option<&str>,
 ) -> Response {
+    let (head_only, keep_alive) = (ctx.head_only, ctx.keep_alive);
+    let accept = ctx.req.headers.get_all(header::ACCEPT);
+    let json = listing::wants_json(query, accept.iter().map(|v| v.as_bytes()));
+    let sort = site.rules.listing_sort;
     let mut head = Head::new(StatusCode::OK);
-    head.header("Content-Type", "text/html; charset=utf-8")
-        .header("Cache-Control", "no-cache");
+    head.header(
+        "Content-Type",
+        if json {
+            "application/json"
+        } else {
+            "text/html; charset=utf-8"
+        },
+    )
+    .header("Cache-Control", "no-cache")
+    .header("Vary", "Accept");
     let listed = if head_only {
         // Opened as for a GET, so that the status is the same; not read.
         dir.check_readable()
@@ -257,9 +272,16 @@ fn listing_page(
     } else {
         dir.entries(&site.policy, site.listing_max_entries)
             .map(|entries| {
-                let html = listing::render(&path.decoded(), entries).into_bytes();
-                head.header("Content-Length", html.len());
-                with_body(StatusCode::OK, head, html, false, keep_alive)
+                let page = if json {
+                    if entries.truncated {
+                        head.header("X-Listing-Truncated", "true");
+                    }
+                    listing::render_json(entries, sort)
+                } else {
+                    listing::render(&path.decoded(), entries, sort).into_bytes()
+                };
+                head.header("Content-Length", page.len());
+                with_body(StatusCode::OK, head, page, false, keep_alive)
             })
     };
     match listed {

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::fs::{Opened, Policy, Root};
 use crate::http::accept;
 use crate::http::cache_rules::CacheRules;
+use crate::http::listing::Sort;
 use crate::http::request_path::RequestPath;
 
 /// The site's rules; the default configures none.
@@ -27,6 +28,8 @@ pub struct SiteRules {
     pub fallback: Option<Page>,
     /// Pages sent as the body of error responses (`--error-page`).
     pub error_pages: ErrorPages,
+    /// The order of listings (`--listing-sort`).
+    pub listing_sort: Sort,
 }
 
 impl SiteRules {
@@ -50,6 +53,7 @@ impl SiteRules {
             cache_control: settings.cache_control.clone(),
             fallback,
             error_pages,
+            listing_sort: settings.listing_sort,
         })
     }
 }

@@ -353,3 +353,140 @@ fn bad_error_pages_are_refused_at_start() {
         assert!(line.contains(why), "{flag}: {line}");
     }
 }
+
+// ----------------------------------------------------------------- listing
+
+/// `/d/` with files of set sizes and mtimes, a directory, a symlink and a
+/// name that is not UTF-8.
+fn listing_tree(root: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let d = root.join("d");
+    fs::create_dir_all(d.join("subdir")).unwrap();
+    // name, size, mtime (unix seconds)
+    for (name, size, mtime) in [
+        ("b.txt", 300, 1_600_000_100),
+        ("a\"q<&>.txt", 100, 1_600_000_300),
+        ("c.txt", 200, 1_600_000_200),
+    ] {
+        let path = d.join(name);
+        fs::write(&path, vec![b'x'; size]).unwrap();
+        let f = fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
+            .unwrap();
+    }
+    std::os::unix::fs::symlink("b.txt", d.join("link")).unwrap();
+    fs::write(d.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"x").unwrap();
+}
+
+fn json_names(r: &RawResponse) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The names an HTML listing links to, in order.
+fn html_names(r: &RawResponse) -> Vec<String> {
+    let page = String::from_utf8(r.body.clone()).unwrap();
+    page.split("<tr><td><a href=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].to_owned())
+        .filter(|h| h != "../")
+        .collect()
+}
+
+#[test]
+fn listing_as_json() {
+    let dir = TempDir::new();
+    listing_tree(dir.path());
+    let server = TestServer::start("copy", dir.path(), |_| {});
+    let by_accept = get(&server, "/d/", &["Accept: application/json"]);
+    let by_query = get(&server, "/d/?format=json", &["Accept: text/html"]);
+    for r in [&by_accept, &by_query] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("vary"), Some("Accept"));
+        assert_eq!(r.header("x-listing-truncated"), None);
+    }
+    assert_eq!(by_accept.body, by_query.body);
+    let v: serde_json::Value = serde_json::from_slice(&by_accept.body).unwrap();
+    let entry = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {v}"))
+            .clone()
+    };
+    assert_eq!(
+        entry("a\"q<&>.txt"),
+        serde_json::json!({"name": "a\"q<&>.txt", "type": "file", "size": 100, "mtime": 1_600_000_300})
+    );
+    assert_eq!(entry("subdir")["type"], "dir");
+    assert_eq!(entry("subdir")["size"], serde_json::Value::Null);
+    assert!(entry("subdir")["mtime"].is_i64());
+    assert_eq!(entry("link")["type"], "symlink");
+    assert_eq!(entry("link")["target"], "file");
+    assert_eq!(entry("link")["size"], 300);
+    // The name that is not UTF-8 is not listed (no request could name it).
+    assert_eq!(json_names(&by_accept).len(), 5, "{v}");
+    // A browser, or no Accept: HTML, also with Vary.
+    let browser = "Accept: text/html,application/xhtml+xml,*/*;q=0.8";
+    for accept in [&[browser][..], &[]] {
+        let r = get(&server, "/d/", accept);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("vary"), Some("Accept"));
+    }
+    // HEAD: the JSON head without a body.
+    let r = request(&server, "HEAD", "/d/", &["Accept: application/json"]);
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("application/json"))
+    );
+    assert!(r.body.is_empty());
+}
+
+#[test]
+fn listing_sort_orders_html_and_json_alike() {
+    let dir = TempDir::new();
+    listing_tree(dir.path());
+    for (sort, expected) in [
+        ("name", ["subdir", "a\"q<&>.txt", "b.txt", "c.txt", "link"]),
+        ("mtime", ["subdir", "a\"q<&>.txt", "c.txt", "b.txt", "link"]),
+        ("size", ["subdir", "b.txt", "link", "c.txt", "a\"q<&>.txt"]),
+    ] {
+        let server = TestServer::start("copy", dir.path(), |s| {
+            s.listing_sort = clap::ValueEnum::from_str(sort, false).unwrap();
+        });
+        let r = get(&server, "/d/?format=json", &[]);
+        let mut names = json_names(&r);
+        // The symlink shows its target's size and mtime (b.txt's): ties
+        // by name.
+        assert_eq!(names, expected, "{sort} json");
+        let html: Vec<String> = html_names(&get(&server, "/d/", &[]))
+            .into_iter()
+            .map(|h| percent_decode(&h))
+            .collect();
+        names[0].push('/');
+        assert_eq!(html, names, "{sort} html");
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .unwrap()
+        .into_owned()
+}
+
+#[test]
+fn listing_cap_applies_to_json() {
+    let dir = TempDir::new();
+    listing_tree(dir.path());
+    let server = TestServer::start("copy", dir.path(), |s| s.listing_max_entries = 2);
+    let r = get(&server, "/d/", &["Accept: application/json"]);
+    assert_eq!(json_names(&r).len(), 2);
+    assert_eq!(r.header("x-listing-truncated"), Some("true"));
+}

@@ -488,11 +488,12 @@ mod tests {
     }
 
     fn with_file(text: &str, args: &[&str]) -> Result<Settings, String> {
-        let path = std::env::temp_dir().join(format!(
-            "zcserve-config-{}-{}.toml",
-            std::process::id(),
-            text.len()
-        ));
+        // One name per call: tests run in parallel, and two texts of one
+        // length once shared a file.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir()
+            .join(format!("zcserve-config-{}-{call}.toml", std::process::id(),));
         std::fs::write(&path, text).unwrap();
         let mut all = vec!["--config", path.to_str().unwrap()];
         all.extend_from_slice(args);

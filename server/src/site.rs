@@ -108,13 +108,14 @@ fn answer_from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
         req,
         head_only,
         keep_alive,
-        cache_control: site.rules.cache_control.for_key(path.key()),
+        cache_control: None,
         vary_accept: false,
     };
     let cache = &site.cache;
     if cache.enabled()
         && let Some(file) = cache.get(path.key())
     {
+        let ctx = ctx.with_rule(site, path.key(), &file);
         return Ok(serve_file(&ctx, &file, site.max_ranges));
     }
     Err(Miss(Missing::Path(path)))
@@ -177,7 +178,7 @@ fn open_and_answer(req: &Request, path: RequestPath, site: &Site) -> Response {
         req,
         head_only,
         keep_alive,
-        cache_control: site.rules.cache_control.for_key(path.key()),
+        cache_control: None,
         vary_accept: false,
     };
     let cache = &site.cache;
@@ -207,6 +208,7 @@ fn open_and_answer(req: &Request, path: RequestPath, site: &Site) -> Response {
             }
             let ctype = content_type(path.last_segment());
             let file = keep(OpenFile::new(file, &meta, ctype));
+            let ctx = ctx.with_rule(site, path.key(), &file);
             serve_file(&ctx, &file, site.max_ranges)
         }
         Ok(Opened::Dir(dir)) => {
@@ -216,6 +218,7 @@ fn open_and_answer(req: &Request, path: RequestPath, site: &Site) -> Response {
             match dir.open_index(&site.policy) {
                 Ok(Some((file, meta))) => {
                     let file = keep(OpenFile::new(file, &meta, content_type("index.html")));
+                    let ctx = ctx.with_rule(site, path.key(), &file);
                     serve_file(&ctx, &file, site.max_ranges)
                 }
                 Ok(None) if site.listing => listing_page(&path, &dir, site, &ctx, query),
@@ -306,9 +309,8 @@ fn serve_fallback(ctx: &Ctx<'_>, page: &Page, site: &Site) -> Option<Response> {
         }
     };
     let ctx = Ctx {
-        cache_control: site.rules.cache_control.lookup(page.path.key()),
         vary_accept: true,
-        ..*ctx
+        ..ctx.with_rule(site, page.path.key(), &file)
     };
     Some(serve_file(&ctx, &file, site.max_ranges))
 }
@@ -347,7 +349,21 @@ struct Ctx<'a> {
     vary_accept: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// With the `Cache-Control` rule for `file`, served under `key`: looked
+    /// up once per opened file, then remembered with it.
+    fn with_rule(self, site: &'a Site, key: &str, file: &OpenFile) -> Ctx<'a> {
+        let rules = &site.rules.cache_control;
+        if rules.is_empty() {
+            return self;
+        }
+        let rule = *file.cache_rule.get_or_init(|| rules.index_for_key(key));
+        Ctx {
+            cache_control: rule.map(|i| rules.value(i)),
+            ..self
+        }
+    }
+
     /// Fields every 200, 206 and 304 of the file carries besides its own.
     fn extra_fields(&self, head: &mut Head) {
         if let Some(value) = self.cache_control {

@@ -18,7 +18,9 @@
 //!   (`assets/**` is everything under `assets/`); `{a,b}` and `[ab]` as in
 //!   `globset`.
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::cell::RefCell;
+
+use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 
 /// The configured rules, in order; empty when none are.
 #[derive(Debug, Clone, Default)]
@@ -78,11 +80,42 @@ impl CacheRules {
     /// The value for the file at `rel` (relative to the root, decoded), if
     /// a rule matches: the first one configured.
     pub fn lookup(&self, rel: &str) -> Option<&str> {
+        self.index(rel).map(|i| self.value(i))
+    }
+
+    /// The value of rule `index` (from [`CacheRules::index_for_key`]).
+    pub fn value(&self, index: usize) -> &str {
+        &self.values[index]
+    }
+
+    /// Which rule [`CacheRules::for_key`] finds, by index.
+    pub fn index_for_key(&self, key: &str) -> Option<usize> {
         if self.is_empty() {
             return None;
         }
-        let first = self.set.matches(rel).into_iter().min()?;
-        Some(&self.values[first])
+        match key.strip_suffix('/') {
+            None => self.index(key),
+            Some("") => self.index("index.html"),
+            Some(dir) => self.index(&format!("{dir}/index.html")),
+        }
+    }
+
+    fn index(&self, rel: &str) -> Option<usize> {
+        if self.is_empty() {
+            return None;
+        }
+        thread_local! {
+            /// Reused for every match: no allocation per request.
+            static HITS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        }
+        // Borrowed bytes: no copy of the path either.
+        let candidate = Candidate::from_bytes(rel.as_bytes());
+        HITS.with(|hits| {
+            let mut hits = hits.borrow_mut();
+            self.set.matches_candidate_into(&candidate, &mut hits);
+            // In ascending order: the first is the earliest rule.
+            hits.first().copied()
+        })
     }
 
     /// The value for a request path's key (see
@@ -90,14 +123,7 @@ impl CacheRules {
     /// with a trailing slash is its directory's `index.html`, the only file
     /// served under it.
     pub fn for_key(&self, key: &str) -> Option<&str> {
-        if self.is_empty() {
-            return None;
-        }
-        match key.strip_suffix('/') {
-            None => self.lookup(key),
-            Some("") => self.lookup("index.html"),
-            Some(dir) => self.lookup(&format!("{dir}/index.html")),
-        }
+        self.index_for_key(key).map(|i| self.value(i))
     }
 }
 

@@ -51,7 +51,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -75,6 +75,10 @@ pub struct OpenFile {
     /// `Date`, formatted once: `Content-Type`, `Content-Length`,
     /// `Accept-Ranges`, `ETag`, `Last-Modified`, each ending in CRLF.
     pub ok_fields: Vec<u8>,
+    /// Which `Cache-Control` rule (by index) matches the path this file
+    /// is served under, worked out at its first response, so that a
+    /// cached file costs no glob match per request.
+    pub cache_rule: OnceLock<Option<usize>>,
     identity: Identity,
     /// When `identity` was last confirmed, in coarse-clock nanoseconds.
     checked: AtomicU64,
@@ -100,6 +104,7 @@ impl OpenFile {
             validators,
             content_type,
             ok_fields,
+            cache_rule: OnceLock::new(),
             identity: Identity::from_metadata(meta),
             checked: AtomicU64::new(0),
         }

@@ -1,6 +1,7 @@
 //! Settings from the command line and an optional TOML file (same keys,
 //! flags win), resolved into one [`Settings`] with every default filled in.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +10,8 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::http::accept_encoding::Coding;
+use crate::http::cache_rules::CacheRules;
+use crate::http::listing::Sort as ListingSort;
 
 /// The `zcserve` command line.
 #[derive(Debug, Parser, Default)]
@@ -108,6 +111,18 @@ pub struct Args {
     /// List precompressed sidecars (a.js.gz beside a.js) in directory listings too
     #[arg(long)]
     pub listing_show_sidecars: bool,
+    /// Cache-Control for files whose path (relative to the root) matches GLOB, e.g. '*.html=no-cache' or 'assets/**=public, max-age=31536000, immutable'; repeat for more, the first match wins; a GLOB without '/' matches in any directory [default: none]
+    #[arg(long = "cache-control", value_name = "GLOB=VALUE")]
+    pub cache_control: Vec<String>,
+    /// Single-page-app fallback: a file (relative to the root) served with 200 for a GET/HEAD that finds nothing, when its last path segment has no extension and it accepts text/html [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub fallback: Option<String>,
+    /// Serve FILE (relative to the root) as the body of responses with STATUS (4xx or 5xx), e.g. 404=404.html; repeat for more [default: built-in text]
+    #[arg(long, value_name = "STATUS=FILE")]
+    pub error_page: Vec<String>,
+    /// Order of directory listings (HTML and JSON), directories first: name, mtime (newest first) or size (largest first) [default: name]
+    #[arg(long, value_enum, value_name = "ORDER")]
+    pub listing_sort: Option<ListingSort>,
 }
 
 /// Access log line formats.
@@ -152,6 +167,10 @@ struct FileConfig {
     reuseport: Option<bool>,
     precompressed: Option<Precompressed>,
     listing_show_sidecars: Option<bool>,
+    cache_control: Option<Vec<String>>,
+    fallback: Option<String>,
+    error_page: Option<BTreeMap<String, String>>,
+    listing_sort: Option<ListingSort>,
 }
 
 /// `precompressed` in the TOML file: a list of codings, or `"off"` (or one
@@ -232,6 +251,14 @@ pub struct Settings {
     pub precompressed: Vec<Coding>,
     /// Listings show sidecars beside their files.
     pub listing_show_sidecars: bool,
+    /// `Cache-Control` by path (`--cache-control`).
+    pub cache_control: CacheRules,
+    /// The SPA fallback file, relative to the root (`--fallback`).
+    pub fallback: Option<String>,
+    /// Error pages by status, files relative to the root (`--error-page`).
+    pub error_pages: BTreeMap<u16, String>,
+    /// Order of listings (`--listing-sort`).
+    pub listing_sort: ListingSort,
 }
 
 impl Default for Settings {
@@ -417,6 +444,14 @@ impl Settings {
             precompressed,
             listing_show_sidecars: args.listing_show_sidecars
                 || file.listing_show_sidecars.unwrap_or(false),
+            cache_control: CacheRules::parse(&if args.cache_control.is_empty() {
+                file.cache_control.unwrap_or_default()
+            } else {
+                args.cache_control
+            })?,
+            fallback: args.fallback.or(file.fallback),
+            error_pages: error_pages(file.error_page, &args.error_page)?,
+            listing_sort: args.listing_sort.or(file.listing_sort).unwrap_or_default(),
         })
     }
 }
@@ -473,6 +508,39 @@ const MAX_DISK_THREADS: usize = 1024;
 /// Security).
 const DEFAULT_LISTING_MAX_ENTRIES: usize = 10_000;
 
+/// The error pages of the config file's `[error-page]` table, then of the
+/// `--error-page STATUS=FILE` flags (a flag replaces the file's page for
+/// its status). A status must be a 4xx or 5xx.
+fn error_pages(
+    file: Option<BTreeMap<String, String>>,
+    flags: &[String],
+) -> Result<BTreeMap<u16, String>, String> {
+    let mut pages = BTreeMap::new();
+    let flags = flags.iter().map(|flag| match flag.split_once('=') {
+        Some((status, page)) => Ok((status.to_owned(), page.to_owned())),
+        None => Err(format!(
+            "error-page: `{}`: give STATUS=FILE, e.g. 404=404.html",
+            flag.escape_debug()
+        )),
+    });
+    for entry in file.unwrap_or_default().into_iter().map(Ok).chain(flags) {
+        let (status, page) = entry?;
+        let code = status
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (400..=599).contains(c))
+            .ok_or_else(|| {
+                format!(
+                    "error-page: `{}` is not a 4xx or 5xx status",
+                    status.escape_debug()
+                )
+            })?;
+        pages.insert(code, page);
+    }
+    Ok(pages)
+}
+
 fn seconds(name: &str, v: Option<f64>, default: f64) -> Result<Duration, String> {
     let s = v.unwrap_or(default);
     Duration::try_from_secs_f64(s)
@@ -492,14 +560,12 @@ mod tests {
     }
 
     fn with_file(text: &str, args: &[&str]) -> Result<Settings, String> {
-        // Unique per call: tests run in parallel, and texts can share a length.
-        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        // One name per call: tests run in parallel, and two texts of one
+        // length once shared a file.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "zcserve-config-{}-{}-{call}.toml",
-            std::process::id(),
-            text.len()
-        ));
+        let path = std::env::temp_dir()
+            .join(format!("zcserve-config-{}-{call}.toml", std::process::id(),));
         std::fs::write(&path, text).unwrap();
         let mut all = vec!["--config", path.to_str().unwrap()];
         all.extend_from_slice(args);
@@ -710,5 +776,92 @@ mod tests {
         }
         let e = parse(&["--precompressed", "deflate"]).unwrap_err();
         assert!(e.contains("deflate") && e.contains("br, zstd, gzip"), "{e}");
+    }
+
+    #[test]
+    fn cache_control_flag_and_key() {
+        assert!(parse(&[]).unwrap().cache_control.is_empty());
+        let s = with_file(
+            "cache-control = [\"*.html=no-cache\", \"assets/**=max-age=60\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.cache_control.lookup("a/b.html"), Some("no-cache"));
+        assert_eq!(s.cache_control.lookup("assets/x.js"), Some("max-age=60"));
+        // Flags replace the file's list.
+        let s = with_file(
+            "cache-control = [\"*.html=no-cache\"]\n",
+            &["--cache-control", "*.js=no-store"],
+        )
+        .unwrap();
+        assert_eq!(s.cache_control.lookup("a.html"), None);
+        assert_eq!(s.cache_control.lookup("a.js"), Some("no-store"));
+        let e = parse(&["--cache-control", "a[=x"]).unwrap_err();
+        assert!(e.starts_with("cache-control: `a[=x`"), "{e}");
+        let e = with_file("cache-control = [\"*.html\"]\n", &[]).unwrap_err();
+        assert!(e.starts_with("cache-control: "), "{e}");
+    }
+
+    #[test]
+    fn fallback_flag_and_key() {
+        assert_eq!(parse(&[]).unwrap().fallback, None);
+        let s = with_file("fallback = \"index.html\"\n", &[]).unwrap();
+        assert_eq!(s.fallback.as_deref(), Some("index.html"));
+        let s = with_file("fallback = \"index.html\"\n", &["--fallback", "app.html"]).unwrap();
+        assert_eq!(s.fallback.as_deref(), Some("app.html"));
+    }
+
+    #[test]
+    fn error_page_flags_and_table() {
+        assert!(parse(&[]).unwrap().error_pages.is_empty());
+        let s = with_file(
+            "[error-page]\n404 = \"404.html\"\n503 = \"busy.html\"\n",
+            &[
+                "--error-page",
+                "404=missing.html",
+                "--error-page",
+                "403=no.html",
+            ],
+        )
+        .unwrap();
+        let pages: Vec<(u16, &str)> = s
+            .error_pages
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        assert_eq!(
+            pages,
+            [(403, "no.html"), (404, "missing.html"), (503, "busy.html")]
+        );
+        for bad in [
+            "200=a.html",
+            "99=a.html",
+            "abc=a.html",
+            "600=a.html",
+            "=a.html",
+        ] {
+            let e = parse(&["--error-page", bad]).unwrap_err();
+            assert!(
+                e.starts_with("error-page: `") && e.contains("4xx or 5xx"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse(&["--error-page", "404"]).unwrap_err();
+        assert!(e.contains("STATUS=FILE"), "{e}");
+        let e = with_file("[error-page]\n302 = \"a.html\"\n", &[]).unwrap_err();
+        assert!(e.starts_with("error-page: `302`"), "{e}");
+    }
+
+    #[test]
+    fn listing_sort_flag_and_key() {
+        assert_eq!(parse(&[]).unwrap().listing_sort, ListingSort::Name);
+        let s = with_file("listing-sort = \"mtime\"\n", &[]).unwrap();
+        assert_eq!(s.listing_sort, ListingSort::Mtime);
+        let s = with_file("listing-sort = \"mtime\"\n", &["--listing-sort", "size"]).unwrap();
+        assert_eq!(s.listing_sort, ListingSort::Size);
+        let e = parse(&["--listing-sort", "date"]).unwrap_err();
+        assert!(e.contains("--listing-sort"), "{e}");
+        let e = with_file("listing-sort = \"date\"\n", &[]).unwrap_err();
+        assert!(e.contains("listing-sort = \"date\""), "{e}");
     }
 }

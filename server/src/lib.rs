@@ -6,8 +6,9 @@
 //! with `httparse` ([`request_head`]), a body it may carry is read to its
 //! end and dropped ([`request_body`]); [`site`] turns it into a response
 //! (method checks, redirects, listings, preconditions, ranges), using the
-//! pure HTTP semantics in [`http`] and opening files beneath the root
-//! through [`fs`]; the response head ([`response_head`]) leaves as the
+//! pure HTTP semantics in [`http`], the operator's [`site_rules`]
+//! (`Cache-Control` by path, SPA fallback, error pages, listing order) and
+//! opening files beneath the root through [`fs`]; the response head ([`response_head`]) leaves as the
 //! prefix of a [`zcserve_core::Session`] that moves the body ([`conn`]).
 //! Opening a path the open-file cache lacks can wait for the disk, so it
 //! runs on a bounded pool ([`disk_work`]) while the worker serves others.
@@ -43,5 +44,6 @@ pub mod request_head;
 pub mod response_head;
 pub mod server;
 pub mod site;
+pub mod site_rules;
 pub mod sockopt;
 mod sys;

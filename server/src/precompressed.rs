@@ -162,6 +162,7 @@ mod tests {
             is_dir,
             len: 1,
             modified: None,
+            symlink: false,
         }
     }
 

@@ -52,8 +52,9 @@ pub struct Request {
 /// precompressed files), and what the access log records. Browsers send a
 /// dozen more (`Accept`, `Sec-Fetch-*`,
 /// cookies); copying each into the map cost an allocation or two for
-/// nothing.
-pub const READ_HEADERS: [&str; 14] = [
+/// nothing. `Accept` is read for the SPA fallback and JSON listings.
+pub const READ_HEADERS: [&str; 15] = [
+    "accept",
     "host",
     "content-length",
     "transfer-encoding",
@@ -624,13 +625,15 @@ mod tests {
 
     #[test]
     fn only_the_fields_the_server_reads_are_kept() {
-        let raw = b"GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Odd: \x80\xff\r\n\
+        let raw = b"GET /a HTTP/1.1\r\nHost: x\r\nAccept-Language: en\r\nX-Odd: \x80\xff\r\n\
                     User-Agent: ua\r\nReferer: /r\r\nSec-Fetch-Mode: navigate\r\n\r\n";
         let Ok(Parsed::Complete(r, _)) = parse(raw) else {
             panic!("refused")
         };
         let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["host", "user-agent", "referer"]);
+        let r = ok("GET /a HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n");
+        assert_eq!(r.headers.get("accept").unwrap(), "text/html");
         // What is not kept is still held to the field syntax.
         assert_eq!(
             refused(b"GET / HTTP/1.1\r\nHost: x\r\nX(y): 1\r\n\r\n"),

@@ -161,6 +161,29 @@ pub fn plain(status: StatusCode, detail: &str, head_only: bool, keep_alive: bool
     with_body(status, head, body.into_bytes(), head_only, keep_alive)
 }
 
+/// `head` with its `Content-Type` and `Content-Length` replaced by these
+/// (for an error page sent instead of the built-in text); every other
+/// field is kept, in order.
+pub fn replace_content(head: Vec<u8>, content_type: &str, len: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + content_type.len() + 16);
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let named =
+            |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        if named(b"content-type:") || named(b"content-length:") {
+            continue;
+        }
+        if line == b"\r\n" {
+            // The blank line that ends the head: the new fields go first.
+            let _ = write!(
+                Appender(&mut out),
+                "Content-Type: {content_type}\r\nContent-Length: {len}\r\n"
+            );
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
 /// A response whose body is `body`, in memory.
 pub fn with_body(
     status: StatusCode,
@@ -195,6 +218,22 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 206 Partial Content\r\nServer: zcserve\r\nDate: "));
         assert!(
             text.ends_with("Content-Length: 5\r\nConnection: close\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn replace_content_keeps_the_other_fields() {
+        let r = plain(StatusCode::METHOD_NOT_ALLOWED, "", false, true);
+        let text = String::from_utf8(replace_content(r.head, "text/html", 1234)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\nServer: zcserve\r\n"));
+        assert!(text.contains("Allow: GET, HEAD\r\n"), "{text}");
+        assert_eq!(text.matches("Content-Type").count(), 1, "{text}");
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
+        assert!(
+            text.ends_with(
+                "Connection: keep-alive\r\nContent-Type: text/html\r\nContent-Length: 1234\r\n\r\n"
+            ),
             "{text}"
         );
     }

@@ -31,6 +31,7 @@ use crate::http::range::DEFAULT_MAX_RANGES;
 use crate::listen::{Groups, listen_on};
 use crate::metrics::Metrics;
 use crate::site::Site;
+use crate::site_rules::SiteRules;
 
 /// A bound, ready server.
 pub struct Server {
@@ -103,13 +104,15 @@ impl Server {
             })
             .transpose()?;
         let log = Logger::start(&settings.access_log, settings.log_format)?;
+        let policy = Policy {
+            show_hidden: settings.show_hidden,
+            follow_symlinks: settings.follow_symlinks,
+        };
+        let rules = SiteRules::new(settings, &root, &policy)?;
         let state = Arc::new(ServerState {
             site: Site {
                 root,
-                policy: Policy {
-                    show_hidden: settings.show_hidden,
-                    follow_symlinks: settings.follow_symlinks,
-                },
+                policy,
                 listing: settings.listing,
                 listing_max_entries: settings.listing_max_entries,
                 max_ranges: DEFAULT_MAX_RANGES,
@@ -125,6 +128,7 @@ impl Server {
                 },
                 precompressed: settings.precompressed.clone(),
                 listing_show_sidecars: settings.listing_show_sidecars,
+                rules,
             },
             backend: transfer,
             header_timeout: settings.header_timeout,

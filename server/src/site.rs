@@ -19,7 +19,8 @@ use crate::http::range::{self, RangeRequest};
 use crate::http::request_path::{PathError, RequestPath};
 use crate::precompressed;
 use crate::request_head::{Request, split_target};
-use crate::response_head::{Body, Head, Response, plain, with_body};
+use crate::response_head::{Body, Head, Response, plain, replace_content, with_body};
+use crate::site_rules::{Page, SiteRules, wants_fallback};
 
 /// What is served and how.
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub struct Site {
     pub precompressed: Vec<Coding>,
     /// Listings show sidecars beside their files.
     pub listing_show_sidecars: bool,
+    /// Cache rules, fallback, error pages, listing order.
+    pub rules: SiteRules,
 }
 
 /// The response to `req`.
@@ -51,24 +54,41 @@ pub fn respond(req: &Request, site: &Site) -> Response {
     }
 }
 
-/// A request [`from_memory`] could not answer: its path must be opened.
+/// A request [`from_memory`] could not answer: its path must be opened,
+/// or its error page.
 #[derive(Debug)]
-pub struct Miss {
-    path: RequestPath,
+pub struct Miss(Missing);
+
+#[derive(Debug)]
+enum Missing {
+    /// The path, to open.
+    Path(RequestPath),
+    /// An error answered from memory whose configured page is to be sent.
+    ErrorPage(Response),
 }
 
 impl Miss {
     /// Whether the path names a directory (it had a trailing slash): its
     /// `index.html` is probed, or it is listed.
     pub fn is_directory(&self) -> bool {
-        self.path.has_trailing_slash()
+        matches!(&self.0, Missing::Path(path) if path.has_trailing_slash())
     }
 }
 
 /// The response to `req` if it needs nothing from the disk: a refused
 /// method or target, or a file in the open-file cache. Otherwise the
-/// [`Miss`] to finish with [`from_disk`], which may wait for the disk.
+/// [`Miss`] to finish with [`from_disk`], which may wait for the disk
+/// (also for an error whose page is configured: pages are files).
 pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
+    match answer_from_memory(req, site) {
+        Ok(resp) if site.rules.error_pages.get(resp.status).is_some() => {
+            Err(Miss(Missing::ErrorPage(resp)))
+        }
+        answer => answer,
+    }
+}
+
+fn answer_from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
     let keep_alive = req.keep_alive;
     let head_only = req.method == Method::HEAD;
     if req.method != Method::GET && !head_only {
@@ -95,6 +115,8 @@ pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
         req,
         head_only,
         keep_alive,
+        cache_control: None,
+        vary_accept: false,
     };
     let cache = &site.cache;
     if cache.enabled()
@@ -102,15 +124,61 @@ pub fn from_memory(req: &Request, site: &Site) -> Result<Response, Miss> {
         // Unless its sidecars are still to be looked for.
         && let Some(chosen) = precompressed::pick(req, &file, &site.precompressed)
     {
+        let ctx = ctx.with_rule(site, path.key(), &file);
         return Ok(serve_file(&ctx, chosen, site.max_ranges));
     }
-    Err(Miss { path })
+    Err(Miss(Missing::Path(path)))
 }
 
 /// Finishes what [`from_memory`] left: opens the path beneath the root
-/// (and its `index.html`, or lists it) and answers. Blocks on the disk.
+/// (and its `index.html`, or lists it) and answers, with the error page
+/// configured for the status if there is one. Blocks on the disk.
 pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
-    let Miss { path } = miss;
+    let resp = match miss.0 {
+        Missing::Path(path) => open_and_answer(req, path, site),
+        Missing::ErrorPage(resp) => resp,
+    };
+    with_error_page(req, resp, site)
+}
+
+/// The configured page of `resp`'s status in place of its built-in text,
+/// with every other field kept (`Allow`, `Content-Range`, ...), and the
+/// body sent from the file by the backend. `resp` as it is if no page is
+/// configured for its status or the page cannot be opened now.
+fn with_error_page(req: &Request, resp: Response, site: &Site) -> Response {
+    let Some(page) = site.rules.error_pages.get(resp.status) else {
+        return resp;
+    };
+    let file = match open_page(&page.path, site) {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::warn!(
+                "error page {} for {}: {e}; sent the built-in text",
+                page.path.decoded(),
+                resp.status.as_u16()
+            );
+            return resp;
+        }
+    };
+    let len = file.len;
+    let body = if req.method == Method::HEAD || len == 0 {
+        Body::Empty
+    } else {
+        Body::File {
+            source: Source::with_len(file.file.clone(), len),
+            range: ByteRange::full(len),
+        }
+    };
+    Response {
+        status: resp.status,
+        head: replace_content(resp.head, &file.content_type, len),
+        body,
+        body_len: len,
+        close: resp.close,
+    }
+}
+
+fn open_and_answer(req: &Request, path: RequestPath, site: &Site) -> Response {
     let keep_alive = req.keep_alive;
     let head_only = req.method == Method::HEAD;
     // `from_memory` accepted the target.
@@ -119,6 +187,8 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
         req,
         head_only,
         keep_alive,
+        cache_control: None,
+        vary_accept: false,
     };
     let cache = &site.cache;
     let key = cache.enabled().then(|| path.key());
@@ -132,6 +202,13 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
         file
     };
     match site.root.open_path(&path, &site.policy) {
+        Err(PathError::NotFound)
+            if let Some(page) = &site.rules.fallback
+                && wants_fallback(path.last_segment(), req.headers.get_all(header::ACCEPT)) =>
+        {
+            serve_fallback(&ctx, page, site)
+                .unwrap_or_else(|| plain(StatusCode::NOT_FOUND, "", head_only, keep_alive))
+        }
         Err(e) => path_error(e, head_only, keep_alive, cache),
         Ok(Opened::File(file, meta)) => {
             if path.has_trailing_slash() {
@@ -141,6 +218,7 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
             let ctype = content_type(path.last_segment());
             let sidecars = sidecars(req, site, &path, None, &meta, &ctype);
             let file = keep(OpenFile::with_sidecars(file, &meta, ctype, sidecars));
+            let ctx = ctx.with_rule(site, path.key(), &file);
             let chosen = precompressed::pick(req, &file, &site.precompressed);
             serve_file(&ctx, chosen.unwrap_or(&file), site.max_ranges)
         }
@@ -153,10 +231,11 @@ pub fn from_disk(req: &Request, miss: Miss, site: &Site) -> Response {
                     let ctype = content_type("index.html");
                     let sidecars = sidecars(req, site, &path, Some("index.html"), &meta, &ctype);
                     let file = keep(OpenFile::with_sidecars(file, &meta, ctype, sidecars));
+                    let ctx = ctx.with_rule(site, path.key(), &file);
                     let chosen = precompressed::pick(req, &file, &site.precompressed);
                     serve_file(&ctx, chosen.unwrap_or(&file), site.max_ranges)
                 }
-                Ok(None) if site.listing => listing_page(&path, &dir, site, head_only, keep_alive),
+                Ok(None) if site.listing => listing_page(&path, &dir, site, &ctx, query),
                 Ok(None) => plain(
                     StatusCode::FORBIDDEN,
                     "directory listing is off",
@@ -186,7 +265,10 @@ fn sidecars(
     precompressed::probe(&site.root, &site.policy, path, index, meta, ctype, codings)
 }
 
-/// The listing page of `dir`, at most `site.listing_max_entries` entries.
+/// The listing page of `dir`, at most `site.listing_max_entries` entries,
+/// as HTML or, if the request asks for it ([`listing::wants_json`]), as
+/// JSON (then `X-Listing-Truncated: true` says the cap was reached); in
+/// the configured order either way, and `Vary: Accept`.
 ///
 /// A HEAD gets the page's head without the page: RFC 9110 9.3.2 lets a
 /// response to HEAD omit the header fields whose values are only known by
@@ -199,12 +281,24 @@ fn listing_page(
     path: &RequestPath,
     dir: &Dir,
     site: &Site,
-    head_only: bool,
-    keep_alive: bool,
+    ctx: &Ctx<'_>,
+    query: Option<&str>,
 ) -> Response {
+    let (head_only, keep_alive) = (ctx.head_only, ctx.keep_alive);
+    let accept = ctx.req.headers.get_all(header::ACCEPT);
+    let json = listing::wants_json(query, accept.iter().map(|v| v.as_bytes()));
+    let sort = site.rules.listing_sort;
     let mut head = Head::new(StatusCode::OK);
-    head.header("Content-Type", "text/html; charset=utf-8")
-        .header("Cache-Control", "no-cache");
+    head.header(
+        "Content-Type",
+        if json {
+            "application/json"
+        } else {
+            "text/html; charset=utf-8"
+        },
+    )
+    .header("Cache-Control", "no-cache")
+    .header("Vary", "Accept");
     let listed = if head_only {
         // Opened as for a GET, so that the status is the same; not read.
         dir.check_readable()
@@ -215,9 +309,16 @@ fn listing_page(
                 if !site.listing_show_sidecars {
                     precompressed::hide_sidecars(&mut entries, &site.precompressed);
                 }
-                let html = listing::render(&path.decoded(), entries).into_bytes();
-                head.header("Content-Length", html.len());
-                with_body(StatusCode::OK, head, html, false, keep_alive)
+                let page = if json {
+                    if entries.truncated {
+                        head.header("X-Listing-Truncated", "true");
+                    }
+                    listing::render_json(entries, sort)
+                } else {
+                    listing::render(&path.decoded(), entries, sort).into_bytes()
+                };
+                head.header("Content-Length", page.len());
+                with_body(StatusCode::OK, head, page, false, keep_alive)
             })
     };
     match listed {
@@ -229,10 +330,83 @@ fn listing_page(
     }
 }
 
+/// The fallback page for a request that found nothing (see
+/// [`wants_fallback`]), as if it had been asked for, with its own
+/// validators, ranges and `Cache-Control` rule; `Vary: Accept`, as another
+/// `Accept` gets a 404. `None` if the page cannot be opened any more.
+fn serve_fallback(ctx: &Ctx<'_>, page: &Page, site: &Site) -> Option<Response> {
+    let file = match open_page(&page.path, site) {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::warn!("fallback {}: {e}", page.path.decoded());
+            return None;
+        }
+    };
+    let ctx = Ctx {
+        vary_accept: true,
+        ..ctx.with_rule(site, page.path.key(), &file)
+    };
+    Some(serve_file(&ctx, &file, site.max_ranges))
+}
+
+/// Opens a configured page (the fallback, an error page) like a request
+/// for its path, through the open-file cache.
+fn open_page(path: &RequestPath, site: &Site) -> Result<Arc<OpenFile>, PathError> {
+    let cache = &site.cache;
+    if cache.enabled()
+        && let Some(file) = cache.get(path.key())
+    {
+        return Ok(file);
+    }
+    let opened_at = cache.enabled().then(|| cache.now());
+    match site.root.open_path(path, &site.policy)? {
+        Opened::File(file, meta) => {
+            let ctype = content_type(path.last_segment());
+            let file = Arc::new(OpenFile::new(file, &meta, ctype));
+            if let Some(at) = opened_at {
+                cache.insert(path.key(), file.clone(), at);
+            }
+            Ok(file)
+        }
+        Opened::Dir(_) => Err(PathError::NotFound),
+    }
+}
+
+#[derive(Clone, Copy)]
 struct Ctx<'a> {
     req: &'a Request,
     head_only: bool,
     keep_alive: bool,
+    /// The `Cache-Control` rule matching the file served, if any.
+    cache_control: Option<&'a str>,
+    /// The response depends on `Accept` (the SPA fallback).
+    vary_accept: bool,
+}
+
+impl<'a> Ctx<'a> {
+    /// With the `Cache-Control` rule for `file`, served under `key`: looked
+    /// up once per opened file, then remembered with it.
+    fn with_rule(self, site: &'a Site, key: &str, file: &OpenFile) -> Ctx<'a> {
+        let rules = &site.rules.cache_control;
+        if rules.is_empty() {
+            return self;
+        }
+        let rule = *file.cache_rule.get_or_init(|| rules.index_for_key(key));
+        Ctx {
+            cache_control: rule.map(|i| rules.value(i)),
+            ..self
+        }
+    }
+
+    /// Fields every 200, 206 and 304 of the file carries besides its own.
+    fn extra_fields(&self, head: &mut Head) {
+        if let Some(value) = self.cache_control {
+            head.header("Cache-Control", value);
+        }
+        if self.vary_accept {
+            head.header("Vary", "Accept");
+        }
+    }
 }
 
 fn is_known_method(m: &Method) -> bool {
@@ -368,6 +542,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
         Precondition::NotModified => {
             let mut head = Head::new(StatusCode::NOT_MODIFIED);
             validators(&mut head);
+            ctx.extra_fields(&mut head);
             return Response {
                 status: StatusCode::NOT_MODIFIED,
                 head: head.finish(ctx.keep_alive),
@@ -430,6 +605,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
             // file was opened.
             let mut head = Head::new(StatusCode::OK);
             head.fields(&file.ok_fields);
+            ctx.extra_fields(&mut head);
             let body = if ctx.head_only {
                 Body::Empty
             } else {
@@ -511,6 +687,7 @@ fn serve_file(ctx: &Ctx<'_>, file: &OpenFile, max_ranges: usize) -> Response {
     };
     head.header("Accept-Ranges", "bytes");
     validators(&mut head);
+    ctx.extra_fields(&mut head);
     Response {
         status,
         head: head.finish(ctx.keep_alive),

@@ -548,6 +548,7 @@ mod by_hand {
                     cache: FileCache::off(),
                     precompressed: Vec::new(),
                     listing_show_sidecars: false,
+                    rules: zcserve::site_rules::SiteRules::default(),
                 },
                 backend,
                 header_timeout: Duration::from_secs(10),

@@ -283,6 +283,7 @@ impl Dir {
                     is_dir: kind.is_dir(),
                     len: found.meta.len(),
                     modified: found.meta.modified().ok(),
+                    symlink: true,
                 }
             } else if kind == SFlag::S_IFDIR || kind == SFlag::S_IFREG {
                 Entry {
@@ -290,6 +291,7 @@ impl Dir {
                     is_dir: kind == SFlag::S_IFDIR,
                     len: u64::try_from(stat.st_size).unwrap_or(0),
                     modified: modified(&stat),
+                    symlink: false,
                 }
             } else {
                 continue;

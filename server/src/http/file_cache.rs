@@ -57,7 +57,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -91,6 +91,10 @@ pub struct OpenFile {
     /// The sidecars found beside the file, in the configured order; `None`
     /// if they were not looked for.
     pub sidecars: Option<Box<[Arc<OpenFile>]>>,
+    /// Which `Cache-Control` rule (by index) matches the path this file
+    /// is served under, worked out at its first response, so that a
+    /// cached file costs no glob match per request.
+    pub cache_rule: OnceLock<Option<usize>>,
     identity: Identity,
     /// When `identity` was last confirmed, in coarse-clock nanoseconds.
     checked: AtomicU64,
@@ -162,6 +166,7 @@ impl OpenFile {
             coding,
             vary,
             sidecars,
+            cache_rule: OnceLock::new(),
             identity: Identity::from_metadata(meta),
             checked: AtomicU64::new(0),
         }

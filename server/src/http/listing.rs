@@ -1,6 +1,9 @@
-//! The HTML page served for a directory that has no `index.html` (when
-//! listings are enabled): directories first, then files, each linked by a
-//! percent-encoded relative `href` so that any file name round-trips.
+//! The page served for a directory that has no `index.html` (when
+//! listings are enabled): HTML, directories first, then files, each linked
+//! by a percent-encoded relative `href` so that any file name round-trips;
+//! or, for a client that asks for it ([`wants_json`]), a JSON array of the
+//! same entries ([`render_json`]). Both in the order of `--listing-sort`
+//! ([`Sort`]).
 //!
 //! Rendering is a pure function of the request path and the entries; how the
 //! entries are read from disk (and which are hidden) is
@@ -23,6 +26,94 @@ pub struct Entry {
     pub len: u64,
     /// Last modification time, if known.
     pub modified: Option<SystemTime>,
+    /// The name is a symlink (`is_dir`, `len` and `modified` describe its
+    /// target).
+    pub symlink: bool,
+}
+
+/// The order of a listing's entries, directories always first
+/// (`--listing-sort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sort {
+    /// By the bytes of the name (so `B` before `a`).
+    #[default]
+    Name,
+    /// Newest first (as `ls -t`); unknown times last; ties by name.
+    Mtime,
+    /// Largest first (as `ls -S`); directories by name; ties by name.
+    Size,
+}
+
+/// Puts `entries` in `by`'s order, directories first.
+pub fn sort(entries: &mut [Entry], by: Sort) {
+    entries.sort_by(|a, b| {
+        let by_name = || a.name.as_bytes().cmp(b.name.as_bytes());
+        let dirs_first = b.is_dir.cmp(&a.is_dir);
+        dirs_first.then_with(|| match by {
+            Sort::Name => by_name(),
+            // `Some` of the later time first, `None` last.
+            Sort::Mtime => b.modified.cmp(&a.modified).then_with(by_name),
+            Sort::Size if a.is_dir => by_name(),
+            Sort::Size => b.len.cmp(&a.len).then_with(by_name),
+        })
+    });
+}
+
+/// Whether a listing request gets JSON rather than HTML: `?format=json`
+/// in the query (`?format=html` forces HTML), or else an `Accept` that
+/// weighs `application/json` above `text/html` (a tie, `*/*` or no
+/// `Accept`, is HTML, as browsers send `*/*` too).
+pub fn wants_json<'a>(query: Option<&str>, accept: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    for pair in query.unwrap_or("").split('&') {
+        match pair {
+            "format=json" => return true,
+            "format=html" => return false,
+            _ => {}
+        }
+    }
+    let accept: Vec<&[u8]> = accept.into_iter().collect();
+    super::accept::quality(accept.iter().copied(), "application", "json")
+        > super::accept::quality(accept.iter().copied(), "text", "html")
+}
+
+/// One entry as JSON.
+#[derive(serde::Serialize)]
+struct JsonEntry<'a> {
+    name: &'a str,
+    /// `"file"`, `"dir"` or `"symlink"`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// For a symlink: `"file"` or `"dir"`, what it leads to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'static str>,
+    /// Bytes; `null` for a directory.
+    size: Option<u64>,
+    /// Seconds since 1970-01-01 UTC (negative before); `null` if unknown.
+    mtime: Option<i64>,
+}
+
+/// The listing as a JSON array of `{name, type, size, mtime}` (and
+/// `target` for a symlink), in `by`'s order. Names are UTF-8 (the names
+/// that are not are never listed, as no request could name them), escaped
+/// by serde_json.
+pub fn render_json(listing: Listing, by: Sort) -> Vec<u8> {
+    let mut entries = listing.entries;
+    sort(&mut entries, by);
+    let kind = |e: &Entry| if e.is_dir { "dir" } else { "file" };
+    let json: Vec<JsonEntry<'_>> = entries
+        .iter()
+        .map(|e| JsonEntry {
+            name: &e.name,
+            kind: if e.symlink { "symlink" } else { kind(e) },
+            target: e.symlink.then(|| kind(e)),
+            size: (!e.is_dir).then_some(e.len),
+            mtime: e.modified.map(unix_seconds),
+        })
+        .collect();
+    let mut out = serde_json::to_vec(&json).unwrap_or_else(|_| b"[]".to_vec());
+    out.push(b'\n');
+    out
 }
 
 /// What [`Dir::entries`](crate::fs::Dir::entries) read from a directory.
@@ -48,21 +139,17 @@ const HREF: &AsciiSet = &NON_ALPHANUMERIC
 ///
 /// The page is a complete HTML5 document titled `Index of <url_path>`. It
 /// links to `../` unless `url_path` is `/`, then lists directories (with a
-/// trailing `/`) before files, each group sorted by the bytes of the name.
+/// trailing `/`) before files, each group in `by`'s order ([`sort`]).
 /// Links are relative to the directory, so the page must be served at a URL
 /// ending in `/`. A truncated listing says so above the table (and below
 /// it): the entries shown are the first ones read from the directory,
 /// sorted, not the first ones in sorted order.
-pub fn render(url_path: &str, listing: Listing) -> String {
+pub fn render(url_path: &str, listing: Listing, by: Sort) -> String {
     let Listing {
         mut entries,
         truncated,
     } = listing;
-    entries.sort_by(|a, b| {
-        b.is_dir
-            .cmp(&a.is_dir)
-            .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
-    });
+    sort(&mut entries, by);
 
     let title = format!("Index of {}", escape_html(url_path));
     let mut out = String::with_capacity(512 + entries.len() * 160);
@@ -151,16 +238,7 @@ fn human_size(len: u64) -> String {
 
 /// Formats `t` as `YYYY-MM-DD HH:MM` in UTC (times before 1970 included).
 fn format_time(t: SystemTime) -> String {
-    let secs: i64 = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => {
-            // Round towards negative infinity so the minute is right.
-            let d = e.duration();
-            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-            let frac = i64::from(d.subsec_nanos() > 0);
-            whole.saturating_add(frac).saturating_neg()
-        }
-    };
+    let secs = unix_seconds(t);
     let days = secs.div_euclid(86_400);
     let of_day = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -169,6 +247,20 @@ fn format_time(t: SystemTime) -> String {
         of_day / 3600,
         (of_day % 3600) / 60
     )
+}
+
+/// Whole seconds since 1970-01-01 UTC, rounded down (so negative before).
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            // Round towards negative infinity so the minute is right.
+            let d = e.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            let frac = i64::from(d.subsec_nanos() > 0);
+            whole.saturating_add(frac).saturating_neg()
+        }
+    }
 }
 
 /// Converts days since 1970-01-01 into a proleptic Gregorian (year, month,
@@ -200,6 +292,7 @@ mod tests {
                 entries,
                 truncated: false,
             },
+            Sort::Name,
         )
     }
 
@@ -214,6 +307,7 @@ mod tests {
                 entries,
                 truncated: true,
             },
+            Sort::Name,
         );
         assert_eq!(cut.matches("class=\"truncated\"").count(), 2, "{cut}");
         assert!(cut.contains("more than 2 entries; only 2 of them are shown"));
@@ -226,6 +320,7 @@ mod tests {
             is_dir: false,
             len,
             modified: None,
+            symlink: false,
         }
     }
 
@@ -235,6 +330,7 @@ mod tests {
             is_dir: true,
             len: 4096,
             modified: None,
+            symlink: false,
         }
     }
 
@@ -352,5 +448,111 @@ mod tests {
             format_time(UNIX_EPOCH + Duration::from_secs(4_107_542_400)),
             "2100-03-01 00:00"
         );
+    }
+
+    fn at(mut e: Entry, secs: u64) -> Entry {
+        e.modified = Some(UNIX_EPOCH + Duration::from_secs(secs));
+        e
+    }
+
+    fn names(mut entries: Vec<Entry>, by: Sort) -> Vec<String> {
+        sort(&mut entries, by);
+        entries.into_iter().map(|e| e.name).collect()
+    }
+
+    #[test]
+    fn sort_orders_keep_directories_first() {
+        let entries = vec![
+            at(file("b", 10), 300),
+            at(file("a", 30), 100),
+            at(file("c", 10), 200),
+            file("d", 20),
+            at(dir("zdir"), 50),
+            at(dir("adir"), 10),
+        ];
+        assert_eq!(
+            names(entries.clone(), Sort::Name),
+            ["adir", "zdir", "a", "b", "c", "d"]
+        );
+        // Newest first, unknown last.
+        assert_eq!(
+            names(entries.clone(), Sort::Mtime),
+            ["zdir", "adir", "b", "c", "a", "d"]
+        );
+        // Largest first, ties by name; directories by name.
+        assert_eq!(
+            names(entries, Sort::Size),
+            ["adir", "zdir", "a", "d", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn json_is_asked_for_by_query_or_accept() {
+        let json = |q: Option<&str>, a: Option<&str>| wants_json(q, a.map(str::as_bytes));
+        assert!(json(Some("format=json"), None));
+        assert!(json(Some("x=1&format=json"), Some("text/html")));
+        assert!(!json(Some("format=html"), Some("application/json")));
+        assert!(json(None, Some("application/json")));
+        assert!(json(None, Some("text/html;q=0.5, application/json")));
+        assert!(!json(None, Some("application/json;q=0.5, text/html")));
+        assert!(!json(None, Some("*/*")));
+        assert!(!json(None, None));
+        assert!(!json(Some("format=jsonp"), None));
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        assert!(!json(None, Some(browser)));
+    }
+
+    #[test]
+    fn json_entries_have_their_fields_and_escaped_names() {
+        let mut link = at(dir("to-dir"), 7);
+        link.symlink = true;
+        let mut flink = at(file("to-file", 3), 8);
+        flink.symlink = true;
+        let odd = "q\"uote\\back\nline\u{1}\u{e9}\u{1F600}</script>";
+        let listing = Listing {
+            entries: vec![
+                at(file(odd, 5), 1_700_000_000),
+                file("nomtime", 0),
+                at(dir("sub"), 1),
+                at(file("old", 1), 0),
+                link,
+                flink,
+            ],
+            truncated: false,
+        };
+        let out = render_json(listing.clone(), Sort::Name);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let arr = v.as_array().unwrap();
+        assert_eq!(arr.len(), 6);
+        let by = |name: &str| arr.iter().find(|e| e["name"] == name).unwrap().clone();
+        assert_eq!(
+            by(odd),
+            serde_json::json!({"name": odd, "type": "file", "size": 5, "mtime": 1_700_000_000})
+        );
+        assert_eq!(by("nomtime")["mtime"], serde_json::Value::Null);
+        assert_eq!(
+            by("sub"),
+            serde_json::json!({"name": "sub", "type": "dir", "size": null, "mtime": 1})
+        );
+        assert_eq!(by("to-dir")["type"], "symlink");
+        assert_eq!(by("to-dir")["target"], "dir");
+        assert_eq!(by("to-file")["target"], "file");
+        assert_eq!(by("to-file")["size"], 3);
+        assert!(by("old").get("target").is_none());
+        // Raw control characters never appear in the output.
+        assert!(!out[..out.len() - 1].iter().any(|&b| b < 0x20), "{out:?}");
+        // Sorted, directories first.
+        let order: Vec<&str> = arr.iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(order[..2], ["sub", "to-dir"]);
+        let by_mtime = render_json(listing, Sort::Mtime);
+        let v: serde_json::Value = serde_json::from_slice(&by_mtime).unwrap();
+        let order: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, ["to-dir", "sub", odd, "to-file", "old", "nomtime"]);
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_millis(1)), -1);
     }
 }

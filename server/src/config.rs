@@ -91,12 +91,15 @@ pub struct Args {
     /// Size of each copy buffer [default: 128 KiB]
     #[arg(long, value_name = "BYTES")]
     pub buffer_size: Option<usize>,
-    /// List the backends this machine can run and the one `auto` picks, then exit
+    /// List the backends this machine can run and the rule `auto` picks by, then exit
     #[arg(long)]
     pub list_backends: bool,
     /// Most entries a directory listing shows; a bigger directory's page says it is truncated [default: 10000]
     #[arg(long, value_name = "N")]
     pub listing_max_entries: Option<usize>,
+    /// With --backend auto: bodies (or ranges) of fewer bytes go through copy, the rest through sendfile; 0 sends all through sendfile [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    pub auto_threshold: Option<u64>,
 }
 
 /// Access log line formats.
@@ -138,6 +141,7 @@ struct FileConfig {
     pipe_size: Option<usize>,
     buffer_size: Option<usize>,
     listing_max_entries: Option<usize>,
+    auto_threshold: Option<u64>,
 }
 
 /// Where access log lines go.
@@ -370,6 +374,10 @@ impl Settings {
                 // One setting for both pools: the server's (opens, stats,
                 // listings) and the backends' (cold body ranges).
                 disk_threads,
+                auto_threshold: args
+                    .auto_threshold
+                    .or(file.auto_threshold)
+                    .unwrap_or(defaults.auto_threshold),
             },
             listing_max_entries,
         })
@@ -577,5 +585,19 @@ mod tests {
             e.contains("listing-max-entries") && e.contains("--no-listing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn auto_threshold_flag_and_key() {
+        let default = zcserve_backends::Config::default().auto_threshold;
+        assert_eq!(parse(&[]).unwrap().backend_config.auto_threshold, default);
+        let s = with_file("auto-threshold = 4096\n", &[]).unwrap();
+        assert_eq!(s.backend_config.auto_threshold, 4096);
+        let s = with_file("auto-threshold = 4096\n", &["--auto-threshold", "0"]).unwrap();
+        assert_eq!(s.backend_config.auto_threshold, 0);
+        let e = parse(&["--auto-threshold", "64k"]).unwrap_err();
+        assert!(e.contains("--auto-threshold"), "{e}");
+        let e = with_file("auto-threshold = -1\n", &[]).unwrap_err();
+        assert!(e.contains("auto-threshold"), "{e}");
     }
 }

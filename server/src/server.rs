@@ -16,7 +16,7 @@ use nix::sys::socket::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use zcserve_backends::Backend;
+use zcserve_backends::Choice;
 
 use crate::access_log::Logger;
 use crate::clock::Clock;
@@ -34,7 +34,8 @@ pub struct Server {
     listeners: Vec<StdListener>,
     metrics_listener: Option<StdListener>,
     state: Arc<ServerState>,
-    backend: Backend,
+    backend: Choice,
+    rule: String,
     max_connections: usize,
     grace: Duration,
 }
@@ -54,7 +55,7 @@ impl Server {
     pub fn bind_with_clock(settings: &Settings, clock: Clock) -> Result<Server, String> {
         let root = Root::open(&settings.root)
             .map_err(|e| format!("cannot serve {}: {e}", settings.root.display()))?;
-        let backend: Backend = settings
+        let backend: Choice = settings
             .backend
             .parse()
             .map_err(|e| format!("--backend: {e}"))?;
@@ -108,6 +109,7 @@ impl Server {
             metrics_listener,
             state,
             backend,
+            rule: backend.rule(&settings.backend_config),
             max_connections: settings.max_connections,
             grace: settings.shutdown_grace,
         })
@@ -128,9 +130,14 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
     }
 
-    /// The backend in use.
-    pub fn backend(&self) -> Backend {
+    /// The backend in use, or `auto`.
+    pub fn backend(&self) -> Choice {
         self.backend
+    }
+
+    /// How bodies are sent, in words: the backend's name, or `auto`'s rule.
+    pub fn backend_rule(&self) -> &str {
+        &self.rule
     }
 
     /// The server's counters.

@@ -62,7 +62,8 @@ pub(crate) fn rule(threshold: u64) -> String {
         format!("{} for every body", large())
     } else {
         let t = exact_size(threshold);
-        format!("{SMALL} below {t}, {} from {t}", large())
+        // No comma: the start line separates its fields with ", ".
+        format!("{SMALL} below {t}; {} from {t}", large())
     }
 }
 
@@ -229,7 +230,7 @@ mod tests {
         assert_eq!(exact_size(3 << 20), "3 MiB");
         assert_eq!(exact_size(65_537), "65537 bytes");
         if large() == Backend::Sendfile {
-            assert_eq!(rule(64 << 10), "copy below 64 KiB, sendfile from 64 KiB");
+            assert_eq!(rule(64 << 10), "copy below 64 KiB; sendfile from 64 KiB");
             assert_eq!(rule(0), "sendfile for every body");
         } else {
             assert!(rule(64 << 10).starts_with("copy for every body"));

@@ -292,7 +292,7 @@ impl Choice {
     }
 
     /// How responses are sent, in words: the backend's name, or `auto`'s
-    /// rule with `config`'s threshold ("copy below 64 KiB, sendfile from
+    /// rule with `config`'s threshold ("copy below 64 KiB; sendfile from
     /// 64 KiB").
     pub fn rule(self, config: &Config) -> String {
         match self {

@@ -84,7 +84,7 @@ fn run(args: Args) -> Result<(), String> {
         .map(|a| format!("http://{a}/"))
         .collect();
     let backend = match server.backend() {
-        Choice::Auto => format!("auto ({})", server.backend_rule()),
+        Choice::Auto => format!("auto ({})", Choice::Auto.rule(&settings.backend_config)),
         Choice::One(b) => b.to_string(),
     };
     let metrics = server

@@ -35,7 +35,6 @@ pub struct Server {
     metrics_listener: Option<StdListener>,
     state: Arc<ServerState>,
     backend: Choice,
-    rule: String,
     max_connections: usize,
     grace: Duration,
 }
@@ -109,7 +108,6 @@ impl Server {
             metrics_listener,
             state,
             backend,
-            rule: backend.rule(&settings.backend_config),
             max_connections: settings.max_connections,
             grace: settings.shutdown_grace,
         })
@@ -133,11 +131,6 @@ impl Server {
     /// The backend in use, or `auto`.
     pub fn backend(&self) -> Choice {
         self.backend
-    }
-
-    /// How bodies are sent, in words: the backend's name, or `auto`'s rule.
-    pub fn backend_rule(&self) -> &str {
-        &self.rule
     }
 
     /// The server's counters.

@@ -5,7 +5,10 @@
 //! holds one only while it pumps or while part of it is still unsent, so
 //! idle keep-alive connections cost no buffer. A partial send keeps the
 //! unsent tail in the buffer and sends it first next time. The first
-//! chunk leaves together with the head in one `sendmsg`.
+//! chunk leaves together with the head in one `sendmsg`. Each buffer starts
+//! on a page boundary ([`PageBuf`]): the kernel's copy into a buffer that
+//! does not can be several times slower, and where a heap block starts is
+//! up to the allocator.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -13,8 +16,8 @@ use std::sync::Arc;
 use nix::sys::uio::pread;
 use zcserve_core::sock::send_with_prefix;
 use zcserve_core::{
-    Attempt, ByteRange, Move, Moved, Mover, Pumping, Source, Stats, Step, Syscall, Transfer,
-    TransferError,
+    Attempt, ByteRange, Move, Moved, Mover, PageBuf, Pumping, Source, Stats, Step, Syscall,
+    Transfer, TransferError,
 };
 
 use crate::config::Config;
@@ -31,7 +34,7 @@ pub(crate) fn build(config: &Config, pumping: Pumping) -> Result<Arc<dyn Transfe
 struct Copy(Arc<Buffers>);
 
 struct Buffers {
-    pool: Pool<Box<[u8]>>,
+    pool: Pool<PageBuf>,
     size: usize,
 }
 
@@ -52,7 +55,7 @@ impl Mover for Copy {
 struct CopyStep {
     file: Arc<File>,
     buffers: Arc<Buffers>,
-    buf: Option<Box<[u8]>>,
+    buf: Option<PageBuf>,
     /// `buf[pos..filled]` was read from the file and not yet sent.
     pos: usize,
     filled: usize,
@@ -72,7 +75,7 @@ impl Step for CopyStep {
             let buffers = &self.buffers;
             let buf = self
                 .buf
-                .get_or_insert_with(|| buffers.pool.get(|| vec![0; buffers.size].into()));
+                .get_or_insert_with(|| buffers.pool.get(|| PageBuf::new(buffers.size)));
             let r = pread(self.file.as_ref(), &mut buf[..want], offset as libc::off_t);
             return Attempt::made(
                 Syscall::Pread,
@@ -119,5 +122,61 @@ impl Step for CopyStep {
 
     fn close(&mut self, _: &Arc<Stats>) {
         self.release(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    use zcserve_core::{blocking, page_size};
+
+    use super::*;
+
+    /// The buffers `pread` fills start on a page: the one a session read
+    /// into is the one it gave back to the pool, checked there.
+    #[test]
+    fn preads_into_page_aligned_buffers() {
+        let path = std::env::temp_dir().join(format!("zcserve-copy-align-{}", std::process::id()));
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&data)
+            .unwrap();
+        let source = Source::new(Arc::new(File::open(&path).unwrap())).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for size in [16 << 10, 100_000, 128 << 10] {
+            let buffers = Arc::new(Buffers {
+                pool: Pool::new(4),
+                size,
+            });
+            let stats = Arc::new(Stats::new());
+            let t = Pumping::new("copy", stats.clone(), 1 << 20).with(Copy(buffers.clone()));
+            let (a, mut b) = UnixStream::pair().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                b.read_to_end(&mut got).unwrap();
+                got
+            });
+            let mut s = t
+                .start(&source, ByteRange::full(data.len() as u64), b"h".to_vec())
+                .unwrap();
+            blocking::send_all(s.as_mut(), a.as_fd(), None).unwrap();
+            drop((s, a));
+            assert_eq!(reader.join().unwrap()[1..], data[..]);
+            assert!(stats.snapshot().syscalls(Syscall::Pread) >= 3, "{size}");
+            assert_eq!(buffers.pool.idle(), 1, "the session gave its buffer back");
+            let used = buffers
+                .pool
+                .get(|| panic!("the used buffer was not pooled"));
+            assert_eq!(used.len(), size);
+            assert_eq!(
+                used.as_ptr() as usize % page_size(),
+                0,
+                "{size}-byte buffer"
+            );
+        }
     }
 }

@@ -4,20 +4,26 @@
 //! its `server.network-backend`s).
 //!
 //! ```
-//! use zcserve_backends::{Backend, Config};
+//! use zcserve_backends::{Backend, Choice, Config};
 //!
-//! let backend: Backend = "auto".parse()?;            // or "sendfile", "copy", ...
+//! let backend: Backend = "splice".parse()?;          // or "sendfile", "copy", ...
 //! let transfer = backend.build(&Config::default())?; // Arc<dyn Transfer>
 //! assert_eq!(transfer.name(), backend.name());
 //! for b in Backend::ALL {
 //!     println!("{b:10} {}", b.description());
 //! }
+//! // `auto` is a policy over two backends, picking one per response:
+//! let auto: Choice = "auto".parse()?;
+//! let transfer = auto.build(&Config::default())?;
+//! println!("auto: {}", auto.rule(&Config::default()));
 //! # Ok::<(), zcserve_core::TransferError>(())
 //! ```
 //!
 //! Each backend is one file holding a [`zcserve_core::Mover`] and its
 //! [`zcserve_core::Step`], and one row of [`TABLE`]; everything that picks
 //! or lists backends (the CLI, `auto`, tests, benches) reads the table.
+//! What a user names with `--backend` is a [`Choice`]: one backend, or
+//! `auto`, which picks `copy` or `sendfile` for each response by its size.
 //! Linux-only backends are compiled only on Linux; their rows stay, so
 //! elsewhere they are listed and refused with the reason.
 //!
@@ -35,6 +41,7 @@ use zcserve_core::disk::Cold;
 use zcserve_core::{Pumping, Stats};
 pub use zcserve_core::{Transfer, TransferError};
 
+mod auto;
 mod config;
 mod copy;
 mod mmap;
@@ -216,14 +223,13 @@ impl Backend {
             .collect()
     }
 
-    /// The backend `auto` stands for here: `sendfile` on Linux, `copy`
-    /// elsewhere (the portable one).
+    /// The backend [`Choice::Auto`] sends large bodies with: `sendfile` on
+    /// Linux, `copy` elsewhere (the portable one); bodies below
+    /// [`Config::auto_threshold`] go through `copy`.
     ///
-    /// No backend is best everywhere (README, Results): `copy` can lead the
-    /// smallest files (one `sendmsg` carries head and body) and `splice`
-    /// mid-sized ones, but `sendfile` copies nothing through user space,
-    /// makes one syscall per chunk where splice makes two, holds no pipe or
-    /// ring, and is the one that did not fall behind on large files.
+    /// `sendfile` copies nothing through user space, makes one syscall per
+    /// chunk where splice makes two, holds no pipe or ring, and is the one
+    /// that did not fall behind on large files (README, Results).
     pub const fn auto() -> Backend {
         if cfg!(target_os = "linux") {
             Backend::Sendfile
@@ -236,12 +242,7 @@ impl Backend {
     /// availability, makes sure SIGPIPE is ignored (counted in the new
     /// backend's stats), then runs the backend's own build.
     pub fn build(self, config: &Config) -> Result<Arc<dyn Transfer>, TransferError> {
-        let cold =
-            Cold::with_threads(config.disk_threads).map_err(|e| TransferError::InvalidConfig {
-                setting: "disk_threads",
-                reason: format!("cannot start {} disk threads: {e}", config.disk_threads),
-            })?;
-        self.build_with(config, cold)
+        self.build_with(config, cold(config)?)
     }
 
     /// [`Backend::build`] with the disk's oracle and pool given rather than
@@ -259,6 +260,82 @@ impl Backend {
         sigpipe::ensure_ignored(&stats)?;
         let pumping = Pumping::new(self.name(), stats, config.max_chunk).cold(cold);
         build(config, pumping)
+    }
+}
+
+/// The disk's oracle and pool `config.disk_threads` asks for.
+fn cold(config: &Config) -> Result<Option<Cold>, TransferError> {
+    Cold::with_threads(config.disk_threads).map_err(|e| TransferError::InvalidConfig {
+        setting: "disk_threads",
+        reason: format!("cannot start {} disk threads: {e}", config.disk_threads),
+    })
+}
+
+/// What `--backend` names: one backend, or `auto`, the policy that picks
+/// `copy` or `sendfile` for each response by the length of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Choice {
+    /// Every response through this backend.
+    One(Backend),
+    /// `copy` below [`Config::auto_threshold`] bytes of body, from there
+    /// [`Backend::auto`].
+    Auto,
+}
+
+impl Choice {
+    /// `auto`, or the backend's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Choice::One(b) => b.name(),
+            Choice::Auto => "auto",
+        }
+    }
+
+    /// How responses are sent, in words: the backend's name, or `auto`'s
+    /// rule with `config`'s threshold ("copy below 64 KiB; sendfile from
+    /// 64 KiB").
+    pub fn rule(self, config: &Config) -> String {
+        match self {
+            Choice::One(b) => b.name().to_string(),
+            Choice::Auto => auto::rule(config.auto_threshold),
+        }
+    }
+
+    /// Builds the backend, or both of `auto`'s sharing one disk pool.
+    pub fn build(self, config: &Config) -> Result<Arc<dyn Transfer>, TransferError> {
+        self.build_with(config, cold(config)?)
+    }
+
+    /// [`Choice::build`] with the disk's oracle and pool given (see
+    /// [`Backend::build_with`]); `auto`'s backends share it.
+    pub fn build_with(
+        self,
+        config: &Config,
+        cold: Option<Cold>,
+    ) -> Result<Arc<dyn Transfer>, TransferError> {
+        match self {
+            Choice::One(b) => b.build_with(config, cold),
+            Choice::Auto => auto::build(config, cold),
+        }
+    }
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Parses `auto` or a backend's name, case-insensitive.
+impl FromStr for Choice {
+    type Err = TransferError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            Ok(Choice::Auto)
+        } else {
+            s.parse().map(Choice::One)
+        }
     }
 }
 
@@ -289,7 +366,9 @@ impl fmt::Display for Backend {
     }
 }
 
-/// Parses a backend name; `auto` gives [`Backend::auto`]. Case-insensitive.
+/// Parses a backend name; `auto` gives [`Backend::auto`], the backend of
+/// `auto`'s large bodies (parse a [`Choice`] for the per-response policy).
+/// Case-insensitive.
 impl FromStr for Backend {
     type Err = TransferError;
 
@@ -331,6 +410,22 @@ mod tests {
             msg.contains("\"sendfiel\"") && msg.contains("splice, mmap, copy, uring, auto"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn choice_is_auto_or_one_backend() {
+        assert_eq!(" Auto ".parse::<Choice>().unwrap(), Choice::Auto);
+        assert_eq!(
+            "SPLICE".parse::<Choice>().unwrap(),
+            Choice::One(Backend::Splice)
+        );
+        assert_eq!(Choice::Auto.name(), "auto");
+        assert_eq!(Choice::One(Backend::Mmap).rule(&Config::default()), "mmap");
+        let msg = "nope".parse::<Choice>().unwrap_err().to_string();
+        assert!(msg.contains("copy, uring, auto"), "{msg}");
+        let t = Choice::Auto.build(&Config::default()).unwrap();
+        assert_eq!(t.name(), "auto");
+        assert!(!t.delegates().is_empty());
     }
 
     #[test]

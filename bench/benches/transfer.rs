@@ -67,7 +67,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use zcserve_backends::{Backend, Config};
-use zcserve_core::{ByteRange, Source, Transfer, blocking};
+use zcserve_core::{ByteRange, PageBuf, Source, Transfer, blocking};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -192,7 +192,9 @@ impl Conn {
 /// Reads `len` bytes at a time from `peer`, signalling each complete
 /// transfer on `done`, until the sender closes the connection.
 fn drain(mut peer: TcpStream, len: u64, done: &mpsc::Sender<()>) {
-    let mut buf = vec![0u8; READ_BUF];
+    // Page-aligned, as the server's buffers are: the receiver's copy then
+    // costs the same whatever the allocator returns.
+    let mut buf = PageBuf::new(READ_BUF);
     loop {
         let mut left = len;
         while left > 0 {

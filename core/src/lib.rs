@@ -33,6 +33,7 @@
 //! optional driver on top.
 
 pub mod blocking;
+mod buf;
 pub mod disk;
 mod error;
 mod pump;
@@ -43,6 +44,7 @@ mod stats;
 pub mod tokio;
 mod transfer;
 
+pub use buf::{PageBuf, page_size};
 pub use error::{TransferError, errno_of};
 pub use pump::{Attempt, Move, Moved, Mover, Pumping, READ_IN_SPAN, Step};
 pub use range::ByteRange;

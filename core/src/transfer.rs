@@ -82,6 +82,20 @@ pub trait Transfer: Send + Sync + 'static {
         None
     }
 
+    /// The backends whose sessions this transfer runs, for a policy that
+    /// picks one per response (`auto`); empty for a backend, which runs its
+    /// own. A policy's own [`Transfer::stats`] count nothing: each session
+    /// counts into the backend that ran it.
+    fn delegates(&self) -> &[Arc<dyn Transfer>] {
+        &[]
+    }
+
+    /// The name of the backend that runs a body of `len` bytes: this one's,
+    /// or for a policy the one it picks for that length.
+    fn name_for(&self, _len: u64) -> &'static str {
+        self.name()
+    }
+
     /// Prepares to send `prefix` followed by `range` of `source`.
     ///
     /// Fails, before any byte is sent, when the range does not lie inside

@@ -96,7 +96,7 @@ pub struct Args {
     /// Size of each copy buffer [default: 128 KiB]
     #[arg(long, value_name = "BYTES")]
     pub buffer_size: Option<usize>,
-    /// List the backends this machine can run and the one `auto` picks, then exit
+    /// List the backends this machine can run and the rule `auto` picks by, then exit
     #[arg(long)]
     pub list_backends: bool,
     /// Most entries a directory listing shows; a bigger directory's page says it is truncated [default: 10000]
@@ -123,6 +123,9 @@ pub struct Args {
     /// Order of directory listings (HTML and JSON), directories first: name, mtime (newest first) or size (largest first) [default: name]
     #[arg(long, value_enum, value_name = "ORDER")]
     pub listing_sort: Option<ListingSort>,
+    /// With --backend auto: bodies (or ranges) of fewer bytes go through copy, the rest through sendfile; 0 sends all through sendfile [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    pub auto_threshold: Option<u64>,
 }
 
 /// Access log line formats.
@@ -171,6 +174,7 @@ struct FileConfig {
     fallback: Option<String>,
     error_page: Option<BTreeMap<String, String>>,
     listing_sort: Option<ListingSort>,
+    auto_threshold: Option<u64>,
 }
 
 /// `precompressed` in the TOML file: a list of codings, or `"off"` (or one
@@ -437,6 +441,10 @@ impl Settings {
                 // One setting for both pools: the server's (opens, stats,
                 // listings) and the backends' (cold body ranges).
                 disk_threads,
+                auto_threshold: args
+                    .auto_threshold
+                    .or(file.auto_threshold)
+                    .unwrap_or(defaults.auto_threshold),
             },
             listing_max_entries,
             reuseport: args.reuseport || file.reuseport.unwrap_or(false),
@@ -863,5 +871,19 @@ mod tests {
         assert!(e.contains("--listing-sort"), "{e}");
         let e = with_file("listing-sort = \"date\"\n", &[]).unwrap_err();
         assert!(e.contains("listing-sort = \"date\""), "{e}");
+    }
+
+    #[test]
+    fn auto_threshold_flag_and_key() {
+        let default = zcserve_backends::Config::default().auto_threshold;
+        assert_eq!(parse(&[]).unwrap().backend_config.auto_threshold, default);
+        let s = with_file("auto-threshold = 4096\n", &[]).unwrap();
+        assert_eq!(s.backend_config.auto_threshold, 4096);
+        let s = with_file("auto-threshold = 4096\n", &["--auto-threshold", "0"]).unwrap();
+        assert_eq!(s.backend_config.auto_threshold, 0);
+        let e = parse(&["--auto-threshold", "64k"]).unwrap_err();
+        assert!(e.contains("--auto-threshold"), "{e}");
+        let e = with_file("auto-threshold = -1\n", &[]).unwrap_err();
+        assert!(e.contains("auto-threshold"), "{e}");
     }
 }

@@ -184,6 +184,7 @@ pub async fn serve(
         }
         let close = resp.close;
         let planned = resp.status.as_u16();
+        let via = sent_by(&resp.body, state.backend.as_ref());
         let outcome = send(&mut stream, resp, &state).await;
         let (status, bytes) = match &outcome {
             Sent::Done(n) | Sent::Cut(n, _) => (planned, *n),
@@ -214,7 +215,7 @@ pub async fn serve(
             Sent::Cut(_, e) => {
                 state.metrics.aborted.fetch_add(1, Ordering::Relaxed);
                 if !e.is_peer_gone() {
-                    tracing::warn!(%peer, target = %req.target, "response cut short: {e}");
+                    tracing::warn!(%peer, target = %req.target, backend = via, "response cut short: {e}");
                 }
                 // The framing is broken mid-body: the only honest end is to
                 // drop the connection.
@@ -225,7 +226,7 @@ pub async fn serve(
                     .metrics
                     .backend_unavailable
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%peer, target = %req.target, "answered 503: the backend could not start: {e}");
+                tracing::error!(%peer, target = %req.target, backend = via, "answered 503: the backend could not start: {e}");
                 if matches!(
                     e.errno(),
                     Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
@@ -556,6 +557,25 @@ async fn send(stream: &mut TcpStream, resp: Response, state: &ServerState) -> Se
                 return Sent::Cut(sent, e);
             }
             Sent::Done(sent + n)
+        }
+    }
+}
+
+/// The backend that sends `body`'s file bytes, for the logs: under `auto`
+/// the one it picks for the range's length ("auto" for a multipart body
+/// whose parts went to different ones); "none" for a body from memory.
+fn sent_by(body: &Body, transfer: &dyn Transfer) -> &'static str {
+    match body {
+        Body::Empty | Body::Bytes(_) => "none",
+        Body::File { range, .. } => transfer.name_for(range.len()),
+        Body::Multipart { parts, .. } => {
+            let mut names = parts.iter().map(|(_, r)| transfer.name_for(r.len()));
+            let first = names.next().unwrap_or("none");
+            if names.all(|n| n == first) {
+                first
+            } else {
+                transfer.name()
+            }
         }
     }
 }

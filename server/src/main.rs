@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use zcserve::config::{Args, Settings};
 use zcserve::server::Server;
-use zcserve_backends::Backend;
+use zcserve_backends::{Backend, Choice, Config};
 
 fn main() -> ExitCode {
     // Before anything starts a thread: taking the sockets edits the
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2.
     let args = Args::parse();
     if args.list_backends {
-        list_backends();
+        list_backends(args.auto_threshold);
         return ExitCode::SUCCESS;
     }
     match run(args, inherited) {
@@ -33,19 +33,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn list_backends() {
+fn list_backends(auto_threshold: Option<u64>) {
     for b in Backend::ALL {
         let state = match b.check() {
             Ok(()) => "available".to_string(),
             Err(e) => format!("not available here: {e}"),
         };
-        let auto = if b == Backend::auto() {
-            "  <- auto"
-        } else {
-            ""
-        };
-        println!("{:<9} {state}{auto}", b.name());
+        println!("{:<9} {state}", b.name());
     }
+    let config = Config {
+        auto_threshold: auto_threshold.unwrap_or(Config::default().auto_threshold),
+        ..Config::default()
+    };
+    println!(
+        "{:<9} {} (--auto-threshold)",
+        "auto",
+        Choice::Auto.rule(&config)
+    );
 }
 
 fn run(
@@ -89,10 +93,9 @@ fn run(
         .iter()
         .map(|a| format!("http://{a}/"))
         .collect();
-    let backend = if settings.backend.eq_ignore_ascii_case("auto") {
-        format!("{} (auto)", server.backend())
-    } else {
-        server.backend().to_string()
+    let backend = match server.backend() {
+        Choice::Auto => format!("auto ({})", Choice::Auto.rule(&settings.backend_config)),
+        Choice::One(b) => b.to_string(),
     };
     let metrics = server
         .metrics_addr()

@@ -1,11 +1,13 @@
 //! Counters of the server (responses by status, connections, bytes) and
 //! their Prometheus text rendering, together with the backend's own
 //! counters from zcserve-core: bytes, syscalls by kind, would-block waits.
+//! Under `auto` each backend it picked has its own samples (`backend=`
+//! label), counted by the sessions that backend ran.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use zcserve_core::{Snapshot, Syscall};
+use zcserve_core::{Snapshot, Syscall, Transfer};
 
 /// Statuses counted separately; anything else lands in "other".
 const STATUSES: [u16; 17] = [
@@ -53,11 +55,11 @@ impl Metrics {
         self.responses[slot(status)].load(Ordering::Relaxed)
     }
 
-    /// The Prometheus exposition text of these counters and `backend`'s.
-    pub fn render(&self, backend_name: &str, backend: &Snapshot, log_dropped: u64) -> String {
+    /// The Prometheus exposition text of these counters and the backends'
+    /// (see [`backend_counters`]), each under its name.
+    pub fn render(&self, backends: &[(&str, Snapshot)], log_dropped: u64) -> String {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut o = String::with_capacity(4096);
-        let b = backend_name;
         let mut family = |name: &str, kind: &str, help: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
@@ -129,78 +131,92 @@ impl Metrics {
             "Access log lines dropped because the writer fell behind.",
             log_dropped,
         );
-        let mut labelled = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                o,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{backend=\"{b}\"}} {v}"
-            );
+        let mut labelled = |name: &str, kind: &str, help: &str, v: fn(&Snapshot) -> u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (b, snap) in backends {
+                let _ = writeln!(o, "{name}{{backend=\"{b}\"}} {}", v(snap));
+            }
         };
         labelled(
             "zcserve_backend_sessions_started_total",
             "counter",
-            "Transfers started by the backend.",
-            backend.sessions_started,
+            "Transfers (response bodies, or parts of multipart ones) started by the backend.",
+            |s| s.sessions_started,
         );
         labelled(
             "zcserve_backend_sessions_completed_total",
             "counter",
             "Transfers that sent every byte.",
-            backend.sessions_completed,
+            |s| s.sessions_completed,
         );
         labelled(
             "zcserve_backend_sessions_failed_total",
             "counter",
             "Transfers that ended in an error.",
-            backend.sessions_failed,
+            |s| s.sessions_failed,
         );
         labelled(
             "zcserve_backend_body_bytes_total",
             "counter",
             "File bytes the backend put in sockets.",
-            backend.body_bytes,
+            |s| s.body_bytes,
         );
         labelled(
             "zcserve_backend_prefix_bytes_total",
             "counter",
             "Response head bytes sent ahead of file bytes.",
-            backend.prefix_bytes,
+            |s| s.prefix_bytes,
         );
         labelled(
             "zcserve_backend_copied_in_bytes_total",
             "counter",
             "File bytes copied from the kernel into user space.",
-            backend.copied_in,
+            |s| s.copied_in,
         );
         labelled(
             "zcserve_backend_copied_out_bytes_total",
             "counter",
             "File bytes copied from user memory into sockets.",
-            backend.copied_out,
+            |s| s.copied_out,
         );
         labelled(
             "zcserve_backend_would_block_total",
             "counter",
             "Times a transfer found its socket full.",
-            backend.would_block,
+            |s| s.would_block,
         );
         labelled(
             "zcserve_backend_pending_total",
             "counter",
             "Times a transfer waited for in-flight kernel work (io_uring completions).",
-            backend.pending,
+            |s| s.pending,
         );
         let _ = writeln!(
             o,
             "# HELP zcserve_backend_syscalls_total System calls made by the backend, by kind.\n# TYPE zcserve_backend_syscalls_total counter"
         );
-        for call in Syscall::ALL {
-            let _ = writeln!(
-                o,
-                "zcserve_backend_syscalls_total{{backend=\"{b}\",syscall=\"{call}\"}} {}",
-                backend.syscalls(call)
-            );
+        for (b, snap) in backends {
+            for call in Syscall::ALL {
+                let _ = writeln!(
+                    o,
+                    "zcserve_backend_syscalls_total{{backend=\"{b}\",syscall=\"{call}\"}} {}",
+                    snap.syscalls(call)
+                );
+            }
         }
         o
+    }
+}
+
+/// The counters of each backend `transfer` runs sessions on, by name: its
+/// own, or under `auto` those of each backend it picks from.
+pub fn backend_counters(transfer: &dyn Transfer) -> Vec<(&'static str, Snapshot)> {
+    match transfer.delegates() {
+        [] => vec![(transfer.name(), transfer.stats().snapshot())],
+        some => some
+            .iter()
+            .map(|d| (d.name(), d.stats().snapshot()))
+            .collect(),
     }
 }
 
@@ -267,7 +283,7 @@ mod tests {
         m.response(200);
         m.response(200);
         m.response(418);
-        let text = m.render("sendfile", &Snapshot::default(), 0);
+        let text = m.render(&[("sendfile", Snapshot::default())], 0);
         assert!(
             text.contains("zcserve_responses_total{status=\"200\"} 2\n"),
             "{text}"
@@ -277,5 +293,25 @@ mod tests {
             "zcserve_backend_syscalls_total{backend=\"sendfile\",syscall=\"sendfile\"} 0\n"
         ));
         assert_eq!(m.responses(200), 2);
+    }
+
+    #[test]
+    fn each_backend_gets_its_samples() {
+        let mut copy = Snapshot::default();
+        copy.body_bytes = 7;
+        let text =
+            Metrics::default().render(&[("copy", copy), ("sendfile", Snapshot::default())], 0);
+        for line in [
+            "zcserve_backend_body_bytes_total{backend=\"copy\"} 7\n",
+            "zcserve_backend_body_bytes_total{backend=\"sendfile\"} 0\n",
+            "zcserve_backend_syscalls_total{backend=\"copy\",syscall=\"pread64\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert_eq!(
+            text.matches("# TYPE zcserve_backend_body_bytes_total")
+                .count(),
+            1
+        );
     }
 }

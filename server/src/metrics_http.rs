@@ -70,8 +70,7 @@ pub async fn serve(
             let resp = match req.as_deref().and_then(|r| split_target(&r.target)) {
                 Some(("/metrics", _)) => {
                     let mut text = state.metrics.render(
-                        state.backend.name(),
-                        &state.backend.stats().snapshot(),
+                        &crate::metrics::backend_counters(state.backend.as_ref()),
                         state.log.dropped(),
                     );
                     state.disk.stats().render(state.disk.threads(), &mut text);

@@ -18,7 +18,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use zcserve_backends::Backend;
+use zcserve_backends::Choice;
 
 use crate::access_log::Logger;
 use crate::clock::Clock;
@@ -43,7 +43,7 @@ pub struct Server {
     drain: bool,
     metrics_listener: Option<StdListener>,
     state: Arc<ServerState>,
-    backend: Backend,
+    backend: Choice,
     max_connections: usize,
     grace: Duration,
 }
@@ -71,7 +71,7 @@ impl Server {
     ) -> Result<Server, String> {
         let root = Root::open(&settings.root)
             .map_err(|e| format!("cannot serve {}: {e}", settings.root.display()))?;
-        let backend: Backend = settings
+        let backend: Choice = settings
             .backend
             .parse()
             .map_err(|e| format!("--backend: {e}"))?;
@@ -168,8 +168,8 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
     }
 
-    /// The backend in use.
-    pub fn backend(&self) -> Backend {
+    /// The backend in use, or `auto`.
+    pub fn backend(&self) -> Choice {
         self.backend
     }
 

@@ -647,7 +647,7 @@ fn backend_failing_to_start_gets_503_and_is_counted() {
     assert_eq!(m.responses(503), failures);
     assert_eq!(m.backend_unavailable.load(Ordering::Relaxed), failures);
     assert_eq!(m.aborted.load(Ordering::Relaxed), 0);
-    let text = m.render("x", &Default::default(), 0);
+    let text = m.render(&[("x", Default::default())], 0);
     assert!(
         text.contains(&format!("zcserve_backend_unavailable_total {failures}\n")),
         "{text}"

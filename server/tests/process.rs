@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use zcserve_backends::Backend;
+use zcserve_backends::{Backend, Choice, Config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zcserve");
 /// How long a server may take to print its start line.
@@ -232,7 +232,7 @@ impl Drop for Proc {
 }
 
 /// The parts of `zcserve: serving ROOT on http://A/ [http://B/…] with
-/// backend NAME[ (auto)], N thread[s][, metrics at …]`.
+/// backend NAME|auto (RULE), N thread[s][, metrics at …]`.
 #[derive(Debug)]
 struct StartLine {
     root: String,
@@ -382,8 +382,8 @@ fn readme_command_one_serves_cwd_on_8000_with_auto() {
         assert_eq!(addr.ip().to_string(), "127.0.0.1", "{line}");
         assert_ne!(addr.port(), 0, "{line}");
     }
-    let auto = Backend::auto().name();
-    assert_eq!(start.backend, format!("{auto} (auto)"), "{line}");
+    let auto = format!("auto ({})", Choice::Auto.rule(&Config::default()));
+    assert_eq!(start.backend, auto, "{line}");
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if n == 1 {
         "1 thread".to_string()
@@ -394,7 +394,7 @@ fn readme_command_one_serves_cwd_on_8000_with_auto() {
     assert_eq!(
         line,
         format!(
-            "zcserve: serving {} on http://{addr}/ with backend {auto} (auto), {threads}",
+            "zcserve: serving {} on http://{addr}/ with backend {auto}, {threads}",
             canonical.display()
         )
     );
@@ -974,11 +974,37 @@ fn cli_list_backends() {
         );
     }
     let auto: Vec<&&str> = lines.iter().filter(|l| l.contains("auto")).collect();
-    assert_eq!(auto.len(), 1, "one line marks auto:\n{stdout}");
-    assert!(
-        auto[0].starts_with(Backend::auto().name()),
-        "auto marks the wrong backend:\n{stdout}"
+    assert_eq!(auto.len(), 1, "one line for auto:\n{stdout}");
+    let rule = Choice::Auto.rule(&Config::default());
+    assert_eq!(
+        auto[0].split_whitespace().collect::<Vec<_>>().join(" "),
+        format!("auto {rule} (--auto-threshold)"),
+        "{stdout}"
     );
+    // The rule follows the flag.
+    let (status, stdout, stderr) = run_to_exit(&["--list-backends", "--auto-threshold", "1048576"]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let rule = Choice::Auto.rule(&Config {
+        auto_threshold: 1 << 20,
+        ..Config::default()
+    });
+    assert!(
+        rule.contains("1 MiB") || !Backend::Sendfile.is_available(),
+        "{rule}"
+    );
+    assert!(stdout.contains(&rule), "{rule} in\n{stdout}");
+}
+
+#[test]
+fn cli_bad_auto_threshold_names_the_flag() {
+    let dir = TempDir::new();
+    for bad in ["64k", "-1", "", "18446744073709551616"] {
+        let flag = format!("--auto-threshold={bad}");
+        cli_error(
+            &with_root(dir.path(), &["--backend", "auto", &flag]),
+            &["--auto-threshold"],
+        );
+    }
 }
 
 #[test]

@@ -364,6 +364,7 @@ pub fn small_config() -> Config {
         // The disk gate on (the default config has it off), so every suite
         // that runs both configs runs each backend with and without it.
         disk_threads: 2,
+        ..Config::default()
     }
 }
 

@@ -680,7 +680,7 @@ fn wake(slot: &Slot) -> bool {
 
 /// One pool thread: take a job, read, signal, until the pool closes.
 fn work(shared: &PoolState, scratch_len: usize) {
-    let mut scratch = vec![0u8; scratch_len];
+    let mut scratch = crate::PageBuf::new(scratch_len);
     let stats = &shared.stats;
     loop {
         let job = {

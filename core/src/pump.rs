@@ -357,12 +357,15 @@ impl<S: Step> Tracked<S> {
                         // gate let through is still under I/O when a move
                         // reads it (the page cache counts such pages as
                         // cached), and a warm range is asked about once per
-                        // span instead of once per chunk.
+                        // span instead of once per chunk: a chunk inside
+                        // the span last asked about is not asked again.
                         let span = (p.end - offset).min(READ_IN_SPAN).max(len as u64);
                         // A gate that cannot make its descriptor (out of
                         // descriptors) lets the move read as it did
                         // before there was a pool.
-                        if let Ok(Gate::Wait) = gate.before_move(file, offset, span) {
+                        if let Ok(Gate::Wait) =
+                            gate.before_move_within(file, offset, len as u64, span)
+                        {
                             return Ok(Pump::Pending);
                         }
                     }

@@ -18,6 +18,7 @@
 //! cold at will; [`testing`] has the helpers other crates' tests use.
 
 mod gate;
+mod memo;
 mod pool;
 mod sys;
 pub mod testing;
@@ -28,8 +29,10 @@ mod tests;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use gate::{ColdGate, Gate};
+pub use memo::DEFAULT_WINDOW as MEMO_WINDOW;
 pub use pool::{
     Completion, DiskPool, FileId, Parking, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn,
     SubmitError, Submitted, Ticket,
@@ -113,12 +116,26 @@ impl Residency for PageCache {
 pub struct Cold {
     residency: Arc<dyn Residency>,
     pool: Arc<DiskPool>,
+    memo: Option<Duration>,
 }
 
 impl Cold {
-    /// Asks `residency`, offloads misses to `pool`.
+    /// Asks `residency`, offloads misses to `pool`, and trusts a range
+    /// found resident for [`MEMO_WINDOW`] on the thread that asked.
     pub fn new(residency: Arc<dyn Residency>, pool: Arc<DiskPool>) -> Self {
-        Self { residency, pool }
+        Self {
+            residency,
+            pool,
+            memo: Some(MEMO_WINDOW),
+        }
+    }
+
+    /// How long a range found resident is trusted without asking again
+    /// (`None`: every session asks; tests that change their oracle's
+    /// answer for one open file use it).
+    pub fn with_memo(mut self, window: Option<Duration>) -> Self {
+        self.memo = window;
+        self
     }
 
     /// The page cache asked with the best method this kernel has, and a
@@ -141,7 +158,7 @@ impl Cold {
 
     /// A gate for one session.
     pub fn gate(&self) -> ColdGate {
-        ColdGate::new(Arc::clone(&self.residency), Arc::clone(&self.pool))
+        ColdGate::new(Arc::clone(&self.residency), Arc::clone(&self.pool)).with_memo(self.memo)
     }
 }
 

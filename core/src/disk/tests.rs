@@ -653,3 +653,109 @@ fn a_range_the_pool_is_reading_for_another_session_waits_even_if_the_oracle_says
     assert_eq!(later.before_move(&same, 0, LEN).unwrap(), Gate::Go);
     assert_eq!(p.stats().snapshot().offloaded, 2);
 }
+
+#[test]
+fn with_a_memo_sessions_on_one_thread_ask_once_per_window_and_never_past_a_read_in() {
+    const LEN: u64 = 4 * KIB;
+    let hour = Some(std::time::Duration::from_secs(3600));
+    let t = cold_file(LEN);
+    let (reader, hold) = HeldReader::new();
+    let p = Arc::new(pool(2, 4, reader));
+    let oracle = Arc::new(Oracle::new(|_, _, _| true));
+    let session = |window| {
+        ColdGate::new(Arc::clone(&oracle) as Arc<dyn Residency>, Arc::clone(&p)).with_memo(window)
+    };
+    // Without a memo every session asks.
+    for _ in 0..3 {
+        assert_eq!(
+            session(None).before_move(&t.file, 0, LEN).unwrap(),
+            Gate::Go
+        );
+    }
+    assert_eq!(oracle.calls(), 3);
+    // With one, the first session asks and the next ones on this thread
+    // recall its answer for the same open file and a range inside it.
+    for _ in 0..3 {
+        assert_eq!(
+            session(hour).before_move(&t.file, 0, LEN).unwrap(),
+            Gate::Go
+        );
+    }
+    assert_eq!(
+        session(hour).before_move(&t.file, 0, LEN / 2).unwrap(),
+        Gate::Go
+    );
+    assert_eq!(oracle.calls(), 4);
+    // A window that is over, another open file of the same path, a range
+    // beyond: asked again.
+    let zero = Some(std::time::Duration::ZERO);
+    assert_eq!(
+        session(zero).before_move(&t.file, 0, LEN).unwrap(),
+        Gate::Go
+    );
+    let reopened = Arc::new(File::open(&t.path).unwrap());
+    assert_eq!(
+        session(hour).before_move(&reopened, 0, LEN).unwrap(),
+        Gate::Go
+    );
+    assert_eq!(
+        session(hour).before_move(&t.file, 0, LEN + 1).unwrap(),
+        Gate::Go
+    );
+    assert_eq!(oracle.calls(), 7);
+
+    // A cold answer is not remembered: the next session asks again.
+    let cold = cold_file(LEN);
+    let said_cold = Arc::new(Oracle::new(|_, _, _| false));
+    let cold_session = || {
+        ColdGate::new(Arc::clone(&said_cold) as Arc<dyn Residency>, Arc::clone(&p)).with_memo(hour)
+    };
+    let mut first = cold_session();
+    assert_eq!(first.before_move(&cold.file, 0, LEN).unwrap(), Gate::Wait);
+    assert_eq!(hold.entered().offset, 0);
+    let mut again = cold_session();
+    assert_eq!(again.before_move(&cold.file, 0, LEN).unwrap(), Gate::Wait);
+    assert_eq!(said_cold.calls(), 2);
+    assert_eq!(hold.entered().offset, 0);
+    // The memo recalls t's range as resident, but while the pool reads t
+    // in for another session (as after an eviction) a session still
+    // waits: the pages are locked under that read.
+    let mut reading = ColdGate::new(Arc::clone(&said_cold) as Arc<dyn Residency>, Arc::clone(&p));
+    assert_eq!(reading.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    let mut recalled = session(hour);
+    assert_eq!(recalled.before_move(&t.file, 0, LEN).unwrap(), Gate::Wait);
+    for _ in 0..4 {
+        hold.release();
+    }
+    for (g, file) in [
+        (&mut first, &cold.file),
+        (&mut again, &cold.file),
+        (&mut reading, &t.file),
+        (&mut recalled, &t.file),
+    ] {
+        wait_readable(g.completion_fd().unwrap());
+        assert_eq!(g.before_move(file, 0, LEN).unwrap(), Gate::Go);
+    }
+    assert_eq!(p.stats().snapshot().offloaded, 4);
+}
+
+#[test]
+fn chunks_inside_the_span_last_asked_about_are_not_asked_again() {
+    const CHUNK: u64 = 256 * KIB;
+    const SPAN: u64 = 4 * 1024 * KIB;
+    let t = cold_file(2 * SPAN);
+    let (reader, _hold) = HeldReader::new();
+    let p = Arc::new(pool(1, 4, reader));
+    let (mut g, oracle) = gate(&p, false);
+    // As the pump asks: each chunk with the rest of the range up to SPAN.
+    let mut offset = 0;
+    while offset < 2 * SPAN {
+        let span = (2 * SPAN - offset).min(SPAN);
+        assert_eq!(
+            g.before_move_within(&t.file, offset, CHUNK, span).unwrap(),
+            Gate::Go
+        );
+        offset += CHUNK;
+    }
+    assert_eq!(oracle.calls(), 2, "once per span, not once per chunk");
+}

@@ -3,8 +3,8 @@
 //! range request is judged by the range): `copy` below the threshold, where
 //! head and body leave in one `sendmsg` and the copy costs less than the
 //! extra call, and `sendfile` from the threshold up, where copying nothing
-//! through user space wins (README, Results). Where `sendfile` is not built
-//! (not Linux) every body goes through `copy`.
+//! through user space wins (results/FINDINGS.md §7). Where `sendfile` is
+//! not built (not Linux) every body goes through `copy`.
 //!
 //! Both backends are built with the same disk pool, so a cold range waits
 //! for the same read-in threads whichever backend sends it. Each session

@@ -31,7 +31,7 @@ impl Default for Config {
             // lighttpd's size per sendfile call: small enough that one large
             // download does not hold a worker for long, large enough that
             // the per-call cost stays small. Chosen by measurement against
-            // larger and smaller budgets (README, Results).
+            // larger and smaller budgets (results/FINDINGS.md §2).
             max_chunk: 256 << 10,
             pipe_size: 1 << 20,
             buffer_size: 128 << 10,
@@ -40,7 +40,7 @@ impl Default for Config {
             // `--disk-threads`).
             disk_threads: 0,
             // The smallest size measured at which `sendfile` used less CPU
-            // per GB than `copy` (README, Results: `auto`).
+            // per GB than `copy` (results/FINDINGS.md §7).
             auto_threshold: 64 << 10,
         }
     }

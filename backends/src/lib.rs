@@ -229,7 +229,7 @@ impl Backend {
     ///
     /// `sendfile` copies nothing through user space, makes one syscall per
     /// chunk where splice makes two, holds no pipe or ring, and is the one
-    /// that did not fall behind on large files (README, Results).
+    /// that did not fall behind on large files (results/FINDINGS.md §5, §7).
     pub const fn auto() -> Backend {
         if cfg!(target_os = "linux") {
             Backend::Sendfile

@@ -3,9 +3,9 @@
 //! Where a heap block starts is up to the allocator (glibc serves large
 //! blocks from `mmap` at page + 16), and the kernel's copy into a user
 //! buffer that does not start on a page can run several times slower than
-//! into one that does (README, Results). Every buffer that file bytes are
-//! read into is one of these, so that speed no longer depends on the
-//! allocator.
+//! into one that does (results/FINDINGS.md §8). Every buffer that file
+//! bytes are read into is one of these, so that speed no longer depends on
+//! the allocator.
 //!
 //! The block is over-allocated by up to one page and the buffer starts at
 //! the first page boundary inside it: no `unsafe`, and no syscall beyond

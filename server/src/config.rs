@@ -492,8 +492,8 @@ fn codings<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Coding>, Stri
     Ok(out)
 }
 
-/// Measured with zcbench over loopback (README, Results): with 64 KiB one
-/// 256 MiB `sendfile` download ran 1.2-1.5x as fast, at less CPU per GB,
+/// Measured with zcbench over loopback (results/FINDINGS.md §2): with
+/// 64 KiB one 256 MiB `sendfile` download ran 1.2-1.5x as fast, at less CPU per GB,
 /// as with the kernel's default (no limit: a socket buffer of several MiB
 /// fills before the connection counts as full), and 7-15 % faster than
 /// with 128 KiB, in three short runs; 4 KiB and 1 MiB files and the other
@@ -504,7 +504,7 @@ const DEFAULT_NOTSENT_LOWAT: u32 = 64 << 10;
 /// default `aio threads` pool has 32 threads) while a burst of cold
 /// requests cannot start hundreds of threads; hot requests never wait for
 /// these threads, whatever their number. Measured with zcbench's cold
-/// scenario (README, Results).
+/// scenario (results/FINDINGS.md §9).
 const DEFAULT_DISK_THREADS: usize = 16;
 
 /// More threads than any disk queue could use.

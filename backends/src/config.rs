@@ -41,7 +41,7 @@ impl Default for Config {
             disk_threads: 0,
             // The smallest size measured at which `sendfile` used less CPU
             // per GB than `copy` (results/FINDINGS.md §7).
-            auto_threshold: 64 << 10,
+            auto_threshold: 32 << 10,
         }
     }
 }

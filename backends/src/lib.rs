@@ -292,8 +292,8 @@ impl Choice {
     }
 
     /// How responses are sent, in words: the backend's name, or `auto`'s
-    /// rule with `config`'s threshold ("copy below 64 KiB; sendfile from
-    /// 64 KiB").
+    /// rule with `config`'s threshold ("copy below 32 KiB; sendfile from
+    /// 32 KiB").
     pub fn rule(self, config: &Config) -> String {
         match self {
             Choice::One(b) => b.name().to_string(),

@@ -123,7 +123,7 @@ pub struct Args {
     /// Order of directory listings (HTML and JSON), directories first: name, mtime (newest first) or size (largest first) [default: name]
     #[arg(long, value_enum, value_name = "ORDER")]
     pub listing_sort: Option<ListingSort>,
-    /// With --backend auto: bodies (or ranges) of fewer bytes go through copy, the rest through sendfile; 0 sends all through sendfile [default: 65536]
+    /// With --backend auto: bodies (or ranges) of fewer bytes go through copy, the rest through sendfile; 0 sends all through sendfile [default: 32768]
     #[arg(long, value_name = "BYTES")]
     pub auto_threshold: Option<u64>,
 }

@@ -10,7 +10,8 @@ size, connections), the median of those per-round ratios and their range.
 
 A and B are target names as zcbench writes them (zcserve-sendfile,
 nginx-on, a --peer-cmd NAME...). A may also be `best:PREFIX`, the best
-target whose name starts with PREFIX in each round (e.g. best:zcserve-),
+target whose name starts with PREFIX in each round (e.g. best:zcserve-;
+best:!zcserve- is the best of the others),
 and likewise B. M is a field of the results (mb_per_s, the default;
 req_per_s; cpu_s_per_gb, where lower is better, so best: picks the
 lowest). Rounds where either side is missing or invalid are left out.
@@ -44,7 +45,11 @@ def main(argv):
 
     def pick(spec, row):
         if spec.startswith("best:"):
-            cands = {t: v for t, v in row.items() if t.startswith(spec[5:])}
+            pre = spec[5:]
+            if pre.startswith("!"):
+                cands = {t: v for t, v in row.items() if not t.startswith(pre[1:])}
+            else:
+                cands = {t: v for t, v in row.items() if t.startswith(pre)}
             if not cands:
                 return None, None
             best = (min if lower_better else max)(cands, key=cands.get)

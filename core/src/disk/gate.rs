@@ -143,18 +143,18 @@ impl ColdGate {
         // whatever the oracle or the memo says: its pages are in the cache
         // already but locked until their read ends, and a move would wait
         // there.
-        if let Some(window) = self.memo {
-            if memo::recalls(file, offset, end, window) && !self.pool_is_reading(file, offset, len)
-            {
-                self.known = (offset, end);
-                return Ok(Gate::Go);
-            }
-        }
+        let recalled = self
+            .memo
+            .is_some_and(|window| memo::recalls(file, offset, end, window));
         // An oracle that fails answers like one that cannot tell: go.
-        let resident = self.residency.resident(file.as_fd(), offset, len);
+        let resident = if recalled {
+            Ok(true)
+        } else {
+            self.residency.resident(file.as_fd(), offset, len)
+        };
         if resident.as_ref().map_or(true, |r| *r) && !self.pool_is_reading(file, offset, len) {
             // Only a real answer is remembered, not a failed call's guess.
-            if self.memo.is_some() && resident.is_ok() {
+            if self.memo.is_some() && !recalled && resident.is_ok() {
                 memo::remember(file, offset, end);
             }
             self.known = (offset, end);

@@ -29,7 +29,6 @@ mod tests;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use gate::{ColdGate, Gate};
 pub use memo::DEFAULT_WINDOW as MEMO_WINDOW;
@@ -116,26 +115,13 @@ impl Residency for PageCache {
 pub struct Cold {
     residency: Arc<dyn Residency>,
     pool: Arc<DiskPool>,
-    memo: Option<Duration>,
 }
 
 impl Cold {
     /// Asks `residency`, offloads misses to `pool`, and trusts a range
     /// found resident for [`MEMO_WINDOW`] on the thread that asked.
     pub fn new(residency: Arc<dyn Residency>, pool: Arc<DiskPool>) -> Self {
-        Self {
-            residency,
-            pool,
-            memo: Some(MEMO_WINDOW),
-        }
-    }
-
-    /// How long a range found resident is trusted without asking again
-    /// (`None`: every session asks; tests that change their oracle's
-    /// answer for one open file use it).
-    pub fn with_memo(mut self, window: Option<Duration>) -> Self {
-        self.memo = window;
-        self
+        Self { residency, pool }
     }
 
     /// The page cache asked with the best method this kernel has, and a
@@ -158,7 +144,8 @@ impl Cold {
 
     /// A gate for one session.
     pub fn gate(&self) -> ColdGate {
-        ColdGate::new(Arc::clone(&self.residency), Arc::clone(&self.pool)).with_memo(self.memo)
+        ColdGate::new(Arc::clone(&self.residency), Arc::clone(&self.pool))
+            .with_memo(Some(MEMO_WINDOW))
     }
 }
 

@@ -3,8 +3,7 @@
 //! over loopback and writes tables and charts of what each costs.
 //!
 //! The pieces: [`model`] (what is recorded), [`load`] (the load
-//! generator), [`client_read`] (how it reads bodies), [`aligned`] (its
-//! page-aligned buffers), [`report`] (CSV, JSON, Markdown and SVG output), [`target`]
+//! generator), [`client_read`] (how it reads bodies), [`report`] (CSV, JSON, Markdown and SVG output), [`target`]
 //! (what the command line asks to load), [`launch`] (starting, pinning and
 //! stopping servers), [`procs`] (a server's process tree: CPU time, memory,
 //! stopping it), [`peer`] (commands that start peer servers), [`fixture`]
@@ -13,7 +12,6 @@
 //! scenario's machinery: evicting, checking residency, throttling the disk)
 //! and [`cold_scenario`] (running it).
 
-pub mod aligned;
 pub mod client_read;
 pub mod cold;
 pub mod cold_scenario;

@@ -16,7 +16,7 @@
 //! with `recv(MSG_TRUNC)`, which copies nothing to user space: what the
 //! kernel reports discarded is counted against `Content-Length`, and
 //! nothing past the response is ever consumed. Every buffer received into
-//! is page-aligned ([`AlignedBuf`]). Each thread's own CPU time over the
+//! is page-aligned (`zcserve_core::PageBuf`). Each thread's own CPU time over the
 //! run (`getrusage(RUSAGE_THREAD)`) is the client's CPU time.
 //!
 //! Every response must have the expected status and `Content-Length`; one
@@ -42,8 +42,8 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::sys::socket::{MsgFlags, recv};
 
-use crate::aligned::AlignedBuf;
 pub use crate::client_read::ClientRead;
+use zcserve_core::PageBuf;
 
 /// Size of each connection's response-head buffer: a head must fit in it.
 pub const HEAD_BUF: usize = 8 * 1024;
@@ -398,7 +398,7 @@ struct Conn {
     /// xorshift64 state picking the next request.
     rng: u64,
     written: usize,
-    head: AlignedBuf,
+    head: PageBuf,
     /// Bytes of `head` filled (with `trunc`: peeked, still queued).
     head_len: usize,
     /// With `trunc`: how many bytes the next peek asks for.
@@ -505,7 +505,7 @@ struct Worker<'a> {
     conns: Vec<Conn>,
     live: usize,
     /// What bodies are read into: [`ClientRead::Size`] bytes, page-aligned.
-    scratch: AlignedBuf,
+    scratch: PageBuf,
     read: ClientRead,
     /// Each path's request, as written.
     wire: &'a [Vec<u8>],
@@ -552,7 +552,7 @@ impl<'a> Worker<'a> {
                 request,
                 rng,
                 written: 0,
-                head: AlignedBuf::new(HEAD_BUF),
+                head: PageBuf::new(HEAD_BUF),
                 head_len: 0,
                 peek_len: TRUNC_PEEK,
                 head_left: 0,
@@ -565,7 +565,7 @@ impl<'a> Worker<'a> {
             poll,
             live: conns.len(),
             conns,
-            scratch: AlignedBuf::new(match spec.read {
+            scratch: PageBuf::new(match spec.read {
                 ClientRead::Size(n) => n,
                 ClientRead::Trunc => 0,
             }),
@@ -955,7 +955,7 @@ pub fn probe(
     s.set_write_timeout(Some(timeout)).map_err(no)?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).map_err(no)?;
-    let mut buf = AlignedBuf::new(HEAD_BUF);
+    let mut buf = PageBuf::new(HEAD_BUF);
     read_one_response(&mut s, &mut buf, expect_status, expect_len).map_err(|e| match e {
         Answer::None(e) => ProbeError::NoAnswer(e),
         Answer::Wrong(e) => ProbeError::Wrong(e),
@@ -1044,7 +1044,7 @@ pub fn open_idle(
             Err(e) => note(&mut out.errors, format!("connection {i}: writing: {e}")),
         }
     }
-    let mut buf = AlignedBuf::new(HEAD_BUF);
+    let mut buf = PageBuf::new(HEAD_BUF);
     for (i, s) in out.streams.iter_mut().enumerate() {
         if !sent[i] {
             continue;
@@ -1124,7 +1124,7 @@ mod tests {
 
     #[test]
     fn every_buffer_received_into_is_page_aligned() {
-        let page = crate::aligned::page_size();
+        let page = zcserve_core::page_size();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         for read in [

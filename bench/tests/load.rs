@@ -416,11 +416,11 @@ fn client_cpu_time_is_the_load_threads_own() {
 
 #[test]
 fn aligned_buffers_start_on_a_page() {
-    use zcserve_bench::aligned::{AlignedBuf, page_size};
+    use zcserve_core::{PageBuf, page_size};
     let page = page_size();
     // 128 KiB and 256 KiB are what glibc serves from mmap at a page + 16.
     for len in [1, 4096, 8 * 1024, 128 * 1024, 256 * 1024, 3 << 20] {
-        let b = AlignedBuf::new(len);
+        let b = PageBuf::new(len);
         assert_eq!(b.len(), len);
         assert_eq!(
             b.as_ptr() as usize % page,

@@ -182,22 +182,12 @@ fn hv<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
         .map_or("", |v| v.to_str().unwrap_or("<non-ascii>"))
 }
 
-/// A raw request head: `METHOD target HTTP/1.1`, `Host: x`, then `extra`.
-fn req(method: &str, target: &str, extra: &[(&str, &str)]) -> String {
-    let mut r = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n");
-    for (k, v) in extra {
-        r.push_str(&format!("{k}: {v}\r\n"));
-    }
-    r.push_str("\r\n");
-    r
-}
-
 /// One request on its own connection (with `Connection: close`), its one
 /// response.
 fn one(s: &TestServer, method: &str, target: &str, extra: &[(&str, &str)]) -> RawResponse {
     let mut headers = extra.to_vec();
     headers.push(("Connection", "close"));
-    let out = s.raw(req(method, target, &headers).as_bytes());
+    let out = s.raw(request_head(method, target, &headers).as_bytes());
     let mut r = parse_responses(&out, &[method == "HEAD"]);
     assert_eq!(r.len(), 1, "{method} {target}: {} responses", r.len());
     r.remove(0)
@@ -564,9 +554,13 @@ fn head_has_the_headers_of_get_and_no_body() {
         // says, so the next pipelined response parses right after the head.
         let mut pipeline = String::new();
         for path in ["/big.bin", "/a.txt", "/list/", "/sub", "/missing.txt"] {
-            pipeline.push_str(&req("HEAD", path, &[]));
+            pipeline.push_str(&request_head("HEAD", path, &[]));
         }
-        pipeline.push_str(&req("GET", "/digits.txt", &[("Connection", "close")]));
+        pipeline.push_str(&request_head(
+            "GET",
+            "/digits.txt",
+            &[("Connection", "close")],
+        ));
         let out = s.raw(pipeline.as_bytes());
         let r = parse_responses(&out, &[true, true, true, true, true, false]);
         assert_eq!(r.len(), 6, "{b}: responses to 5 HEADs and a GET");
@@ -606,7 +600,8 @@ fn keep_alive_serves_many_requests_on_one_connection() {
             ("/a.txt", 200, HELLO),
         ];
         for (i, (path, status, body)) in cases.iter().enumerate() {
-            c.write_all(req("GET", path, &[]).as_bytes()).unwrap();
+            c.write_all(request_head("GET", path, &[]).as_bytes())
+                .unwrap();
             let r = read_responses(&mut c, &[false]).remove(0);
             assert_eq!(r.status, *status, "{b}: request {i} GET {path}");
             if *status == 200 {
@@ -702,8 +697,8 @@ fn connection_close_closes_after_the_response() {
     for b in backends() {
         let s = TestServer::start(b, fx.path(), |_| {});
         // A request pipelined after the `close` one must not be answered.
-        let mut both = req("GET", "/a.txt", &[("Connection", "close")]);
-        both.push_str(&req("GET", "/digits.txt", &[]));
+        let mut both = request_head("GET", "/a.txt", &[("Connection", "close")]);
+        both.push_str(&request_head("GET", "/digits.txt", &[]));
         // `raw` fails unless the server closes the connection.
         let out = s.raw(both.as_bytes());
         let r = parse_responses(&out, &[false]);
@@ -788,16 +783,16 @@ fn pipelining_ten_requests_in_one_write() {
     for b in backends() {
         let s = TestServer::start(b, fx.path(), |_| {});
         let reqs = [
-            req("GET", "/a.txt", &[]),
-            req("HEAD", "/digits.txt", &[]),
-            req("GET", "/missing.txt", &[]),
-            req("GET", "/digits.txt", &[("Range", "bytes=0-9")]),
-            req("GET", "/big.bin", &[("Range", "bytes=1048576-1049575")]),
-            req("HEAD", "/big.bin", &[]),
-            req("GET", "/sub", &[]),
-            req("GET", "/digits.txt", &[("Range", "bytes=0-1,5-6")]),
-            req("GET", "/big.bin", &[]),
-            req("GET", "/empty.txt", &[("Connection", "close")]),
+            request_head("GET", "/a.txt", &[]),
+            request_head("HEAD", "/digits.txt", &[]),
+            request_head("GET", "/missing.txt", &[]),
+            request_head("GET", "/digits.txt", &[("Range", "bytes=0-9")]),
+            request_head("GET", "/big.bin", &[("Range", "bytes=1048576-1049575")]),
+            request_head("HEAD", "/big.bin", &[]),
+            request_head("GET", "/sub", &[]),
+            request_head("GET", "/digits.txt", &[("Range", "bytes=0-1,5-6")]),
+            request_head("GET", "/big.bin", &[]),
+            request_head("GET", "/empty.txt", &[("Connection", "close")]),
         ];
         let head = [
             false, true, false, false, false, true, false, false, false, false,
@@ -876,8 +871,8 @@ fn other_known_methods_get_405_with_allow() {
             }
         }
         // And the connection goes on after a 405.
-        let mut pipeline = req("DELETE", "/a.txt", &[]);
-        pipeline.push_str(&req("GET", "/a.txt", &[("Connection", "close")]));
+        let mut pipeline = request_head("DELETE", "/a.txt", &[]);
+        pipeline.push_str(&request_head("GET", "/a.txt", &[("Connection", "close")]));
         let r = parse_responses(&s.raw(pipeline.as_bytes()), &[]);
         assert_eq!(r.len(), 2, "{b}: DELETE then GET");
         assert_eq!(
@@ -903,8 +898,12 @@ fn unknown_method_is_501() {
         assert_eq!(r.status, 501, "{b}: BREW /a.txt");
         let (status, _, _) = hreq(&rt, &s, Method::from_bytes(b"BREW").unwrap(), "/a.txt", &[]);
         assert_eq!(status, 501, "{b}: hyper BREW /a.txt");
-        let mut pipeline = req("BREW", "/pot", &[]);
-        pipeline.push_str(&req("GET", "/digits.txt", &[("Connection", "close")]));
+        let mut pipeline = request_head("BREW", "/pot", &[]);
+        pipeline.push_str(&request_head(
+            "GET",
+            "/digits.txt",
+            &[("Connection", "close")],
+        ));
         let r = parse_responses(&s.raw(pipeline.as_bytes()), &[]);
         let got: Vec<u16> = r.iter().map(|r| r.status).collect();
         assert_eq!(got, [501, 200], "{b}: BREW then GET");
@@ -924,9 +923,13 @@ fn request_bodies_are_discarded_and_framing_kept() {
             ("GET", 200, HELLO),
             ("HEAD", 200, b""),
         ] {
-            let mut pipeline = req(method, "/a.txt", &[("Content-Length", "5")]);
+            let mut pipeline = request_head(method, "/a.txt", &[("Content-Length", "5")]);
             pipeline.push_str("GET /");
-            pipeline.push_str(&req("GET", "/digits.txt", &[("Connection", "close")]));
+            pipeline.push_str(&request_head(
+                "GET",
+                "/digits.txt",
+                &[("Connection", "close")],
+            ));
             let r = parse_responses(&s.raw(pipeline.as_bytes()), &[method == "HEAD", false]);
             let got: Vec<u16> = r.iter().map(|r| r.status).collect();
             assert_eq!(got, [status, 200], "{b}: {method} with a body, then GET");
@@ -937,12 +940,13 @@ fn request_bodies_are_discarded_and_framing_kept() {
         }
         // The body arrives in a later write than the head.
         let mut c = s.connect();
-        c.write_all(req("POST", "/a.txt", &[("Content-Length", "10")]).as_bytes())
+        c.write_all(request_head("POST", "/a.txt", &[("Content-Length", "10")]).as_bytes())
             .unwrap();
         // The head alone is read first (and the body waited for).
         wait_until_server_read(&c);
         c.write_all(b"0123456789").unwrap();
-        c.write_all(req("GET", "/a.txt", &[]).as_bytes()).unwrap();
+        c.write_all(request_head("GET", "/a.txt", &[]).as_bytes())
+            .unwrap();
         let r = read_responses(&mut c, &[false, false]);
         assert_eq!(
             (r[0].status, r[1].status, r[1].body.as_slice()),
@@ -950,8 +954,8 @@ fn request_bodies_are_discarded_and_framing_kept() {
             "{b}: body in a later write"
         );
         // Content-Length: 0 is no body at all.
-        let mut pipeline = req("POST", "/a.txt", &[("Content-Length", "0")]);
-        pipeline.push_str(&req("GET", "/a.txt", &[("Connection", "close")]));
+        let mut pipeline = request_head("POST", "/a.txt", &[("Content-Length", "0")]);
+        pipeline.push_str(&request_head("GET", "/a.txt", &[("Connection", "close")]));
         let got: Vec<u16> = parse_responses(&s.raw(pipeline.as_bytes()), &[])
             .iter()
             .map(|r| r.status)
@@ -1061,8 +1065,8 @@ fn range_multiple_is_multipart_byteranges() {
         }
         // Over raw TCP the Content-Length frames the multipart body exactly:
         // the next pipelined response follows it.
-        let mut pipeline = req("GET", "/digits.txt", &[("Range", "bytes=0-1,5-6")]);
-        pipeline.push_str(&req("GET", "/a.txt", &[("Connection", "close")]));
+        let mut pipeline = request_head("GET", "/digits.txt", &[("Range", "bytes=0-1,5-6")]);
+        pipeline.push_str(&request_head("GET", "/a.txt", &[("Connection", "close")]));
         let r = parse_responses(&s.raw(pipeline.as_bytes()), &[]);
         assert_eq!(r.len(), 2, "{b}");
         check_partial(
@@ -1111,8 +1115,8 @@ fn range_unsatisfiable_is_416_with_content_range() {
             );
         }
         // The connection stays usable after a 416.
-        let mut pipeline = req("GET", "/digits.txt", &[("Range", "bytes=999999-")]);
-        pipeline.push_str(&req("GET", "/a.txt", &[("Connection", "close")]));
+        let mut pipeline = request_head("GET", "/digits.txt", &[("Range", "bytes=999999-")]);
+        pipeline.push_str(&request_head("GET", "/a.txt", &[("Connection", "close")]));
         let r = parse_responses(&s.raw(pipeline.as_bytes()), &[]);
         let got: Vec<u16> = r.iter().map(|r| r.status).collect();
         assert_eq!(got, [416, 200], "{b}: 416 then GET");
@@ -1193,10 +1197,18 @@ fn range_on_head_is_ignored_or_consistent() {
     let fx = Fixture::new();
     for b in backends() {
         let s = TestServer::start(b, fx.path(), |_| {});
-        let mut pipeline = req("HEAD", "/digits.txt", &[("Range", "bytes=0-9")]);
-        pipeline.push_str(&req("HEAD", "/digits.txt", &[("Range", "bytes=0-1,5-6")]));
-        pipeline.push_str(&req("HEAD", "/digits.txt", &[("Range", "bytes=999-")]));
-        pipeline.push_str(&req("GET", "/a.txt", &[("Connection", "close")]));
+        let mut pipeline = request_head("HEAD", "/digits.txt", &[("Range", "bytes=0-9")]);
+        pipeline.push_str(&request_head(
+            "HEAD",
+            "/digits.txt",
+            &[("Range", "bytes=0-1,5-6")],
+        ));
+        pipeline.push_str(&request_head(
+            "HEAD",
+            "/digits.txt",
+            &[("Range", "bytes=999-")],
+        ));
+        pipeline.push_str(&request_head("GET", "/a.txt", &[("Connection", "close")]));
         let r = parse_responses(&s.raw(pipeline.as_bytes()), &[true, true, true, false]);
         assert_eq!(r.len(), 4, "{b}: three HEADs with Range and a GET");
         // RFC 9110 §14.2 defines range handling for GET only; a server that
@@ -1341,8 +1353,8 @@ fn if_none_match_gives_304() {
             "{b} If-None-Match with Range"
         );
         // No body bytes follow a 304 on the wire.
-        let mut pipeline = req("GET", "/digits.txt", &[("If-None-Match", &etag)]);
-        pipeline.push_str(&req("GET", "/a.txt", &[("Connection", "close")]));
+        let mut pipeline = request_head("GET", "/digits.txt", &[("If-None-Match", &etag)]);
+        pipeline.push_str(&request_head("GET", "/a.txt", &[("Connection", "close")]));
         let r = parse_responses(&s.raw(pipeline.as_bytes()), &[]);
         let got: Vec<u16> = r.iter().map(|r| r.status).collect();
         assert_eq!(got, [304, 200], "{b}: 304 then GET");

@@ -81,17 +81,9 @@ impl Site {
     }
 }
 
-fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
-    let mut r = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        r.push_str(&format!("{k}: {v}\r\n"));
-    }
-    r.push_str("\r\n");
-    r
-}
-
 fn send(s: &TestServer, method: &str, target: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let out = s.raw(request(method, target, headers).as_bytes());
+    let headers = [&[("Connection", "close")], headers].concat();
+    let out = s.raw(request_head(method, target, &headers).as_bytes());
     // One response and nothing after it: a HEAD's head is all it sends.
     let mut r = parse_responses(&out, &[method == "HEAD"]);
     assert_eq!(r.len(), 1, "{method} {target}: {} responses", r.len());

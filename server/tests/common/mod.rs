@@ -351,6 +351,16 @@ pub fn assert_all_open_and_silent(cs: &[TcpStream], what: &str) {
     }
 }
 
+/// A raw request head: `METHOD target HTTP/1.1`, `Host: x`, then `extra`.
+pub fn request_head(method: &str, target: &str, extra: &[(&str, &str)]) -> String {
+    let mut r = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n");
+    for (k, v) in extra {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r
+}
+
 /// One parsed response off a byte stream.
 #[derive(Debug, Clone)]
 pub struct RawResponse {

@@ -18,15 +18,17 @@ use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -113,16 +115,28 @@ impl Proc {
         kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("kill");
     }
 
+    /// Waits for the exit itself (a pidfd turns readable when the process
+    /// ends), then reaps it; `None` if it outlives `within`, a bound only a
+    /// hang reaches.
     fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        while self.status.is_none() {
-            self.status = self.child.try_wait().expect("try_wait");
-            if self.status.is_none() {
-                if Instant::now() > deadline {
-                    return None;
+        if self.status.is_none() {
+            let pidfd = pidfd_of(&self.child);
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let deadline = Instant::now() + within;
+            // EINTR: poll again for what is left of the bound.
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let left = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+                match poll(&mut fds, left) {
+                    Err(Errno::EINTR) => {}
+                    r => {
+                        r.expect("poll on the pidfd");
+                        break;
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(5));
             }
+            self.status = self.child.try_wait().expect("try_wait");
+            self.status?;
         }
         if let Some(t) = self.stderr_thread.take() {
             let _ = t.join();
@@ -139,6 +153,17 @@ impl Proc {
             self.stderr_text()
         );
     }
+}
+
+/// A descriptor that turns readable when `child` exits (`pidfd_open(2)`,
+/// Linux 5.3+; nix has no wrapper).
+fn pidfd_of(child: &Child) -> OwnedFd {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    // SAFETY: the descriptor was just returned to us and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
 
 impl Drop for Proc {
@@ -294,6 +319,9 @@ struct Load {
     failures: Mutex<Vec<String>>,
     /// The clients stop when this is set.
     done: std::sync::atomic::AtomicBool,
+    /// Notified (under its lock) after every response counted and every
+    /// failure, so [`wait_load`] wakes on the event it waits for.
+    changed: (Mutex<()>, Condvar),
 }
 
 impl Load {
@@ -304,12 +332,21 @@ impl Load {
     fn fail(&self, why: String) {
         self.failures.lock().unwrap().push(why);
         self.done.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// Taking the lock orders this after a waiter's test of the counters,
+    /// so no change falls between its test and its wait.
+    fn notify(&self) {
+        let _held = self.changed.0.lock().unwrap();
+        self.changed.1.notify_all();
     }
 
     fn record(&self, phase: usize, a: &Answer) {
         match a.who.as_str() {
             "A" | "B" => {
                 self.served[phase][usize::from(a.who == "B")].fetch_add(1, Ordering::SeqCst);
+                self.notify();
             }
             other => self.fail(format!("a response from neither process: {other:?}")),
         }
@@ -389,6 +426,8 @@ fn keepalive_client(addr: SocketAddr, load: &Load) {
 /// Waits until `cond` holds or the clients failed; false on failure.
 fn wait_load(what: &str, load: &Load, cond: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + HANG * 3;
+    let (lock, changed) = &load.changed;
+    let mut held = lock.lock().unwrap();
     loop {
         if load.done.load(Ordering::SeqCst) {
             return false;
@@ -396,12 +435,9 @@ fn wait_load(what: &str, load: &Load, cond: impl Fn() -> bool) -> bool {
         if cond() {
             return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {:?}",
-            HANG * 3
-        );
-        std::thread::sleep(Duration::from_millis(1));
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{what}: not within {:?}", HANG * 3);
+        held = changed.wait_timeout(held, left).unwrap().0;
     }
 }
 

@@ -13,223 +13,23 @@ mod common;
 use common::*;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::ExitStatus;
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use zcserve_backends::{Backend, Choice, Config};
 
-const BIN: &str = env!("CARGO_BIN_EXE_zcserve");
-/// How long a server may take to print its start line.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a process refusing its arguments may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------
-// The child-process guard and helpers
+// The start line and helpers (the child-process guard, Proc, is in common)
 // ---------------------------------------------------------------------------
-
-/// A running `zcserve`, killed and reaped on drop. Its stdout is read line
-/// by line by a thread (so a chatty access log can never block it) and its
-/// stderr is collected for failure messages.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    stderr_thread: Option<JoinHandle<()>>,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    /// Starts `zcserve args…` in `cwd` (or the test's own directory).
-    fn spawn(args: &[&str], cwd: Option<&Path>) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
-            .env_remove("ZCSERVE_LOG");
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut err = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                match line {
-                    // If nobody listens any more, keep draining anyway so
-                    // the child never blocks on a full pipe.
-                    Ok(l) => {
-                        let _ = tx.send(l);
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let stderr_thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
-                }
-            }
-        });
-        Proc {
-            child,
-            lines,
-            stderr,
-            stderr_thread: Some(stderr_thread),
-            status: None,
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"))
-    }
-
-    /// What the process wrote to stderr so far.
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// The next stdout line, if one arrives within `timeout`.
-    fn next_line(&self, timeout: Duration) -> Option<String> {
-        self.lines.recv_timeout(timeout).ok()
-    }
-
-    /// The first stdout line: the start line. Panics (with stderr) if the
-    /// process exits or stays silent instead.
-    fn start_line(&mut self) -> String {
-        match self.lines.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.wait_exit(Duration::from_secs(5));
-                panic!(
-                    "zcserve exited ({status:?}) without a start line; stderr:\n{}",
-                    self.stderr_text()
-                )
-            }
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "no start line within {START_TIMEOUT:?}; stderr:\n{}",
-                self.stderr_text()
-            ),
-        }
-    }
-
-    /// Whether the process catches `sig` (its bit in `SigCgt` of
-    /// `/proc/PID/status`).
-    fn catches(&self, sig: Signal) -> bool {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigCgt:"))
-            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-            .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
-    }
-
-    /// Sends `sig` once the process has a handler for it. Whether the
-    /// handler is in place as soon as the start line is printed is the
-    /// business of `sigterm_right_after_the_start_line_exits_0`; the other
-    /// tests are about what happens after the signal is handled.
-    fn stop(&self, sig: Signal) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.catches(sig) {
-            assert!(
-                Instant::now() < deadline,
-                "zcserve never installed a {sig} handler; stderr:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        self.signal(sig);
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill({sig}): {e}"));
-    }
-
-    /// Waits up to `timeout` for the process to exit.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.status.is_some() {
-            return self.status;
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.status = Some(status);
-                    if let Some(t) = self.stderr_thread.take() {
-                        let _ = t.join();
-                    }
-                    return self.status;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Ok(None) => return None,
-                Err(e) => panic!("waiting for zcserve: {e}"),
-            }
-        }
-    }
-
-    /// Waits for exit and asserts the status is 0.
-    fn assert_exits_0(&mut self, within: Duration, what: &str) {
-        match self.wait_exit(within) {
-            Some(s) if s.code() == Some(0) => {}
-            Some(s) => panic!(
-                "{what}: zcserve exited with {s:?} (signal {:?}), expected status 0; stderr:\n{}",
-                s.signal(),
-                self.stderr_text()
-            ),
-            None => panic!(
-                "{what}: zcserve still running {within:?} later; stderr:\n{}",
-                self.stderr_text()
-            ),
-        }
-    }
-
-    /// Everything the process wrote to stdout after what was read so far,
-    /// up to its end (call after exit: the reader thread then sees EOF).
-    fn remaining_stdout(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            match self.lines.recv_timeout(HANG) {
-                Ok(l) => out.push(l),
-                Err(RecvTimeoutError::Disconnected) => return out,
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("zcserve's stdout still open {HANG:?} after it exited: {out:?}")
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// The parts of `zcserve: serving ROOT on http://A/ [http://B/…] with
 /// backend NAME|auto (RULE), N thread[s][, metrics at …]`.
@@ -298,7 +98,7 @@ fn serve_parsed(root: &Path, extra: &[&str]) -> (Proc, StartLine) {
         args.extend(["--access-log", "off"]);
     }
     args.extend_from_slice(extra);
-    let mut p = Proc::spawn(&args, None);
+    let mut p = Proc::spawn_args(&args, None);
     let line = p.start_line();
     let start = parse_start_line(&line);
     assert_eq!(start.addrs.len(), 1, "{line}");
@@ -368,7 +168,7 @@ fn readme_command_one_serves_cwd_on_8000_with_auto() {
     } else {
         &["--listen", "127.0.0.1:0"]
     };
-    let mut p = Proc::spawn(args, Some(dir.path()));
+    let mut p = Proc::spawn_args(args, Some(dir.path()));
     let line = p.start_line();
     let start = parse_start_line(&line);
 
@@ -416,7 +216,7 @@ fn readme_command_one_serves_cwd_on_8000_with_auto() {
     );
 
     p.stop(Signal::SIGTERM);
-    p.assert_exits_0(Duration::from_secs(10), "SIGTERM after serving");
+    p.assert_exits(0, Duration::from_secs(10), "SIGTERM after serving");
     assert!(!p.stderr_text().contains("panicked"), "{}", p.stderr_text());
 }
 
@@ -426,7 +226,7 @@ fn sigint_also_stops_gracefully_with_status_0() {
     let (mut p, addr) = serve(dir.path(), &[]);
     assert_eq!(get(addr, "/hello.txt").status, 200);
     p.stop(Signal::SIGINT);
-    p.assert_exits_0(Duration::from_secs(10), "SIGINT");
+    p.assert_exits(0, Duration::from_secs(10), "SIGINT");
 }
 
 /// A supervisor may stop the server as soon as it announced itself; the
@@ -435,7 +235,7 @@ fn sigint_also_stops_gracefully_with_status_0() {
 fn sigterm_right_after_the_start_line_exits_0() {
     for round in 0..30 {
         let dir = hello_root();
-        let mut p = Proc::spawn(
+        let mut p = Proc::spawn_args(
             &[
                 "--listen",
                 "127.0.0.1:0",
@@ -448,7 +248,8 @@ fn sigterm_right_after_the_start_line_exits_0() {
         );
         let _ = p.start_line();
         p.signal(Signal::SIGTERM);
-        p.assert_exits_0(
+        p.assert_exits(
+            0,
             Duration::from_secs(10),
             &format!(
                 "round {round}: SIGTERM right after the start line (killed by the signal means no handler yet)"
@@ -502,7 +303,7 @@ fn sigterm_closes_idle_connections_and_exits_promptly() {
             Err(e) => panic!("{name} connection not closed after SIGTERM: {e}"),
         }
     }
-    p.assert_exits_0(HANG, "SIGTERM with idle connections");
+    p.assert_exits(0, HANG, "SIGTERM with idle connections");
 }
 
 /// `zcserve_open_connections` from the metrics endpoint at `addr`.
@@ -719,7 +520,7 @@ fn sigterm_during_download(backend: &str) {
             p.stderr_text()
         ),
     }
-    p.assert_exits_0(HANG, &format!("{backend}: after the download finished"));
+    p.assert_exits(0, HANG, &format!("{backend}: after the download finished"));
 }
 
 #[test]
@@ -736,7 +537,7 @@ fn sigterm_during_large_download() {
 /// Runs `zcserve args…` expecting it to exit by itself; its status, stdout
 /// and stderr.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut p = Proc::spawn(args, None);
+    let mut p = Proc::spawn_args(args, None);
     let Some(status) = p.wait_exit(EXIT_TIMEOUT) else {
         panic!(
             "zcserve {args:?} still running after {EXIT_TIMEOUT:?} (it should have refused); stderr:\n{}",
@@ -1045,7 +846,7 @@ fn flags_override_the_config_file() {
     let root = dir.path().to_str().unwrap();
 
     // Flags win.
-    let mut p = Proc::spawn(
+    let mut p = Proc::spawn_args(
         &[
             "--config",
             cfg,
@@ -1076,10 +877,10 @@ fn flags_override_the_config_file() {
         (200, &b"hello from zcserve\n"[..])
     );
     p.stop(Signal::SIGTERM);
-    p.assert_exits_0(Duration::from_secs(10), "config + flags");
+    p.assert_exits(0, Duration::from_secs(10), "config + flags");
 
     // The file alone.
-    let mut p = Proc::spawn(&["--config", cfg, "--root", root], None);
+    let mut p = Proc::spawn_args(&["--config", cfg, "--root", root], None);
     let line = p.start_line();
     let start = parse_start_line(&line);
     assert_eq!(start.backend, "copy", "{line}");
@@ -1087,7 +888,7 @@ fn flags_override_the_config_file() {
     let r = get(start.addrs[0], "/hello.txt");
     assert_eq!(r.status, 200);
     p.stop(Signal::SIGTERM);
-    p.assert_exits_0(Duration::from_secs(10), "config only");
+    p.assert_exits(0, Duration::from_secs(10), "config only");
 }
 
 // ---------------------------------------------------------------------------
@@ -1112,7 +913,7 @@ fn ipv6_listener_alongside_ipv4() {
         return;
     }
     let dir = hello_root();
-    let mut p = Proc::spawn(
+    let mut p = Proc::spawn_args(
         &[
             "--listen",
             "[::1]:0",
@@ -1144,7 +945,7 @@ fn ipv6_listener_alongside_ipv4() {
         );
     }
     p.stop(Signal::SIGTERM);
-    p.assert_exits_0(Duration::from_secs(10), "IPv6");
+    p.assert_exits(0, Duration::from_secs(10), "IPv6");
 }
 
 // ---------------------------------------------------------------------------
@@ -1200,7 +1001,7 @@ fn access_log_file(format: Option<&str>) -> (PathBuf, Vec<String>, TempDir, Temp
     assert_eq!(r.status, 404);
     let mut lines2 = log_lines(&log, 2);
     p.stop(Signal::SIGTERM);
-    p.assert_exits_0(Duration::from_secs(10), "access log");
+    p.assert_exits(0, Duration::from_secs(10), "access log");
     assert!(
         !lines.is_empty(),
         "no access log line within {HANG:?} of the response"

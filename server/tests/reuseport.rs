@@ -16,164 +16,21 @@ mod common;
 use common::*;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
-const BIN: &str = env!("CARGO_BIN_EXE_zcserve");
+use nix::sys::signal::Signal;
 
 // ---------------------------------------------------------------------------
-// A child zcserve
+// A child zcserve (a [`Proc`], from common)
 // ---------------------------------------------------------------------------
-
-/// A running `zcserve`, killed and reaped on drop; stdout lines arrive on
-/// a channel, stderr is collected.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    /// Joined once the process exits, so that all it wrote is read.
-    stderr_thread: Option<std::thread::JoinHandle<()>>,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("ZCSERVE_LOG");
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut err = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let stderr_thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Proc {
-            child,
-            lines,
-            stderr,
-            stderr_thread: Some(stderr_thread),
-            status: None,
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// The start line's first address; panics with stderr if none comes.
-    fn start_addr(&mut self) -> SocketAddr {
-        let line = self.lines.recv_timeout(HANG).unwrap_or_else(|_| {
-            let status = self.wait_exit(HANG);
-            panic!(
-                "no start line (exit {status:?}); stderr:\n{}",
-                self.stderr_text()
-            )
-        });
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix("http://")?.strip_suffix('/')?.parse().ok())
-            .unwrap_or_else(|| panic!("no address in the start line {line:?}"))
-    }
-
-    /// Sends SIGTERM once the process catches it (its `SigCgt` bit).
-    fn terminate(&self) {
-        let pid = self.child.id();
-        wait_for("zcserve catching SIGTERM", || {
-            fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| l.strip_prefix("SigCgt:"))
-                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-                .is_some_and(|m| m & (1 << (Signal::SIGTERM as i32 - 1)) != 0)
-        });
-        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("kill");
-    }
-
-    /// Waits for the exit itself (a pidfd turns readable when the process
-    /// ends), then reaps it; `None` if it outlives `within`, a bound only a
-    /// hang reaches.
-    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            let pidfd = pidfd_of(&self.child);
-            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-            let deadline = Instant::now() + within;
-            // EINTR: poll again for what is left of the bound.
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let left = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-                match poll(&mut fds, left) {
-                    Err(Errno::EINTR) => {}
-                    r => {
-                        r.expect("poll on the pidfd");
-                        break;
-                    }
-                }
-            }
-            self.status = self.child.try_wait().expect("try_wait");
-            self.status?;
-        }
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
-        self.status
-    }
-
-    fn assert_exits(&mut self, code: i32, what: &str) {
-        let status = self.wait_exit(HANG);
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(code),
-            "{what}: exit {status:?}; stderr:\n{}",
-            self.stderr_text()
-        );
-    }
-}
-
-/// A descriptor that turns readable when `child` exits (`pidfd_open(2)`,
-/// Linux 5.3+; nix has no wrapper).
-fn pidfd_of(child: &Child) -> OwnedFd {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
-    // or -1; no memory is passed.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
-    // SAFETY: the descriptor was just returned to us and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A root whose `who` file says `name`: each response names the process
 /// that served it.
@@ -523,7 +380,7 @@ fn one_of_two_reuseport_processes_stops_mid_load_and_no_request_fails() {
         load.count(0, "A") >= K && load.count(0, "B") >= K
     }) && {
         load.phase.store(1, Ordering::SeqCst);
-        a.terminate();
+        a.stop(Signal::SIGTERM);
         let exited = a.wait_exit(HANG);
         load.phase.store(2, Ordering::SeqCst);
         exited.is_some()
@@ -542,10 +399,10 @@ fn one_of_two_reuseport_processes_stops_mid_load_and_no_request_fails() {
         a.stderr_text(),
         b.stderr_text()
     );
-    a.assert_exits(0, "A after SIGTERM");
+    a.assert_exits(0, HANG, "A after SIGTERM");
     assert_eq!(listeners_on(addr.port()), 2, "B's two listeners are left");
-    b.terminate();
-    b.assert_exits(0, "B after SIGTERM");
+    b.stop(Signal::SIGTERM);
+    b.assert_exits(0, HANG, "B after SIGTERM");
     // Both have exited and their stderr is read to the end: neither warned.
     for p in [&a, &b] {
         assert!(
@@ -601,8 +458,8 @@ fn reuseport_warns_naming_the_sysctl_when_migration_is_off() {
         ],
     ));
     p.start_addr();
-    p.terminate();
-    p.assert_exits(0, "SIGTERM");
+    p.stop(Signal::SIGTERM);
+    p.assert_exits(0, HANG, "SIGTERM");
     // Read once the process is gone and its stderr read to the end: the
     // warning is written before the start line, but the thread collecting
     // stderr may not have caught up when the start line arrives.
@@ -657,8 +514,8 @@ fn socket_activation_serves_the_passed_listener() {
     let mut s = connect(addr).unwrap();
     let a = exchange(&mut s, false).unwrap_or_else(|f| panic!("{}", f.why));
     assert_eq!(a.who, "activated");
-    p.terminate();
-    p.assert_exits(0, "SIGTERM");
+    p.stop(Signal::SIGTERM);
+    p.assert_exits(0, HANG, "SIGTERM");
 }
 
 #[test]
@@ -670,7 +527,7 @@ fn socket_activation_refuses_listen_and_reuseport() {
         (&["--reuseport"][..], "ReusePort=yes"),
     ] {
         let mut p = activated(listener.as_raw_fd(), root.path(), flag);
-        p.assert_exits(2, &format!("{flag:?} with LISTEN_FDS"));
+        p.assert_exits(2, HANG, &format!("{flag:?} with LISTEN_FDS"));
         let err = p.stderr_text();
         assert!(err.contains("LISTEN_FDS") && err.contains(names), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -694,7 +551,7 @@ fn socket_activation_with_a_bad_descriptor_exits_2() {
         (bound_only.as_raw_fd(), "descriptor 3 is not listening"),
     ] {
         let mut p = activated(fd, root.path(), &["--access-log", "off"]);
-        p.assert_exits(2, says);
+        p.assert_exits(2, HANG, says);
         let err = p.stderr_text();
         assert!(
             err.starts_with("zcserve: error: LISTEN_FDS: ") && err.contains(says),
@@ -731,9 +588,9 @@ fn systemd_is_told_ready_and_stopping() {
             .who,
         "x"
     );
-    p.terminate();
+    p.stop(Signal::SIGTERM);
     assert_eq!(next(), "STOPPING=1");
-    p.assert_exits(0, "SIGTERM");
+    p.assert_exits(0, HANG, "SIGTERM");
 }
 
 // ---------------------------------------------------------------------------

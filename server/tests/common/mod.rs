@@ -2,7 +2,8 @@
 //! root, for each backend, on real time or on paused tokio time that the
 //! test moves by hand; raw-socket and hyper clients; and the kernel's view
 //! of a connection's queues, to wait for "the server has read that" or
-//! "everything the server sent has arrived" instead of sleeping.
+//! "everything the server sent has arrived" instead of sleeping; and the
+//! real `zcserve` binary as a child process ([`Proc`]).
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -18,6 +19,11 @@ use zcserve::metrics::Metrics;
 use zcserve::server::Server;
 use zcserve_backends::Backend;
 pub use zcserve_tests::TempDir;
+
+mod proc;
+// Not every test binary runs the real binary.
+#[allow(unused_imports)]
+pub use proc::{BIN, Proc};
 
 /// The backend names every per-backend test runs (see
 /// [`zcserve_tests::backends_under_test`]: an unrunnable backend fails the

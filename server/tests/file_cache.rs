@@ -195,6 +195,9 @@ fn changes_to_a_path_show_at_the_end_of_the_window() {
         // The file itself is untouched: only its parent is swapped, so
         // every check passes and only the window ends the entry.
         let before = answer(&s, "/d/f.txt");
+        // Both files are 9 bytes, so only the clock can tell their ETags
+        // apart: the new one must carry a later timestamp.
+        tick(&r.join("d/f.txt"));
         fs::rename(r.join("d"), r.join("d.old")).unwrap();
         fs::create_dir(r.join("d")).unwrap();
         fs::write(r.join("d/f.txt"), b"new tree\n").unwrap();
@@ -223,8 +226,10 @@ fn with_checks_off_every_change_shows_at_the_end_of_the_window() {
             s.file_cache_check = valid;
         });
         assert_eq!(fetch(&s, "/f.txt"), (200, b"version 1\n".to_vec()), "{b}");
-        // Same length, so even a stale response is well-formed.
+        // Same length, so even a stale response is well-formed; and so
+        // the new file needs a later timestamp for a different ETag.
         let before = answer(&s, "/f.txt");
+        tick(&r.join("f.txt"));
         fs::write(r.join("new.txt"), b"version 2\n").unwrap();
         fs::rename(r.join("new.txt"), r.join("f.txt")).unwrap();
         old_until(

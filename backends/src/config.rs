@@ -34,7 +34,10 @@ impl Default for Config {
             // larger and smaller budgets (results/FINDINGS.md §2).
             max_chunk: 256 << 10,
             pipe_size: 1 << 20,
-            buffer_size: 128 << 10,
+            // One buffer holds a whole pump (max_chunk): one `pread` and one
+            // `send` per pump. Chosen over 128 KiB by interleaved runs with
+            // both client kinds (results/FINDINGS.md §15).
+            buffer_size: 256 << 10,
             max_idle: 64,
             // Off in the library: a host opts in (the server does, with
             // `--disk-threads`).

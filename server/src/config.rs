@@ -93,7 +93,7 @@ pub struct Args {
     /// Capacity of each splice pipe [default: 1 MiB]
     #[arg(long, value_name = "BYTES")]
     pub pipe_size: Option<usize>,
-    /// Size of each copy buffer [default: 128 KiB]
+    /// Size of each copy buffer [default: 256 KiB]
     #[arg(long, value_name = "BYTES")]
     pub buffer_size: Option<usize>,
     /// List the backends this machine can run and the rule `auto` picks by, then exit

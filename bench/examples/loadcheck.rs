@@ -36,6 +36,7 @@ fn main() {
                 eprintln!("loadcheck: READ: {e}");
                 std::process::exit(2);
             }),
+        priority: load::Priority::Normal,
     };
     let out = load::run(&spec).unwrap_or_else(|e| {
         eprintln!("loadcheck: {e}");

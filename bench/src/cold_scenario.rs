@@ -12,14 +12,14 @@ use std::time::Duration;
 use crate::cold::{self, Throttle, WorkingSet};
 use crate::fixture::{file_path, warm};
 use crate::launch::{Running, Setup};
-use crate::load::{self, ClientRead, LoadSpec};
+use crate::load::{self, ClientRead, LoadSpec, Priority};
 use crate::model::{CDF_QUANTILES, ColdResult, ColdSetup, Machine};
 use crate::report;
 use crate::target::Target;
 use crate::units::{file_stem, human_size};
 
 /// The cold scenario's settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ColdPlan {
     /// Files in the working set.
     pub files: usize,
@@ -37,6 +37,35 @@ pub struct ColdPlan {
     pub duration: Duration,
     /// How both clients (cold and hot) read bodies.
     pub client_read: ClientRead,
+    /// How the hot client's thread is scheduled (the cold clients' always
+    /// at normal priority).
+    pub hot_priority: Priority,
+    /// Why the hot client runs at normal priority when real-time was
+    /// asked for where permitted and refused (`--hot-priority auto`).
+    pub realtime_refused: Option<String>,
+}
+
+impl ColdPlan {
+    /// The hot client's scheduling, in words, for the report.
+    pub fn hot_priority_note(&self) -> String {
+        match (self.hot_priority, &self.realtime_refused) {
+            (Priority::Realtime, _) => {
+                "real-time (`SCHED_FIFO`, lowest priority): it runs as soon as \
+                 a response wakes it, so the cold clients' work on the same CPU stays out of its \
+                 latency"
+                    .into()
+            }
+            (Priority::Normal, None) => {
+                "normal (`--hot-priority normal`): the cold clients' work on \
+                 the same CPU is in its latency"
+                    .into()
+            }
+            (Priority::Normal, Some(why)) => format!(
+                "normal, because real-time was refused ({why}; run as root for `SCHED_FIFO`): the \
+                 cold clients' work on the same CPU is in its latency"
+            ),
+        }
+    }
 }
 
 /// The hot client's file in the cold scenario.
@@ -134,6 +163,7 @@ pub fn run(
         throttled: throttle.is_some(),
         disk_latency: Some(latency),
         client_read: c.client_read,
+        hot_priority: c.hot_priority_note(),
     };
     let written = report::cold::write_all(
         &report::cold::ColdReport {
@@ -178,11 +208,13 @@ fn cold_round(
         expect_status: 200,
         expect_len: c.size,
         read: c.client_read,
+        priority: Priority::Normal,
     };
     let hot_spec = LoadSpec {
         paths: vec![format!("{}{}.bin", server.base, file_stem(HOT_SIZE))],
         conns: 1,
         expect_len: HOT_SIZE,
+        priority: c.hot_priority,
         ..cold_spec.clone()
     };
     let cached_before = set.cached()?;
@@ -347,7 +379,37 @@ mod tests {
             rounds: 1,
             duration: Duration::from_millis(200),
             client_read: ClientRead::DEFAULT,
+            hot_priority: Priority::Normal,
+            realtime_refused: None,
         }
+    }
+
+    #[test]
+    fn the_hot_priority_note_names_the_policy_and_a_refusal() {
+        let rt = ColdPlan {
+            hot_priority: Priority::Realtime,
+            ..plan()
+        };
+        assert!(
+            rt.hot_priority_note()
+                .starts_with("real-time (`SCHED_FIFO`")
+        );
+        assert!(
+            plan()
+                .hot_priority_note()
+                .contains("`--hot-priority normal`")
+        );
+        let refused = ColdPlan {
+            realtime_refused: Some("cannot run at SCHED_FIFO: EPERM".into()),
+            ..plan()
+        };
+        let note = refused.hot_priority_note();
+        assert!(
+            note.starts_with(
+                "normal, because real-time was refused (cannot run at SCHED_FIFO: EPERM;"
+            ),
+            "{note}"
+        );
     }
 
     #[test]

@@ -89,6 +89,65 @@ pub struct LoadSpec {
     pub expect_len: u64,
     /// How response bodies are read.
     pub read: ClientRead,
+    /// How the load's threads are scheduled on their CPUs.
+    pub priority: Priority,
+}
+
+/// How the load's threads are scheduled.
+///
+/// A latency probe that shares its CPU with a busy load measures that
+/// load too: woken by its response while another load thread runs, it
+/// waits for the scheduler to switch (seen up to milliseconds in the cold
+/// scenario, where the busy thread receives the cold downloads), and that
+/// wait is the client's, not the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// The default time-sharing policy (`SCHED_OTHER`).
+    #[default]
+    Normal,
+    /// `SCHED_FIFO` at the lowest real-time priority: the thread runs as
+    /// soon as it is woken, ahead of every time-sharing thread on its CPU.
+    /// Needs root or `CAP_SYS_NICE`; the load fails to start otherwise.
+    Realtime,
+}
+
+impl Priority {
+    /// Puts the calling thread under this policy.
+    pub fn apply(self) -> io::Result<()> {
+        match self {
+            Priority::Normal => Ok(()),
+            Priority::Realtime => sys_realtime(),
+        }
+    }
+
+    /// Whether this process may run a thread at [`Priority::Realtime`]:
+    /// tried on a short-lived thread of its own, so the caller's policy is
+    /// left alone. `Err` says why not.
+    pub fn realtime_permitted() -> io::Result<()> {
+        std::thread::scope(|s| s.spawn(sys_realtime).join())
+            .unwrap_or_else(|_| Err(io::Error::other("the probe thread panicked")))
+    }
+}
+
+/// The lowest `SCHED_FIFO` priority for the calling thread.
+fn sys_realtime() -> io::Result<()> {
+    // SAFETY: `sched_param` is a plain struct for which all-zero bytes are
+    // valid; it lives for the whole call, which only reads it; pid 0 is the
+    // calling thread.
+    let rc = unsafe {
+        let mut param: libc::sched_param = std::mem::zeroed();
+        param.sched_priority = libc::sched_get_priority_min(libc::SCHED_FIFO);
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(
+            e.kind(),
+            format!("cannot run at SCHED_FIFO: {e}"),
+        ))
+    }
 }
 
 /// What a run measured.
@@ -533,6 +592,7 @@ impl<'a> Worker<'a> {
         if let Some(cpu) = cpu {
             pin_current_thread(cpu)?;
         }
+        spec.priority.apply()?;
         let poll = Poll::new()?;
         let now = Instant::now();
         let mut conns = Vec::with_capacity(streams.len());
@@ -1070,6 +1130,34 @@ pub fn open_idle(
 mod tests {
     use super::*;
 
+    /// The calling thread's scheduling policy.
+    fn policy() -> libc::c_int {
+        // SAFETY: no arguments but pid 0, the calling thread.
+        unsafe { libc::sched_getscheduler(0) }
+    }
+
+    #[test]
+    fn realtime_puts_the_thread_under_sched_fifo_and_the_probe_leaves_the_caller_alone() {
+        let before = policy();
+        let permitted = Priority::realtime_permitted();
+        assert_eq!(policy(), before, "the probe changed the caller's policy");
+        let got = std::thread::spawn(|| (Priority::Realtime.apply(), policy()))
+            .join()
+            .unwrap();
+        match (permitted, got) {
+            (Ok(()), (Ok(()), p)) => assert_eq!(p, libc::SCHED_FIFO),
+            (Err(_), (Err(e), p)) => {
+                assert!(e.to_string().contains("SCHED_FIFO"), "{e}");
+                assert_eq!(p, libc::SCHED_OTHER);
+            }
+            (permitted, got) => panic!("the probe said {permitted:?}, the thread got {got:?}"),
+        }
+        let normal = std::thread::spawn(|| (Priority::Normal.apply().is_ok(), policy()))
+            .join()
+            .unwrap();
+        assert_eq!(normal, (true, libc::SCHED_OTHER));
+    }
+
     #[test]
     fn content_length_values() {
         assert_eq!(parse_content_length(b"4096"), Some(4096));
@@ -1147,6 +1235,7 @@ mod tests {
                 expect_status: 200,
                 expect_len: 0,
                 read,
+                priority: Priority::Normal,
             };
             let requests = [b"GET / HTTP/1.1\r\n\r\n".to_vec()];
             let w = Worker::new(&spec, &requests, 0, None, streams).unwrap();
@@ -1174,6 +1263,7 @@ mod tests {
             expect_status: 200,
             expect_len: 0,
             read: ClientRead::DEFAULT,
+            priority: Priority::Normal,
         };
         assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         let spec = LoadSpec {

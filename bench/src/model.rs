@@ -343,6 +343,10 @@ pub struct ColdSetup {
     /// How the clients read bodies.
     #[serde(default)]
     pub client_read: ClientRead,
+    /// How the hot client's thread was scheduled, in words (empty in
+    /// reports from before it was recorded).
+    #[serde(default)]
+    pub hot_priority: String,
 }
 
 #[cfg(test)]

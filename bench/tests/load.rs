@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use zcserve_bench::load::{self, ClientRead, LoadSpec, MAX_FAILURES, ProbeError};
+use zcserve_bench::load::{self, ClientRead, LoadSpec, MAX_FAILURES, Priority, ProbeError};
 
 #[derive(Debug, Clone, Copy)]
 enum Mode {
@@ -166,6 +166,7 @@ fn spec(addr: SocketAddr, conns: usize, threads: usize, ms: u64, len: u64) -> Lo
         expect_status: 200,
         expect_len: len,
         read: ClientRead::DEFAULT,
+        priority: Priority::Normal,
     }
 }
 
@@ -190,6 +191,31 @@ fn requests_match_the_server(out: &load::LoadOutcome, server: &Server, conns: u6
         "{} requests counted, {served} responses written on {conns} connections",
         out.requests
     );
+}
+
+/// A real-time load runs like a normal one where this process may use
+/// `SCHED_FIFO`, and fails to start with a message that names it where it
+/// may not (never silently at normal priority).
+#[test]
+fn a_realtime_load_runs_or_fails_naming_sched_fifo() {
+    let server = serve(Mode::Ok, 1000);
+    let realtime = LoadSpec {
+        priority: Priority::Realtime,
+        ..spec(server.addr, 2, 1, 200, 1000)
+    };
+    match Priority::realtime_permitted() {
+        Ok(()) => {
+            let out = load::run(&realtime).unwrap();
+            assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+            assert!(out.requests > 0);
+            requests_match_the_server(&out, &server, 2);
+        }
+        Err(why) => {
+            eprintln!("SCHED_FIFO refused here ({why}): checking the refusal only");
+            let e = load::run(&realtime).unwrap_err();
+            assert!(e.to_string().contains("SCHED_FIFO"), "{e}");
+        }
+    }
 }
 
 #[test]

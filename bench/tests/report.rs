@@ -799,6 +799,7 @@ fn cold_setup(throttled: bool) -> ColdSetup {
             cached_after: 0.0,
         }),
         client_read: ClientRead::Size(8 * 1024),
+        hot_priority: "real-time (`SCHED_FIFO`)".into(),
     }
 }
 
@@ -823,6 +824,10 @@ fn the_cold_table_has_medians_the_disk_and_invalid_rounds() {
     assert!(!md.contains("the servers read the raw disk"), "{md}");
     assert!(md.contains("median 110 µs, p99 3.98 ms"), "{md}");
     assert!(
+        md.contains("- **Hot client's thread:** real-time (`SCHED_FIFO`)\n"),
+        "{md}"
+    );
+    assert!(
         md.contains("- **Client:** 8 KiB reads (`--client-read 8KiB`)")
             && md.contains("| client read modes | `8KiB`: 8 KiB reads |"),
         "{md}"
@@ -845,12 +850,17 @@ fn the_cold_table_has_medians_the_disk_and_invalid_rounds() {
     );
     assert!(md.contains("](cold-hot-cdf.svg)"));
 
-    let raw = cold_setup(false);
+    let raw = ColdSetup {
+        hot_priority: String::new(),
+        ..cold_setup(false)
+    };
     let md = cold_report::markdown(&ColdReport { setup: &raw, ..r });
     assert!(
         md.contains("**not throttled: the servers read the raw disk**"),
         "{md}"
     );
+    // A report read back from before the priority was recorded: no line.
+    assert!(!md.contains("Hot client's thread"), "{md}");
     let none = cold_report::markdown(&ColdReport { results: &[], ..r });
     assert!(none.contains("No runs were recorded."));
 }

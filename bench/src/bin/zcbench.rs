@@ -48,7 +48,7 @@ use zcserve_bench::cold;
 use zcserve_bench::cold_scenario::{self, ColdPlan, HOT_SIZE};
 use zcserve_bench::fixture::make_fixture;
 use zcserve_bench::launch::{PROBE_SIZE, Running, Setup, raise_nofile_limit, signals};
-use zcserve_bench::load::{self, LoadSpec};
+use zcserve_bench::load::{self, LoadSpec, Priority};
 use zcserve_bench::machine::this_machine;
 use zcserve_bench::metrics::syscalls;
 use zcserve_bench::model::{IdleResult, Machine, RunResult};
@@ -151,6 +151,22 @@ struct Args {
     /// read the raw disk, and the report says so
     #[arg(long, value_name = "N")]
     disk_iops: Option<u32>,
+    /// Cold scenario: how the hot client's thread is scheduled. `realtime` (SCHED_FIFO; needs
+    /// root or CAP_SYS_NICE) keeps the cold clients' work on the client CPU out of the hot
+    /// latencies; `auto` uses it where permitted and says so in the report
+    #[arg(long, value_enum, default_value_t = HotPriorityArg::Auto)]
+    hot_priority: HotPriorityArg,
+}
+
+/// What `--hot-priority` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum HotPriorityArg {
+    /// Real-time where permitted, normal otherwise.
+    Auto,
+    /// Real-time, or the run fails.
+    Realtime,
+    /// Normal time-sharing, like the cold clients.
+    Normal,
 }
 
 /// A scenario `--scenario` names.
@@ -358,6 +374,21 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
     if args.disk_iops == Some(0) {
         return Err("--disk-iops must be at least 1".into());
     }
+    let (hot_priority, realtime_refused) = match args.hot_priority {
+        HotPriorityArg::Normal => (Priority::Normal, None),
+        HotPriorityArg::Realtime => {
+            Priority::realtime_permitted().map_err(|e| {
+                format!(
+                    "--hot-priority realtime: {e} (run as root, or pass --hot-priority normal or auto)"
+                )
+            })?;
+            (Priority::Realtime, None)
+        }
+        HotPriorityArg::Auto => match Priority::realtime_permitted() {
+            Ok(()) => (Priority::Realtime, None),
+            Err(e) => (Priority::Normal, Some(e.to_string())),
+        },
+    };
     Ok(ColdPlan {
         files,
         size,
@@ -367,6 +398,8 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
         rounds: args.rounds,
         duration: Duration::from_secs_f64(args.duration.unwrap_or(5.0)),
         client_read,
+        hot_priority,
+        realtime_refused,
     })
 }
 
@@ -464,6 +497,7 @@ fn run_warm(
                                         expect_status: 200,
                                         expect_len: size,
                                         read: client,
+                                        priority: Priority::Normal,
                                     };
                                     measure(t, &spec, round, s.pid, s.metrics)
                                         .unwrap_or_else(failed)

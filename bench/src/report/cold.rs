@@ -229,6 +229,9 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
             ": the bodies were counted, not copied or checked"
         }
     );
+    if !s.hot_priority.is_empty() {
+        let _ = writeln!(o, "- **Hot client's thread:** {}", s.hot_priority);
+    }
     let _ = writeln!(
         o,
         "- **Disk:** {}{}",

@@ -360,6 +360,53 @@ mod tests {
         ));
     }
 
+    /// `openat2` with `RESOLVE_BENEATH` answers `EAGAIN` when a rename
+    /// anywhere on the system races with a `..` in the resolution (the
+    /// kernel cannot prove the `..` stayed beneath). That is no error of
+    /// the file's: a lookup must still find it, never answer 500.
+    #[test]
+    fn renames_elsewhere_never_fail_a_lookup_through_dot_dot() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let t = Tree::new();
+        let churn = t.base.join("churn");
+        std::fs::create_dir(&churn).unwrap();
+        std::fs::write(churn.join("a"), "x").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let renames = Arc::new(AtomicU64::new(0));
+        let renamer = {
+            let (stop, renames, churn) = (stop.clone(), renames.clone(), churn.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::rename(churn.join("a"), churn.join("b")).unwrap();
+                    std::fs::rename(churn.join("b"), churn.join("a")).unwrap();
+                    renames.fetch_add(2, Ordering::Relaxed);
+                }
+            })
+        };
+        // Until the renamer has been running for a while, so the two
+        // overlap whatever the scheduler does.
+        let mut lookups = 0u64;
+        let mut failures = Vec::new();
+        while lookups < 20_000 || renames.load(Ordering::Relaxed) < 20_000 {
+            match t.open("/sub/up_inside", DEFAULT) {
+                Ok(Opened::File(..)) => {}
+                Ok(_) => failures.push("not a file".to_string()),
+                Err(e) => failures.push(format!("{e:?}")),
+            }
+            lookups += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        renamer.join().unwrap();
+        assert!(renames.load(Ordering::Relaxed) >= 20_000);
+        assert!(
+            failures.is_empty(),
+            "{} of {lookups} lookups failed, first: {}",
+            failures.len(),
+            failures[0]
+        );
+    }
+
     #[test]
     fn traversal_never_reaches_outside() {
         let t = Tree::new();

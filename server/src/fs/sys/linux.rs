@@ -80,7 +80,7 @@ pub fn open_beneath(
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(resolve);
-        match openat2(base.0.as_fd(), rel, how) {
+        match openat2_retrying(base, rel, how) {
             Ok(fd) => {
                 let fd = File::from(fd);
                 let meta = fd.metadata().map_err(|e| PathError::from_io(&e))?;
@@ -96,12 +96,32 @@ pub fn open_beneath(
             // answer is the same whether that exists or not.
             Err(Errno::EXDEV) if !policy.follow_symlinks => return Err(PathError::Forbidden),
             Err(Errno::ENOSYS) => OPENAT2_MISSING.store(true, Ordering::Relaxed),
-            // Unknown flags or `open_how` size: an older kernel.
-            Err(Errno::EINVAL | Errno::E2BIG) => {}
+            // Unknown flags or `open_how` size: an older kernel. And a
+            // lookup that kept racing with renames (see below): the
+            // fallback checks the path its own way.
+            Err(Errno::EINVAL | Errno::E2BIG | Errno::EAGAIN) => {}
             Err(e) => return Err(PathError::from_errno(e)),
         }
     }
     find_canonical_checked(lexical, root, policy)
+}
+
+/// Times `openat2` is retried on `EAGAIN` before the fallback takes over.
+const EAGAIN_TRIES: usize = 8;
+
+/// `openat2`, retried while it answers `EAGAIN`: with `RESOLVE_BENEATH`
+/// the kernel refuses a walk through `..` when any rename or mount on the
+/// system raced with it (it cannot then prove the walk stayed beneath), and
+/// asks the caller to retry. A busy filesystem elsewhere must not turn a
+/// lookup into an error.
+fn openat2_retrying(base: &Base, rel: &str, how: OpenHow) -> Result<OwnedFd, Errno> {
+    let mut tries = 0;
+    loop {
+        match openat2(base.0.as_fd(), rel, how) {
+            Err(Errno::EAGAIN) if tries + 1 < EAGAIN_TRIES => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Opens for reading the regular file `found` names.

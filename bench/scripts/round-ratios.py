@@ -15,6 +15,10 @@ best:!zcserve- is the best of the others),
 and likewise B. M is a field of the results (mb_per_s, the default;
 req_per_s; cpu_s_per_gb, where lower is better, so best: picks the
 lowest). Rounds where either side is missing or invalid are left out.
+
+It reads the cold scenario's cold.json too (one cell, `cold`; metrics
+hot_p99_us, hot_p50_us, hot_req_per_s, cold_mb_per_s...; the hot
+latencies are lower-is-better like CPU).
 """
 
 import json
@@ -34,13 +38,18 @@ def main(argv):
     path, pairs = argv[0], list(zip(argv[1::2], argv[2::2]))
     with open(path) as f:
         results = json.load(f)["results"]
-    lower_better = metric.startswith("cpu")
+    lower_better = metric.startswith("cpu") or (
+        metric.startswith("hot_p") or metric.startswith("hot_max")
+    )
     # (mode, size, conns) -> round -> target -> value
     cells = defaultdict(lambda: defaultdict(dict))
     for r in results:
         if not r.get("valid", True) or r.get(metric) is None:
             continue
-        key = (r.get("client_read", "-"), r["size"], r["conns"])
+        if "size" in r:
+            key = (r.get("client_read", "-"), r["size"], r["conns"])
+        else:
+            key = ("cold", "-", "-")
         cells[key][r["round"]][r["target"]] = r[metric]
 
     def pick(spec, row):

@@ -151,22 +151,22 @@ struct Args {
     /// read the raw disk, and the report says so
     #[arg(long, value_name = "N")]
     disk_iops: Option<u32>,
-    /// Cold scenario: how the hot client's thread is scheduled. `realtime` (SCHED_FIFO; needs
-    /// root or CAP_SYS_NICE) keeps the cold clients' work on the client CPU out of the hot
-    /// latencies; `auto` uses it where permitted and says so in the report
-    #[arg(long, value_enum, default_value_t = HotPriorityArg::Auto)]
+    /// Cold scenario: how the hot client's thread is scheduled. `normal` time-sharing, like the
+    /// cold clients, or `realtime` (SCHED_FIFO, lowest priority; needs root or CAP_SYS_NICE),
+    /// which keeps the cold clients' work on the client CPU out of the hot latencies but also
+    /// changes how the servers' latencies come out (results/FINDINGS.md §9): compare only runs
+    /// made the same way
+    #[arg(long, value_enum, default_value_t = HotPriorityArg::Normal)]
     hot_priority: HotPriorityArg,
 }
 
 /// What `--hot-priority` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum HotPriorityArg {
-    /// Real-time where permitted, normal otherwise.
-    Auto,
-    /// Real-time, or the run fails.
-    Realtime,
     /// Normal time-sharing, like the cold clients.
     Normal,
+    /// Real-time (SCHED_FIFO), or the run fails.
+    Realtime,
 }
 
 /// A scenario `--scenario` names.
@@ -374,20 +374,14 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
     if args.disk_iops == Some(0) {
         return Err("--disk-iops must be at least 1".into());
     }
-    let (hot_priority, realtime_refused) = match args.hot_priority {
-        HotPriorityArg::Normal => (Priority::Normal, None),
+    let hot_priority = match args.hot_priority {
+        HotPriorityArg::Normal => Priority::Normal,
         HotPriorityArg::Realtime => {
             Priority::realtime_permitted().map_err(|e| {
-                format!(
-                    "--hot-priority realtime: {e} (run as root, or pass --hot-priority normal or auto)"
-                )
+                format!("--hot-priority realtime: {e} (run as root, or pass --hot-priority normal)")
             })?;
-            (Priority::Realtime, None)
+            Priority::Realtime
         }
-        HotPriorityArg::Auto => match Priority::realtime_permitted() {
-            Ok(()) => (Priority::Realtime, None),
-            Err(e) => (Priority::Normal, Some(e.to_string())),
-        },
     };
     Ok(ColdPlan {
         files,
@@ -399,7 +393,6 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
         duration: Duration::from_secs_f64(args.duration.unwrap_or(5.0)),
         client_read,
         hot_priority,
-        realtime_refused,
     })
 }
 

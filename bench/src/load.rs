@@ -139,15 +139,17 @@ fn sys_realtime() -> io::Result<()> {
         param.sched_priority = libc::sched_get_priority_min(libc::SCHED_FIFO);
         libc::sched_setscheduler(0, libc::SCHED_FIFO, &param)
     };
+    os_result(rc, "cannot run at SCHED_FIFO")
+}
+
+/// `Ok` for a libc call that returned 0; otherwise its errno, with `what`
+/// it was doing in front.
+fn os_result(rc: libc::c_int, what: &str) -> io::Result<()> {
     if rc == 0 {
-        Ok(())
-    } else {
-        let e = io::Error::last_os_error();
-        Err(io::Error::new(
-            e.kind(),
-            format!("cannot run at SCHED_FIFO: {e}"),
-        ))
+        return Ok(());
     }
+    let e = io::Error::last_os_error();
+    Err(io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
 /// What a run measured.
@@ -423,15 +425,7 @@ fn pin_current_thread(cpu: usize) -> io::Result<()> {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        let e = io::Error::last_os_error();
-        Err(io::Error::new(
-            e.kind(),
-            format!("pinning to CPU {cpu}: {e}"),
-        ))
-    }
+    os_result(rc, &format!("pinning to CPU {cpu}"))
 }
 
 /// Where a connection is in its request/response cycle.

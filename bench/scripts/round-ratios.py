@@ -38,9 +38,7 @@ def main(argv):
     path, pairs = argv[0], list(zip(argv[1::2], argv[2::2]))
     with open(path) as f:
         results = json.load(f)["results"]
-    lower_better = metric.startswith("cpu") or (
-        metric.startswith("hot_p") or metric.startswith("hot_max")
-    )
+    lower_better = metric.startswith(("cpu", "hot_p", "hot_max"))
     # (mode, size, conns) -> round -> target -> value
     cells = defaultdict(lambda: defaultdict(dict))
     for r in results:

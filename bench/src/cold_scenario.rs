@@ -46,9 +46,13 @@ impl ColdPlan {
     /// The hot client's scheduling, in words, for the report.
     pub fn hot_priority_note(&self) -> String {
         match self.hot_priority {
-            Priority::Realtime => "real-time (`SCHED_FIFO`, lowest priority,                  `--hot-priority realtime`): it runs as soon as a response wakes it, so the cold                  clients' work on the same CPU stays out of its latency; this also changes how                  the servers' latencies come out, so compare only with runs made the same way"
+            Priority::Realtime => "real-time (`SCHED_FIFO`, lowest priority, \
+                 `--hot-priority realtime`): it runs as soon as a response wakes it, so the \
+                 cold clients' work on the same CPU stays out of its latency; this also changes \
+                 how the servers' latencies come out, so compare only with runs made the same way"
                 .into(),
-            Priority::Normal => "normal time-sharing, like the cold clients (the default;                  `--hot-priority realtime` is the alternative)"
+            Priority::Normal => "normal time-sharing, like the cold clients (the default; \
+                 `--hot-priority realtime` is the alternative)"
                 .into(),
         }
     }
@@ -381,9 +385,11 @@ mod tests {
             note.contains("compare only with runs made the same way"),
             "{note}"
         );
+        assert!(!note.contains("  "), "a run of spaces: {note}");
         let note = plan().hot_priority_note();
         assert!(note.starts_with("normal time-sharing"), "{note}");
         assert!(note.contains("`--hot-priority realtime`"), "{note}");
+        assert!(!note.contains("  "), "a run of spaces: {note}");
     }
 
     #[test]

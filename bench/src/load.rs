@@ -97,9 +97,9 @@ pub struct LoadSpec {
 ///
 /// A latency probe that shares its CPU with a busy load measures that
 /// load too: woken by its response while another load thread runs, it
-/// waits for the scheduler to switch (seen up to milliseconds in the cold
-/// scenario, where the busy thread receives the cold downloads), and that
-/// wait is the client's, not the server's.
+/// waits for the scheduler to switch, and that wait is the client's, not
+/// the server's. `Realtime` takes it out; whether that changes a result
+/// is for the measurement to show (results/FINDINGS.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Priority {
     /// The default time-sharing policy (`SCHED_OTHER`).

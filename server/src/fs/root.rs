@@ -385,10 +385,13 @@ mod tests {
             })
         };
         // Until the renamer has been running for a while, so the two
-        // overlap whatever the scheduler does.
+        // overlap whatever the scheduler does (or until it stopped: its
+        // panic then shows at the join below, instead of a hang here).
         let mut lookups = 0u64;
         let mut failures = Vec::new();
-        while lookups < 20_000 || renames.load(Ordering::Relaxed) < 20_000 {
+        while (lookups < 20_000 || renames.load(Ordering::Relaxed) < 20_000)
+            && !renamer.is_finished()
+        {
             match t.open("/sub/up_inside", DEFAULT) {
                 Ok(Opened::File(..)) => {}
                 Ok(_) => failures.push("not a file".to_string()),

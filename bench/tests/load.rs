@@ -131,6 +131,18 @@ fn answer(
             let _ = held.lock().unwrap().recv();
         }
         asked += 1;
+        let n = match mode {
+            Mode::Pairs if asked % 2 == 0 => 0,
+            Mode::Pairs => 2,
+            _ => 1,
+        };
+        // Counted before the write: the client may read the last bytes and
+        // count the response before this thread runs again, so a count
+        // after the write could trail the client's (seen: 196 counted, 195
+        // written). A write that then fails leaves one response counted
+        // that never arrived, within the one in flight per connection that
+        // the checks allow.
+        served_total.fetch_add(n as u64, Ordering::SeqCst);
         let (res, n) = match mode {
             Mode::Split => (
                 resp.iter()
@@ -145,7 +157,6 @@ fn answer(
             return;
         }
         served += n;
-        served_total.fetch_add(n as u64, Ordering::SeqCst);
         if let Mode::CloseAfter(n) = mode {
             if served == n {
                 return;

@@ -20,6 +20,10 @@ pub struct Config {
     /// reads on the pump's own thread, as every backend did before. Not
     /// used by `uring`, whose reads already run in the kernel's workers.
     pub disk_threads: usize,
+    /// With the disk pool on: whether the bytes of a range the pool read
+    /// in are sent by a pool thread (`true`, like nginx's `aio threads`)
+    /// or by the pump's own thread once the read-in is done.
+    pub cold_sends_on_pool: bool,
     /// `auto` only: bodies of fewer bytes go through `copy`, the rest
     /// through `sendfile`; 0 sends every body through `sendfile`.
     pub auto_threshold: u64,
@@ -42,6 +46,9 @@ impl Default for Config {
             // Off in the library: a host opts in (the server does, with
             // `--disk-threads`).
             disk_threads: 0,
+            // Chosen by the cold scenario's hot-client tail
+            // (results/FINDINGS.md §9).
+            cold_sends_on_pool: true,
             // The smallest size measured at which `sendfile` used less CPU
             // per GB than `copy` (results/FINDINGS.md §7).
             auto_threshold: 32 << 10,

@@ -265,10 +265,12 @@ impl Backend {
 
 /// The disk's oracle and pool `config.disk_threads` asks for.
 fn cold(config: &Config) -> Result<Option<Cold>, TransferError> {
-    Cold::with_threads(config.disk_threads).map_err(|e| TransferError::InvalidConfig {
-        setting: "disk_threads",
-        reason: format!("cannot start {} disk threads: {e}", config.disk_threads),
-    })
+    Cold::with_threads(config.disk_threads)
+        .map(|cold| cold.map(|c| c.with_pool_sends(config.cold_sends_on_pool)))
+        .map_err(|e| TransferError::InvalidConfig {
+            setting: "disk_threads",
+            reason: format!("cannot start {} disk threads: {e}", config.disk_threads),
+        })
 }
 
 /// What `--backend` names: one backend, or `auto`, the policy that picks

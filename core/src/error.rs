@@ -77,6 +77,10 @@ pub enum TransferError {
     /// The session already failed; it sends nothing more.
     #[error("the session already failed and was pumped again")]
     SessionFailed,
+    /// A backend's move panicked on a disk pool thread: what reached the
+    /// socket is unknown, so the session ended.
+    #[error("a move panicked on a disk pool thread; the session ended")]
+    SendPanicked,
     /// The blocking driver waited longer than it was allowed to.
     #[error("the socket stayed full for {0:?}; gave up")]
     TimedOut(Duration),
@@ -131,7 +135,7 @@ impl From<TransferError> for io::Error {
             | TransferError::InvalidConfig { .. }
             | TransferError::UnknownBackend { .. } => io::ErrorKind::InvalidInput,
             TransferError::Unavailable { .. } => io::ErrorKind::Unsupported,
-            TransferError::SessionFailed => io::ErrorKind::Other,
+            TransferError::SessionFailed | TransferError::SendPanicked => io::ErrorKind::Other,
             TransferError::TimedOut(_) => io::ErrorKind::TimedOut,
         };
         io::Error::new(kind, e)

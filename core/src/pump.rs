@@ -29,12 +29,13 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
 
-use crate::disk::{Cold, ColdGate, DiskPool, Gate};
+use crate::disk::{Cold, ColdGate, DiskPool, Gate, SendJob, Ticket};
 use crate::sock::send_head;
 use crate::{ByteRange, Pump, Session, Source, Stats, Syscall, Transfer, TransferError};
 
@@ -300,37 +301,123 @@ impl<M: Mover> Transfer for Pumped<M> {
         let mut progress = Progress::start(stats.clone(), source, range, prefix)?;
         match self.mover.begin(source, range, stats) {
             Ok(step) => Ok(Box::new(Tracked {
-                progress,
-                step,
+                core: Some(Core { progress, step }),
+                away: None,
+                stats: Arc::clone(stats),
                 budget: self.pumping.budget,
-                disk: self
-                    .pumping
-                    .cold
-                    .as_ref()
-                    .map(|cold| (cold.gate(), Arc::clone(source.file()))),
+                disk: self.pumping.cold.as_ref().map(|cold| Disk {
+                    gate: cold.gate(),
+                    file: Arc::clone(source.file()),
+                    pool_sends: cold.sends_on_pool(),
+                    cold_until: 0,
+                }),
             })),
             Err(e) => Err(progress.settle(Err(e)).unwrap_err()),
         }
     }
 }
 
-/// A [`Step`] with its [`Progress`]: a complete [`Session`].
-struct Tracked<S: Step> {
+/// A [`Step`] with its [`Progress`]: what a pump works on, on the event
+/// loop's thread or, for a range the pool read in, on a pool thread.
+struct Core<S: Step> {
     progress: Progress,
     step: S,
-    budget: usize,
-    /// The session's gate to the disk pool, and the file it reads in.
-    disk: Option<(ColdGate, Arc<File>)>,
 }
 
-impl<S: Step> Tracked<S> {
-    /// Moves until the session is done, must wait, or has used its budget.
-    fn run(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
+impl<S: Step> Drop for Core<S> {
+    fn drop(&mut self) {
+        self.step.close(&self.progress.stats);
+    }
+}
+
+/// A session's way to the disk pool.
+struct Disk {
+    gate: ColdGate,
+    /// The file the gate asks about and the pool reads in.
+    file: Arc<File>,
+    /// Whether moves from a range the pool read in run on a pool thread
+    /// ([`Cold::sends_on_pool`]).
+    pool_sends: bool,
+    /// The end of the last range the gate sent to the pool: moves before
+    /// it carry bytes that were on the disk.
+    cold_until: u64,
+}
+
+/// Where a session's [`Core`] waits while a pool thread sends from it.
+struct Handback<S: Step> {
+    core: Option<Core<S>>,
+    /// The pool's pump outcome, counted there; `None` while it has not run.
+    outcome: Option<Result<Pump, TransferError>>,
+    /// Set when the pool thread started on it: a job that started but left
+    /// no outcome panicked mid-move.
+    started: bool,
+}
+
+/// A session whose core a pool thread has.
+struct Away<S: Step> {
+    ticket: Ticket,
+    back: Arc<Mutex<Handback<S>>>,
+    /// What [`Session::remaining`] answers meanwhile.
+    remaining: u64,
+}
+
+/// What one run of the pump ended with.
+enum Ran {
+    Pump(Pump),
+    /// The next move sends bytes the pool read in, and should run there
+    /// (only when the run was asked to tell).
+    ToPool,
+}
+
+impl Ran {
+    /// The answer for a caller that did not ask for [`Ran::ToPool`]; were
+    /// it to come anyway, pumping again is always safe.
+    fn pump(self) -> Pump {
+        match self {
+            Ran::Pump(p) => p,
+            Ran::ToPool => Pump::Yield,
+        }
+    }
+}
+
+/// Where a session's core is, at the start of a pump.
+enum Back {
+    /// Here: pump it.
+    Here,
+    /// On a pool thread still: wait.
+    Out,
+    /// Back from the pool, whose pump ended so.
+    Outcome(Result<Pump, TransferError>),
+}
+
+/// A [`Core`] with its budget and its way to the disk: a complete
+/// [`Session`].
+struct Tracked<S: Step> {
+    /// `None` exactly while `away` holds it.
+    core: Option<Core<S>>,
+    away: Option<Away<S>>,
+    stats: Arc<Stats>,
+    budget: usize,
+    disk: Option<Disk>,
+}
+
+impl<S: Step> Core<S> {
+    /// Moves until the session is done, must wait, or has used `budget`.
+    /// With `disk`, asks its gate before each move that reads the file,
+    /// and (with `to_pool`) answers [`Ran::ToPool`] before a move of a range
+    /// the pool read in. Without, moves whatever the page cache holds: on a
+    /// pool thread, waiting for the disk is harmless.
+    fn run(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        mut budget: usize,
+        mut disk: Option<&mut Disk>,
+        to_pool: bool,
+    ) -> Result<Ran, TransferError> {
         let p = &mut self.progress;
-        let mut budget = self.budget;
         loop {
             if p.remaining() == 0 {
-                return Ok(Pump::Done);
+                return Ok(Ran::Pump(Pump::Done));
             }
             let attempt = if !S::CARRIES_PREFIX && !p.prefix_left().is_empty() {
                 let head = p.prefix_left();
@@ -347,9 +434,9 @@ impl<S: Step> Tracked<S> {
                 };
                 if let Some((offset, len)) = self.step.next_read(&m) {
                     if budget == 0 {
-                        return Ok(Pump::Yield);
+                        return Ok(Ran::Pump(Pump::Yield));
                     }
-                    if let Some((gate, file)) = &mut self.disk {
+                    if let Some(d) = disk.as_deref_mut() {
                         // Asked about, and read in, is the rest of the
                         // range up to READ_IN_SPAN, not just this move's
                         // chunk: the read-in then waits for the kernel's
@@ -364,10 +451,19 @@ impl<S: Step> Tracked<S> {
                         // descriptors) lets the move read as it did
                         // before there was a pool.
                         if let Ok(Gate::Wait) =
-                            gate.before_move_within(file, offset, len as u64, span)
+                            d.gate.before_move_within(&d.file, offset, len as u64, span)
                         {
-                            return Ok(Pump::Pending);
+                            d.cold_until = d.cold_until.max(offset.saturating_add(span));
+                            return Ok(Ran::Pump(Pump::Pending));
                         }
+                    }
+                }
+                // Every move of bytes the pool read in, not only those
+                // that read the file: a pipe or buffer staged on a pool
+                // thread drains there too.
+                if let Some(d) = disk.as_deref() {
+                    if to_pool && d.pool_sends && m.offset() < d.cold_until {
+                        return Ok(Ran::ToPool);
                     }
                 }
                 self.step.try_move(&m)
@@ -390,52 +486,184 @@ impl<S: Step> Tracked<S> {
                         p.stats.copied_in(n as u64);
                     }
                 }
-                Ok(Moved::Full) => return Ok(Pump::WouldBlock),
+                Ok(Moved::Full) => return Ok(Ran::Pump(Pump::WouldBlock)),
                 Ok(Moved::FullInKernel) => p.stats.would_block(),
                 Ok(Moved::Shrank(at)) => return Err(p.shrank_at(at)),
-                Ok(Moved::Pending) => return Ok(Pump::Pending),
+                Ok(Moved::Pending) => return Ok(Ran::Pump(Pump::Pending)),
                 Ok(Moved::Again) => {}
                 Err(e) => match e.errno() {
                     Some(Errno::EINTR) => {}
-                    Some(Errno::EAGAIN) => return Ok(Pump::WouldBlock),
+                    Some(Errno::EAGAIN) => return Ok(Ran::Pump(Pump::WouldBlock)),
                     _ => return Err(e),
                 },
             }
         }
     }
+
+    /// One pump with the step's release and the outcome counted.
+    fn pump(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        budget: usize,
+        disk: Option<&mut Disk>,
+        to_pool: bool,
+    ) -> Result<Ran, TransferError> {
+        let r = self.run(sock, budget, disk, to_pool);
+        match r {
+            // Not released: the pool thread moves next, with what the step
+            // holds, and releases after.
+            Ok(Ran::ToPool) => Ok(Ran::ToPool),
+            Ok(Ran::Pump(p)) => {
+                self.step.release(false);
+                self.progress.settle(Ok(p)).map(Ran::Pump)
+            }
+            Err(e) => {
+                self.step.release(true);
+                self.progress.settle(Err(e)).map(Ran::Pump)
+            }
+        }
+    }
 }
 
-impl<S: Step> Session for Tracked<S> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under this lock is whole before anything can panic, and
+    // a panic mid-move is reported through `Handback::started`.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<S: Step + 'static> Tracked<S> {
+    /// Takes the core back from the pool once its job ended.
+    fn come_back(&mut self) -> Back {
+        let Some(away) = &mut self.away else {
+            return Back::Here;
+        };
+        if away.ticket.try_finish().is_none() {
+            return Back::Out;
+        }
+        let away = self.away.take().expect("checked above");
+        let mut back = lock(&away.back);
+        self.core = back.core.take();
+        match back.outcome.take() {
+            Some(outcome) => Back::Outcome(outcome),
+            None if back.started => {
+                // The step panicked on the pool thread, somewhere inside a
+                // move: what reached the socket is unknown, so the session
+                // cannot go on.
+                if let Some(core) = &mut self.core {
+                    core.step.release(true);
+                    let _ = core.progress.settle(Err(TransferError::SessionFailed));
+                }
+                Back::Outcome(Err(TransferError::SendPanicked))
+            }
+            // A cancelled job (the pool shut down) left the core as it
+            // was: the session goes on here.
+            None => Back::Here,
+        }
+    }
+
+    /// Hands the core to a pool thread that moves until the end of the
+    /// range it read in (or until the socket is full); `None` when the
+    /// pool refused it, with the core still here.
+    fn send_on_pool(&mut self, sock: BorrowedFd<'_>) -> Option<Pump> {
+        let disk = self.disk.as_mut()?;
+        // The pool thread's own descriptor: the connection may end (and its
+        // number be reused) while the job still runs.
+        let sock = sock.try_clone_to_owned().ok()?;
+        let core = self.core.take()?;
+        let remaining = core.progress.remaining();
+        let budget = usize::try_from(disk.cold_until.saturating_sub(core.progress.offset))
+            .unwrap_or(usize::MAX);
+        let back = Arc::new(Mutex::new(Handback {
+            core: Some(core),
+            outcome: None,
+            started: false,
+        }));
+        let job_back = Arc::clone(&back);
+        let job: SendJob = Box::new(move || {
+            let mut h = lock(&job_back);
+            // The session went away before the job ran: nobody to send to.
+            if Arc::strong_count(&job_back) == 1 {
+                return Ok(0);
+            }
+            h.started = true;
+            let Some(core) = h.core.as_mut() else {
+                return Ok(0);
+            };
+            let before = core.progress.remaining();
+            let outcome = core.pump(sock.as_fd(), budget, None, false).map(Ran::pump);
+            let sent = before - core.progress.remaining();
+            h.outcome = Some(outcome);
+            Ok(sent)
+        });
+        match disk.gate.submit_send(job) {
+            Ok(ticket) => {
+                self.away = Some(Away {
+                    ticket,
+                    back,
+                    remaining,
+                });
+                self.stats.pending();
+                Some(Pump::Pending)
+            }
+            Err(_) => {
+                self.core = lock(&back).core.take();
+                None
+            }
+        }
+    }
+}
+
+impl<S: Step + 'static> Session for Tracked<S> {
     fn pump(&mut self, sock: BorrowedFd<'_>) -> Result<Pump, TransferError> {
-        if let Some(over) = self.progress.finished() {
+        match self.come_back() {
+            Back::Out => return Ok(Pump::Pending),
+            Back::Outcome(outcome) => return outcome,
+            Back::Here => {}
+        }
+        let Some(core) = &mut self.core else {
+            return Err(TransferError::SessionFailed);
+        };
+        if let Some(over) = core.progress.finished() {
             return over;
         }
-        let r = self.run(sock);
-        self.step.release(r.is_err());
-        self.progress.settle(r)
+        match core.pump(sock, self.budget, self.disk.as_mut(), true)? {
+            Ran::Pump(p) => Ok(p),
+            Ran::ToPool => match self.send_on_pool(sock) {
+                Some(p) => Ok(p),
+                // Refused (queue full, pool closing, no descriptor): this
+                // once, the bytes go from here, as without the pool.
+                None => {
+                    let Some(core) = &mut self.core else {
+                        return Err(TransferError::SessionFailed);
+                    };
+                    core.pump(sock, self.budget, self.disk.as_mut(), false)
+                        .map(Ran::pump)
+                }
+            },
+        }
     }
 
     fn remaining(&self) -> u64 {
-        self.progress.remaining()
+        match (&self.core, &self.away) {
+            (Some(core), _) => core.progress.remaining(),
+            (None, Some(away)) => away.remaining,
+            (None, None) => 0,
+        }
     }
 
     fn stats(&self) -> &Stats {
-        &self.progress.stats
+        &self.stats
     }
 
     /// A step's own descriptor (a ring's) or the disk gate's: a step that
     /// has one is never gated (its backend reads in the kernel's workers),
-    /// so a session never answers `Pending` on two.
+    /// so a session never answers `Pending` on two. The gate's is also the
+    /// one a send on a pool thread signals.
     fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.step
-            .completion_fd()
-            .or_else(|| self.disk.as_ref()?.0.completion_fd())
-    }
-}
-
-impl<S: Step> Drop for Tracked<S> {
-    fn drop(&mut self) {
-        self.step.close(&self.progress.stats);
+        self.core
+            .as_ref()
+            .and_then(|c| c.step.completion_fd())
+            .or_else(|| self.disk.as_ref()?.gate.completion_fd())
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Args {
     /// Threads for disk work that could stall a worker: reading body ranges that are not in the page cache (every backend but uring, whose reads run in the kernel's workers), opening a path the file cache lacks (every path with --no-file-cache), index.html, listings; each of the two pools gets N; 0 does it all on the workers, as before [default: 16]
     #[arg(long, value_name = "N")]
     pub disk_threads: Option<usize>,
+    /// Who sends the bytes of a body range the disk pool read in: pool (its threads, like nginx's aio threads; the worker stays free for other connections) or worker (the connection's worker, once the read is done) [default: pool]
+    #[arg(long, value_enum, value_name = "WHO")]
+    pub cold_sends: Option<ColdSends>,
     /// Read settings from this TOML file first
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -128,6 +131,18 @@ pub struct Args {
     pub auto_threshold: Option<u64>,
 }
 
+/// Who sends the bytes of a body range the disk pool read in
+/// (`--cold-sends`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ColdSends {
+    /// A pool thread, right after the read (nginx `aio threads`).
+    #[default]
+    Pool,
+    /// The connection's worker, once the read is done.
+    Worker,
+}
+
 /// Access log line formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -148,6 +163,7 @@ struct FileConfig {
     backend: Option<String>,
     threads: Option<usize>,
     disk_threads: Option<usize>,
+    cold_sends: Option<ColdSends>,
     listing: Option<bool>,
     show_hidden: Option<bool>,
     follow_symlinks: Option<bool>,
@@ -441,6 +457,8 @@ impl Settings {
                 // One setting for both pools: the server's (opens, stats,
                 // listings) and the backends' (cold body ranges).
                 disk_threads,
+                cold_sends_on_pool: args.cold_sends.or(file.cold_sends).unwrap_or_default()
+                    == ColdSends::Pool,
                 auto_threshold: args
                     .auto_threshold
                     .or(file.auto_threshold)

@@ -9,15 +9,15 @@
 //! it go. Nothing here depends on the machine's speed: the order of events
 //! is forced by the latch, and the only time bound catches a hang.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use zcserve_backends::{Backend, Config};
-use zcserve_core::ByteRange;
-use zcserve_core::disk::testing::{HeldReader, Scripted};
+use zcserve_core::disk::testing::{HeldReader, Hold, Scripted};
 use zcserve_core::disk::{Cold, DiskPool, PoolConfig};
+use zcserve_core::{ByteRange, Pump, Session, Transfer};
 use zcserve_tests::{STALL, TestFile, backends_under_test};
 
 /// The backends that read the file on the pump's thread, and so are gated;
@@ -32,11 +32,13 @@ fn gated() -> Vec<Backend> {
 #[test]
 fn a_cached_file_is_served_while_a_cold_read_is_held() {
     for backend in gated() {
-        held_cold_read(backend);
+        for pool_sends in [true, false] {
+            held_cold_read(backend, pool_sends);
+        }
     }
 }
 
-fn held_cold_read(backend: Backend) {
+fn held_cold_read(backend: Backend, pool_sends: bool) {
     // Cold: larger than one pump chunk (several moves, one read-in);
     // hot: larger than a socket buffer, so its transfer only ends if the
     // event loop keeps turning while the cold read is held.
@@ -59,7 +61,7 @@ fn held_cold_read(backend: Backend) {
     let t = backend
         .build_with(
             &Config::default(),
-            Some(Cold::new(oracle.clone(), Arc::new(pool))),
+            Some(Cold::new(oracle.clone(), Arc::new(pool)).with_pool_sends(pool_sends)),
         )
         .expect("build");
 
@@ -153,14 +155,187 @@ fn held_cold_read(backend: Backend) {
         assert!(got[9..] == cold.data[..], "{backend}: cold bytes differ");
         let snap = pool.stats().snapshot();
         assert_eq!(
-            (snap.offloaded, snap.completed, snap.bytes_in),
-            (1, 1, 700_000),
+            (snap.offloaded, snap.bytes_in, snap.failed),
+            (1, 700_000, 0),
             "{backend}: the one read-in covered the rest of the range: {snap:?}"
         );
+        assert_eq!(
+            snap.completed,
+            1 + snap.sends,
+            "{backend}: the read-in and each send ended: {snap:?}"
+        );
+        if pool_sends {
+            // What had not left when the read was released (the head, for
+            // a backend that sends it with the first body bytes) left from
+            // the pool's thread, and so did every body byte.
+            assert_eq!(
+                snap.bytes_sent,
+                9 + 700_000 - n as u64,
+                "{backend}: the pool sent the cold range: {snap:?}"
+            );
+            assert!(snap.sends >= 1, "{backend}: {snap:?}");
+        } else {
+            assert_eq!(
+                (snap.sends, snap.bytes_sent),
+                (0, 0),
+                "{backend}: with pool sends off the loop sends: {snap:?}"
+            );
+        }
         let s = t.stats().snapshot();
         assert!(s.pending >= 1, "{backend}: {s}");
+        assert_eq!(s.body_bytes, (3 << 20) + 700_000, "{backend}: {s}");
     });
     assert!(oracle.calls() > 0, "{backend}: the oracle was asked");
+}
+
+/// A pool of one thread whose reads the test holds, and a backend whose
+/// oracle calls every file cold.
+fn all_cold(backend: Backend, queue: usize) -> (Arc<dyn Transfer>, Hold) {
+    let (reader, hold) = HeldReader::new();
+    let pool = DiskPool::new(
+        PoolConfig {
+            threads: 1,
+            queue,
+            ..PoolConfig::default()
+        },
+        reader,
+    )
+    .expect("disk pool")
+    .expect("one thread");
+    let oracle = Arc::new(Scripted::new(|_: BorrowedFd<'_>, _, _| false));
+    let t = backend
+        .build_with(&Config::default(), Some(Cold::new(oracle, Arc::new(pool))))
+        .expect("build");
+    (t, hold)
+}
+
+/// A session on a socket pair: the sending end non-blocking, as the
+/// drivers want it, and a thread that reads the other end to its close.
+struct Conn {
+    session: Box<dyn Session>,
+    tx: std::os::unix::net::UnixStream,
+    received: std::thread::JoinHandle<Vec<u8>>,
+}
+
+fn conn(t: &Arc<dyn Transfer>, file: &TestFile, head: &[u8]) -> Conn {
+    let (tx, mut rx) = std::os::unix::net::UnixStream::pair().unwrap();
+    tx.set_nonblocking(true).unwrap();
+    let received = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut rx, &mut got).unwrap();
+        got
+    });
+    let session = t
+        .start(
+            &file.source(),
+            ByteRange::full(file.data.len() as u64),
+            head.to_vec(),
+        )
+        .unwrap();
+    Conn {
+        session,
+        tx,
+        received,
+    }
+}
+
+impl Conn {
+    fn pump(&mut self) -> Pump {
+        self.session.pump(self.tx.as_fd()).unwrap()
+    }
+
+    /// Sends the rest with the blocking driver, closes, and returns what
+    /// the peer got.
+    fn finish(mut self) -> Vec<u8> {
+        zcserve_core::blocking::send_all(self.session.as_mut(), self.tx.as_fd(), Some(STALL))
+            .unwrap();
+        drop(self.session);
+        drop(self.tx);
+        self.received.join().unwrap()
+    }
+}
+
+#[test]
+fn a_session_dropped_before_its_pool_send_runs_sends_nothing_more() {
+    for backend in gated() {
+        let (t, hold) = all_cold(backend, 64);
+        let (fa, fb) = (TestFile::random(300_000, 21), TestFile::random(200_000, 22));
+        let mut a = conn(&t, &fa, b"a-head");
+        let mut b = conn(&t, &fb, b"b-head");
+        assert_eq!(a.pump(), Pump::Pending, "{backend}");
+        assert_eq!(
+            hold.entered().len,
+            300_000,
+            "{backend}: a's read-in holds the thread"
+        );
+        assert_eq!(b.pump(), Pump::Pending, "{backend}: b's read-in queues");
+        hold.release();
+        assert_eq!(
+            hold.entered().len,
+            200_000,
+            "{backend}: now b's read-in holds it"
+        );
+        // a's range is in: its send goes to the pool, which is busy.
+        assert_eq!(a.pump(), Pump::Pending, "{backend}");
+        let pool = Arc::clone(t.disk_pool().unwrap());
+        assert_eq!(pool.stats().snapshot().sends, 1, "{backend}");
+        let Conn {
+            session,
+            tx,
+            received,
+            ..
+        } = a;
+        drop(session);
+        drop(tx);
+        hold.release();
+        let got_b = b.finish();
+        assert!(
+            got_b == [&b"b-head"[..], &fb.data].concat(),
+            "{backend}: b's bytes"
+        );
+        drop(t);
+        drop(pool);
+        // The pool is gone, its threads joined, so a's job ran (or was
+        // cancelled) and let go of its descriptor: the peer sees the end.
+        let got_a = received.join().unwrap();
+        assert!(
+            got_a.len() <= b"a-head".len(),
+            "{backend}: {} bytes left for a session that was gone",
+            got_a.len()
+        );
+    }
+}
+
+#[test]
+fn a_full_pool_queue_leaves_the_send_to_the_loop() {
+    for backend in gated() {
+        let (t, hold) = all_cold(backend, 1);
+        let files: Vec<TestFile> = (0..3).map(|i| TestFile::random(250_000, 30 + i)).collect();
+        let mut conns: Vec<Conn> = files.iter().map(|f| conn(&t, f, b"head")).collect();
+        assert_eq!(conns[0].pump(), Pump::Pending, "{backend}");
+        hold.entered();
+        assert_eq!(conns[1].pump(), Pump::Pending, "{backend}: queued");
+        hold.release();
+        hold.entered();
+        assert_eq!(
+            conns[2].pump(),
+            Pump::Pending,
+            "{backend}: queued, the queue is full"
+        );
+        // The first read-in is done; its send finds no room and goes from
+        // here, while the pool's one thread is still held.
+        let first = conns.remove(0);
+        let got = first.finish();
+        assert!(got == [&b"head"[..], &files[0].data].concat(), "{backend}");
+        let snap = t.disk_pool().unwrap().stats().snapshot();
+        assert_eq!((snap.sends, snap.bytes_sent), (0, 0), "{backend}: {snap:?}");
+        assert!(snap.busy >= 1, "{backend}: the pool refused: {snap:?}");
+        drop(hold);
+        for (c, f) in conns.into_iter().zip(&files[1..]) {
+            let got = c.finish();
+            assert!(got == [&b"head"[..], &f.data].concat(), "{backend}");
+        }
+    }
 }
 
 #[test]

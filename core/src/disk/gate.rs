@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::memo;
-use super::{Completion, DiskPool, FileId, Parking, Residency, Submitted, Ticket};
+use super::{
+    Completion, DiskPool, FileId, Parking, Residency, SendJob, SubmitError, Submitted, Ticket,
+};
 
 /// What the pump does with the range it asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +209,22 @@ impl ColdGate {
             },
         };
         self.pool.is_reading(id, offset, len)
+    }
+
+    /// Hands `send` to the pool's threads (see [`DiskPool::submit_send`]),
+    /// to be signalled on this gate's descriptor; only between moves, never
+    /// while the gate waits for a read-in or for room.
+    pub fn submit_send(&mut self, send: SendJob) -> Result<Ticket, SubmitError> {
+        if !matches!(self.waiting, Waiting::Nothing) {
+            return Err(SubmitError::InFlight);
+        }
+        let completion = match &mut self.completion {
+            Some(c) => c,
+            None => self
+                .completion
+                .insert(Completion::new().map_err(|_| SubmitError::Busy)?),
+        };
+        self.pool.submit_send(completion, send)
     }
 
     /// The descriptor to wait on after [`Gate::Wait`]; the same one for

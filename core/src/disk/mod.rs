@@ -34,7 +34,7 @@ pub use gate::{ColdGate, Gate};
 pub use memo::DEFAULT_WINDOW as MEMO_WINDOW;
 pub use pool::{
     Completion, DiskPool, FileId, Parking, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn,
-    SubmitError, Submitted, Ticket,
+    SendJob, SubmitError, Submitted, Ticket,
 };
 pub use sys::PageCache;
 
@@ -115,13 +115,39 @@ impl Residency for PageCache {
 pub struct Cold {
     residency: Arc<dyn Residency>,
     pool: Arc<DiskPool>,
+    pool_sends: bool,
 }
 
 impl Cold {
     /// Asks `residency`, offloads misses to `pool`, and trusts a range
     /// found resident for [`MEMO_WINDOW`] on the thread that asked.
+    /// Sends from the pool's threads what they read in (see
+    /// [`Cold::sends_on_pool`]).
     pub fn new(residency: Arc<dyn Residency>, pool: Arc<DiskPool>) -> Self {
-        Self { residency, pool }
+        Self {
+            residency,
+            pool,
+            pool_sends: true,
+        }
+    }
+
+    /// The same, with the bytes of a range the pool read in sent by a pool
+    /// thread (`true`, the default) or by the session's own thread once the
+    /// read-in is done (`false`).
+    ///
+    /// On the pool, as with nginx's `aio threads`, a cold download's sends
+    /// run on threads the kernel preempts whenever the event loop has work,
+    /// instead of in bursts on the loop that every other connection waits
+    /// out (results/FINDINGS.md §9); each such send costs a trip through
+    /// the pool. Warm ranges are sent by the loop either way.
+    pub fn with_pool_sends(mut self, on: bool) -> Self {
+        self.pool_sends = on;
+        self
+    }
+
+    /// Whether a pool thread sends what the pool read in.
+    pub fn sends_on_pool(&self) -> bool {
+        self.pool_sends
     }
 
     /// The page cache asked with the best method this kernel has, and a
@@ -153,6 +179,7 @@ impl std::fmt::Debug for Cold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cold")
             .field("threads", &self.pool.threads())
+            .field("pool_sends", &self.pool_sends)
             .finish_non_exhaustive()
     }
 }

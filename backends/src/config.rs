@@ -1,6 +1,7 @@
 //! The knobs of the backends, checked once when a backend is built.
 
 use zcserve_core::TransferError;
+use zcserve_core::disk::{MAX_NICE, ThreadPriority};
 
 /// Knobs of the backends; each backend reads the ones it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub struct Config {
     /// in are sent by a pool thread (`true`, like nginx's `aio threads`)
     /// or by the pump's own thread once the read-in is done.
     pub cold_sends_on_pool: bool,
+    /// How the disk pool's threads are scheduled beside the event loops
+    /// (see [`ThreadPriority`]).
+    pub disk_priority: ThreadPriority,
     /// `auto` only: bodies of fewer bytes go through `copy`, the rest
     /// through `sendfile`; 0 sends every body through `sendfile`.
     pub auto_threshold: u64,
@@ -49,6 +53,8 @@ impl Default for Config {
             // Chosen by the cold scenario's hot-client tail
             // (results/FINDINGS.md §9).
             cold_sends_on_pool: true,
+            // Off in the library, like the pool: a host opts in.
+            disk_priority: ThreadPriority::Normal,
             // The smallest size measured at which `sendfile` used less CPU
             // per GB than `copy` (results/FINDINGS.md §7).
             auto_threshold: 32 << 10,
@@ -72,6 +78,14 @@ impl Config {
         positive("max_chunk", self.max_chunk)?;
         positive("pipe_size", self.pipe_size)?;
         positive("buffer_size", self.buffer_size)?;
+        if let ThreadPriority::Nice(n) = self.disk_priority {
+            if n > MAX_NICE {
+                return Err(TransferError::InvalidConfig {
+                    setting: "disk_priority",
+                    reason: format!("nice {n} is above {MAX_NICE}, the lowest priority"),
+                });
+            }
+        }
         if self.pipe_size > i32::MAX as usize {
             return Err(TransferError::InvalidConfig {
                 setting: "pipe_size",

@@ -37,7 +37,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use zcserve_core::disk::Cold;
+use zcserve_core::disk::{Cold, PoolConfig};
 use zcserve_core::{Pumping, Stats};
 pub use zcserve_core::{Transfer, TransferError};
 
@@ -265,12 +265,16 @@ impl Backend {
 
 /// The disk's oracle and pool `config.disk_threads` asks for.
 fn cold(config: &Config) -> Result<Option<Cold>, TransferError> {
-    Cold::with_threads(config.disk_threads)
-        .map(|cold| cold.map(|c| c.with_pool_sends(config.cold_sends_on_pool)))
-        .map_err(|e| TransferError::InvalidConfig {
-            setting: "disk_threads",
-            reason: format!("cannot start {} disk threads: {e}", config.disk_threads),
-        })
+    Cold::with_pool(PoolConfig {
+        threads: config.disk_threads,
+        priority: config.disk_priority,
+        ..PoolConfig::default()
+    })
+    .map(|cold| cold.map(|c| c.with_pool_sends(config.cold_sends_on_pool)))
+    .map_err(|e| TransferError::InvalidConfig {
+        setting: "disk_threads",
+        reason: format!("cannot start {} disk threads: {e}", config.disk_threads),
+    })
 }
 
 /// What `--backend` names: one backend, or `auto`, the policy that picks

@@ -25,7 +25,11 @@
 //! and the pump answers [`Pump::Pending`] on the gate's descriptor instead
 //! of making a move that would block its thread on the disk. A session
 //! whose file is cached pays one residency check per chunk and never
-//! touches the pool.
+//! touches the pool. With [`Cold::sends_on_pool`], the moves of a range the
+//! pool read in run on a pool thread too (the session's step and progress
+//! go there and come back, with a duplicate of the socket's descriptor),
+//! so the event loop never spends a burst sending bytes that came off the
+//! disk while other connections wait.
 
 use std::fs::File;
 use std::io;

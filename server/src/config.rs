@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
+use zcserve_core::disk::ThreadPriority;
 
 use crate::http::accept_encoding::Coding;
 use crate::http::cache_rules::CacheRules;
@@ -42,6 +43,9 @@ pub struct Args {
     /// Who sends the bytes of a body range the disk pool read in: pool (its threads, like nginx's aio threads; the worker stays free for other connections) or worker (the connection's worker, once the read is done) [default: pool]
     #[arg(long, value_enum, value_name = "WHO")]
     pub cold_sends: Option<ColdSends>,
+    /// Scheduling of the threads that read and send cold body ranges (Linux): idle (SCHED_IDLE: they run when the workers leave the CPU, and a worker with a request preempts them at once), normal (the server's own priority), or a nice value 1-19 [default: idle]
+    #[arg(long, value_name = "PRIORITY")]
+    pub disk_priority: Option<ThreadPriority>,
     /// Read settings from this TOML file first
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -164,6 +168,7 @@ struct FileConfig {
     threads: Option<usize>,
     disk_threads: Option<usize>,
     cold_sends: Option<ColdSends>,
+    disk_priority: Option<PriorityValue>,
     listing: Option<bool>,
     show_hidden: Option<bool>,
     follow_symlinks: Option<bool>,
@@ -200,6 +205,24 @@ struct FileConfig {
 enum Precompressed {
     List(Vec<String>),
     Text(String),
+}
+
+/// `disk-priority` in the TOML file: `"idle"`, `"normal"`, or a nice
+/// value, quoted or not.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PriorityValue {
+    Text(String),
+    Nice(i64),
+}
+
+impl std::fmt::Display for PriorityValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PriorityValue::Text(t) => f.write_str(t),
+            PriorityValue::Nice(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// Where access log lines go.
@@ -331,6 +354,14 @@ impl Settings {
             .disk_threads
             .or(file.disk_threads)
             .unwrap_or(DEFAULT_DISK_THREADS);
+        let disk_priority = match (args.disk_priority, file.disk_priority) {
+            (Some(p), _) => p,
+            (None, Some(value)) => value
+                .to_string()
+                .parse::<ThreadPriority>()
+                .map_err(|e| format!("disk-priority: {e}"))?,
+            (None, None) => DEFAULT_DISK_PRIORITY,
+        };
         if disk_threads > MAX_DISK_THREADS {
             return Err(format!(
                 "disk-threads: {disk_threads} is more than {MAX_DISK_THREADS} (0 turns the pool off)"
@@ -459,6 +490,7 @@ impl Settings {
                 disk_threads,
                 cold_sends_on_pool: args.cold_sends.or(file.cold_sends).unwrap_or_default()
                     == ColdSends::Pool,
+                disk_priority,
                 auto_threshold: args
                     .auto_threshold
                     .or(file.auto_threshold)
@@ -524,6 +556,11 @@ const DEFAULT_NOTSENT_LOWAT: u32 = 64 << 10;
 /// these threads, whatever their number. Measured with zcbench's cold
 /// scenario (results/FINDINGS.md §9).
 const DEFAULT_DISK_THREADS: usize = 16;
+
+/// The cold-range threads run only when the workers leave the CPU, so a
+/// worker with a request never waits for a pool thread's send or copy;
+/// measured with zcbench's cold scenario (results/FINDINGS.md §9).
+const DEFAULT_DISK_PRIORITY: ThreadPriority = ThreadPriority::Idle;
 
 /// More threads than any disk queue could use.
 const MAX_DISK_THREADS: usize = 1024;
@@ -685,6 +722,32 @@ mod tests {
                 .unwrap_err()
                 .contains("--disk-threads")
         );
+    }
+
+    #[test]
+    fn cold_sends_and_disk_nice_default_file_flag_and_bound() {
+        let s = parse(&[]).unwrap();
+        assert!(s.backend_config.cold_sends_on_pool);
+        assert_eq!(s.backend_config.disk_priority, DEFAULT_DISK_PRIORITY);
+        let s = parse(&["--cold-sends", "worker", "--disk-priority", "normal"]).unwrap();
+        assert!(!s.backend_config.cold_sends_on_pool);
+        assert_eq!(s.backend_config.disk_priority, ThreadPriority::Normal);
+        let s = with_file("cold-sends = \"worker\"\ndisk-priority = 5\n", &[]).unwrap();
+        assert!(!s.backend_config.cold_sends_on_pool);
+        assert_eq!(s.backend_config.disk_priority, ThreadPriority::Nice(5));
+        let s = with_file(
+            "cold-sends = \"worker\"\ndisk-priority = \"5\"\n",
+            &["--cold-sends", "pool", "--disk-priority", "idle"],
+        )
+        .unwrap();
+        assert!(s.backend_config.cold_sends_on_pool);
+        assert_eq!(s.backend_config.disk_priority, ThreadPriority::Idle);
+        let e = parse(&["--disk-priority", "20"]).unwrap_err();
+        assert!(e.contains("--disk-priority") && e.contains("19"), "{e}");
+        let e = with_file("disk-priority = \"lowest\"\n", &[]).unwrap_err();
+        assert!(e.contains("disk-priority") && e.contains("idle"), "{e}");
+        let e = parse(&["--cold-sends", "loop"]).unwrap_err();
+        assert!(e.contains("--cold-sends") && e.contains("worker"), "{e}");
     }
 
     #[test]

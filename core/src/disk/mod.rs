@@ -10,9 +10,11 @@
 //! is the h2o way for every backend: before a pump moves a chunk it asks
 //! [`Residency::resident`]; on a miss it hands the chunk to [`DiskPool`],
 //! answers `Pump::Pending` on the session's [`Completion`] descriptor, and
-//! when that turns readable it sends from the now warm cache as usual. Hot
-//! chunks never enter the pool, so they never queue behind cold ones (the
-//! lesson of static-web-server, whose one blocking pool served both).
+//! when that turns readable the bytes go out from the now warm cache: from
+//! a pool thread by default ([`Cold::with_pool_sends`], nginx's way), or
+//! from the pump's own thread. Hot chunks never enter the pool, so they
+//! never queue behind cold ones (the lesson of static-web-server, whose one
+//! blocking pool served both).
 //!
 //! Both halves are traits so that tests can hold a read or declare a file
 //! cold at will; [`testing`] has the helpers other crates' tests use.
@@ -20,6 +22,7 @@
 mod gate;
 mod memo;
 mod pool;
+mod priority;
 mod sys;
 pub mod testing;
 // The tests check the Linux methods against the Linux page cache.
@@ -36,6 +39,7 @@ pub use pool::{
     Completion, DiskPool, FileId, Parking, PoolConfig, PoolSnapshot, PoolStats, PreadIn, ReadIn,
     SendJob, SubmitError, Submitted, Ticket,
 };
+pub use priority::{MAX_NICE, ThreadPriority};
 pub use sys::PageCache;
 
 /// Answers whether a byte range of an open file can be read without
@@ -155,10 +159,15 @@ impl Cold {
     /// chunk sizes); `None` for 0 threads, which keeps every read on the
     /// pump's own thread.
     pub fn with_threads(threads: usize) -> io::Result<Option<Self>> {
-        let config = PoolConfig {
+        Self::with_pool(PoolConfig {
             threads,
             ..PoolConfig::default()
-        };
+        })
+    }
+
+    /// The page cache asked with the best method this kernel has, and a
+    /// pool made with `config` reading with `pread`; `None` for 0 threads.
+    pub fn with_pool(config: PoolConfig) -> io::Result<Option<Self>> {
         Ok(DiskPool::new(config, Arc::new(PreadIn))?
             .map(|pool| Self::new(Arc::new(PageCache::new()), Arc::new(pool))))
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use super::priority::{MAX_NICE, ThreadPriority};
 use super::sys::Notifier;
 
 /// What a pool thread runs for each job: bring `[offset, offset + len)` of
@@ -76,15 +77,19 @@ pub struct PoolConfig {
     pub queue: usize,
     /// Each thread's scratch buffer, in bytes: the largest single `pread`.
     pub scratch: usize,
+    /// How the threads are scheduled beside the event loops.
+    pub priority: ThreadPriority,
 }
 
 impl Default for PoolConfig {
-    /// Four threads, 64 waiting jobs, 256 KiB reads (one pump chunk).
+    /// Four threads, 64 waiting jobs, 256 KiB reads (one pump chunk), the
+    /// creator's priority.
     fn default() -> Self {
         Self {
             threads: 4,
             queue: 64,
             scratch: 256 * 1024,
+            priority: ThreadPriority::Normal,
         }
     }
 }
@@ -472,6 +477,14 @@ impl DiskPool {
         if config.threads == 0 {
             return Ok(None);
         }
+        if let ThreadPriority::Nice(n) = config.priority {
+            if n > MAX_NICE {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("disk pool: nice {n} is above {MAX_NICE}, the lowest priority"),
+                ));
+            }
+        }
         if config.queue == 0 || config.scratch == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -499,15 +512,42 @@ impl DiskPool {
             shared,
             threads: Vec::with_capacity(config.threads),
         };
+        let (started_tx, started) = std::sync::mpsc::channel();
         for i in 0..config.threads {
             let shared = Arc::clone(&pool.shared);
-            let scratch = config.scratch;
+            let (scratch, priority) = (config.scratch, config.priority);
+            let started = started_tx.clone();
             // On a spawn failure `pool` is dropped here, which stops and
             // joins the threads already started.
             let t = std::thread::Builder::new()
                 .name(format!("zcserve-disk-{i}"))
-                .spawn(move || work(&shared, scratch))?;
+                .spawn(move || {
+                    let niced = match super::sys::set_thread_priority(priority) {
+                        // A platform without per-thread priorities keeps
+                        // the threads at their creator's.
+                        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
+                        r => r,
+                    };
+                    let go = niced.is_ok();
+                    // `new` waits for one report per thread, then for every
+                    // sender to be gone: this one goes before the work.
+                    let _ = started.send(niced);
+                    drop(started);
+                    if go {
+                        work(&shared, scratch);
+                    }
+                })?;
             pool.threads.push(t);
+        }
+        drop(started_tx);
+        for r in started.iter() {
+            // The pool is dropped on the way out, joining the threads.
+            r.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("disk pool: cannot set priority {}: {e}", config.priority),
+                )
+            })?;
         }
         Ok(Some(pool))
     }

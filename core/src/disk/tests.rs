@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use std::num::NonZeroUsize;
 
@@ -164,6 +164,7 @@ fn pool(threads: usize, queue: usize, reader: Arc<dyn ReadIn>) -> DiskPool {
             threads,
             queue,
             scratch: 64 * KIB as usize,
+            priority: ThreadPriority::Normal,
         },
         reader,
     )
@@ -480,6 +481,60 @@ fn zero_threads_disable_the_pool_and_a_zero_queue_is_refused() {
     let e = DiskPool::new(bad, Arc::new(PreadIn)).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert!(e.to_string().contains("queue (0)"), "{e}");
+}
+
+#[test]
+fn the_pool_threads_run_at_the_priority_asked_for() {
+    /// Records the nice value and policy of the thread that runs the
+    /// read-in.
+    struct Seen(Mutex<Option<(i32, i32)>>);
+    impl ReadIn for Seen {
+        fn read_in(&self, f: &File, o: u64, l: u64, s: &mut [u8]) -> std::io::Result<u64> {
+            *self.0.lock().unwrap() = Some(own_priority());
+            PreadIn.read_in(f, o, l, s)
+        }
+    }
+    /// This thread's nice value and scheduling policy.
+    fn own_priority() -> (i32, i32) {
+        let tid = nix::unistd::gettid().as_raw();
+        // SAFETY: getpriority(2) and sched_getscheduler(2) take plain
+        // integers and touch no memory of ours.
+        unsafe {
+            (
+                libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t),
+                libc::sched_getscheduler(tid),
+            )
+        }
+    }
+    let t = cold_file(4 * KIB);
+    // A pool thread starts as its creator and is only ever lowered.
+    let (nice, policy) = own_priority();
+    for (priority, want) in [
+        (ThreadPriority::Normal, (nice, policy)),
+        (ThreadPriority::Nice(7), (nice.max(7), policy)),
+        (ThreadPriority::Idle, (nice, libc::SCHED_IDLE)),
+    ] {
+        let seen = Arc::new(Seen(Mutex::new(None)));
+        let config = PoolConfig {
+            threads: 1,
+            priority,
+            ..PoolConfig::default()
+        };
+        let p = DiskPool::new(config, seen.clone()).unwrap().unwrap();
+        assert_eq!(read_in(&p, &t.file, 0, 4 * KIB), 4 * KIB);
+        assert_eq!(*seen.0.lock().unwrap(), Some(want), "{priority}");
+    }
+    assert_ne!(policy, libc::SCHED_IDLE, "this test needs a normal thread");
+    let e = DiskPool::new(
+        PoolConfig {
+            priority: ThreadPriority::Nice(MAX_NICE + 1),
+            ..PoolConfig::default()
+        },
+        Arc::new(PreadIn),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("nice 20"), "{e}");
 }
 
 #[test]

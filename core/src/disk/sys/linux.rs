@@ -13,8 +13,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::sendfile::sendfile64;
 use nix::unistd::{SysconfVar, sysconf};
 
-use crate::disk::Method;
 use crate::disk::pool::pread_in;
+use crate::disk::{Method, ThreadPriority};
 
 /// `__NR_cachestat`. libc does not export it for every target yet; 451 is
 /// its number in the unified syscall table that x86, arm, arm64, riscv,
@@ -256,6 +256,44 @@ pub fn read_in(file: &File, offset: u64, len: u64, scratch: &mut [u8]) -> io::Re
         }
     }
     Ok(done)
+}
+
+/// Schedules the calling thread as `priority` asks; on Linux a nice value
+/// and a policy belong to one thread, not the whole process.
+pub fn set_thread_priority(priority: ThreadPriority) -> io::Result<()> {
+    match priority {
+        ThreadPriority::Normal => Ok(()),
+        ThreadPriority::Nice(n) => set_thread_nice(n),
+        ThreadPriority::Idle => {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sched_setscheduler(2) with pid 0 changes the calling
+            // thread only; it reads `param`, which lives for the call.
+            // Moving to SCHED_IDLE needs no privilege.
+            let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            Errno::result(r).map(drop).map_err(io::Error::from)
+        }
+    }
+}
+
+/// Lowers the calling thread's priority to at least `nice`; a thread
+/// already at `nice` or lower is left as it is, so this never needs a
+/// privilege.
+fn set_thread_nice(nice: u8) -> io::Result<()> {
+    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+    Errno::clear();
+    // SAFETY: getpriority(2) takes plain integers and touches no memory of
+    // ours; PRIO_PROCESS with a thread id asks about that one thread.
+    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+    // -1 is also a valid nice value: only errno tells a failure.
+    if now == -1 && Errno::last_raw() != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if now >= i32::from(nice) {
+        return Ok(());
+    }
+    // SAFETY: as above; setpriority(2) sets that one thread's nice value.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, i32::from(nice)) };
+    Errno::result(r).map(drop).map_err(io::Error::from)
 }
 
 /// The most one `sendfile(2)` call moves on Linux.

@@ -5,9 +5,9 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{Notifier, PageCache, read_in};
+pub use linux::{Notifier, PageCache, read_in, set_thread_priority};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub use portable::{Notifier, PageCache, read_in};
+pub use portable::{Notifier, PageCache, read_in, set_thread_priority};

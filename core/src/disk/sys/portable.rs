@@ -8,8 +8,8 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::{pipe, read, write};
 
-use crate::disk::Method;
 pub use crate::disk::pool::pread_in as read_in;
+use crate::disk::{Method, ThreadPriority};
 
 /// The page cache of a platform that cannot be asked: always resident,
 /// which keeps the behaviour the server had without this module.
@@ -76,5 +76,15 @@ impl Notifier {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Per-thread nice values and SCHED_IDLE are Linux's; elsewhere
+/// `setpriority` would lower the whole process, event loops included, so
+/// the pool keeps its creator's priority.
+pub fn set_thread_priority(priority: ThreadPriority) -> io::Result<()> {
+    match priority {
+        ThreadPriority::Normal => Ok(()),
+        _ => Err(io::ErrorKind::Unsupported.into()),
     }
 }

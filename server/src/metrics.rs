@@ -224,7 +224,7 @@ pub fn backend_counters(transfer: &dyn Transfer) -> Vec<(&'static str, Snapshot)
 /// read into the page cache while their sessions waited.
 pub fn render_read_in(pool: &zcserve_core::disk::PoolSnapshot, o: &mut String) {
     use std::fmt::Write as _;
-    let rows: [(&str, &str, &str, f64); 7] = [
+    let rows: [(&str, &str, &str, f64); 10] = [
         (
             "zcserve_read_in_offloaded_total",
             "counter",
@@ -267,6 +267,24 @@ pub fn render_read_in(pool: &zcserve_core::disk::PoolSnapshot, o: &mut String) {
             "Time the read-in threads spent reading, summed.",
             pool.read_ns as f64 / 1e9,
         ),
+        (
+            "zcserve_read_in_sends_total",
+            "counter",
+            "Sends of read-in ranges run on the pool's threads (--cold-sends pool).",
+            pool.sends as f64,
+        ),
+        (
+            "zcserve_read_in_sent_bytes_total",
+            "counter",
+            "Bytes the pool's threads sent from ranges they read in.",
+            pool.bytes_sent as f64,
+        ),
+        (
+            "zcserve_read_in_send_seconds_total",
+            "counter",
+            "Time the pool's threads spent sending, summed.",
+            pool.send_ns as f64 / 1e9,
+        ),
     ];
     for (name, kind, help, v) in rows {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -293,6 +311,30 @@ mod tests {
             "zcserve_backend_syscalls_total{backend=\"sendfile\",syscall=\"sendfile\"} 0\n"
         ));
         assert_eq!(m.responses(200), 2);
+    }
+
+    #[test]
+    fn read_in_pool_counters_are_rendered_with_their_units() {
+        let pool = zcserve_core::disk::PoolSnapshot {
+            offloaded: 3,
+            sends: 5,
+            bytes_sent: 1 << 20,
+            send_ns: 1_500_000_000,
+            read_ns: 250_000_000,
+            ..Default::default()
+        };
+        let mut text = String::new();
+        render_read_in(&pool, &mut text);
+        for line in [
+            "zcserve_read_in_offloaded_total 3\n",
+            "zcserve_read_in_sends_total 5\n",
+            "zcserve_read_in_sent_bytes_total 1048576\n",
+            "zcserve_read_in_send_seconds_total 1.5\n",
+            "zcserve_read_in_run_seconds_total 0.25\n",
+            "# TYPE zcserve_read_in_queue_depth gauge\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
     }
 
     #[test]

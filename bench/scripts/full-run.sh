@@ -19,7 +19,7 @@
 #   FIXTURE_DIR=$CARGO_TARGET_DIR/zcbench-fixture (kept out of results/)
 #   PEERS_DIR=<repo>/../shared/peers (nginx.sh, lighttpd.sh, gofs.go)
 #   BACKENDS= (zcserve backends; unset: zcbench's default, all of them)
-#   COLD=1 (0: skip the cold scenario) COLD_FILES=3000 COLD_SIZE=1MiB
+#   COLD=1 (0: skip the cold scenario) COLD_FILES=20000 COLD_SIZE=1MiB
 #   COLD_CONNS=16 COLD_ROUNDS=3 COLD_DURATION=10
 #   COLD_CLIENT_READ=256KiB (the cold scenario takes one client mode)
 #   DISK_IOPS=200 (read IOPS of the servers' cgroup; needs root; empty: the
@@ -116,10 +116,10 @@ status=0
   ${args[@]+"${args[@]}"} "$@" || status=$?
 
 if [ "${COLD:-1}" != 0 ]; then
-  echo "cold: ${COLD_FILES:-3000} x ${COLD_SIZE:-1MiB}, ${COLD_CONNS:-16} cold connections, disk-iops=${disk_iops:-none (raw disk)} -> $out/cold.md"
+  echo "cold: ${COLD_FILES:-20000} x ${COLD_SIZE:-1MiB}, ${COLD_CONNS:-16} cold connections, disk-iops=${disk_iops:-none (raw disk)} -> $out/cold.md"
   "$target/release/zcbench" --scenario cold \
     --rounds "${COLD_ROUNDS:-3}" --duration "${COLD_DURATION:-10}" \
-    --cold-files "${COLD_FILES:-3000}" --cold-size "${COLD_SIZE:-1MiB}" \
+    --cold-files "${COLD_FILES:-20000}" --cold-size "${COLD_SIZE:-1MiB}" \
     --cold-conns "${COLD_CONNS:-16}" --client-read "$cold_client_read" \
     --server-cpus "$server_cpus" --client-cpus "$client_cpus" \
     --fixture-dir "$fixture" --out "$out" \

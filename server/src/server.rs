@@ -78,6 +78,13 @@ impl Server {
         let transfer = backend
             .build(&settings.backend_config)
             .map_err(|e| format!("backend {backend}: {e}"))?;
+        if let Some(why) = transfer.disk_pool().and_then(|p| p.priority_refused()) {
+            tracing::warn!(
+                "--disk-priority {}: refused ({why}); the disk threads run at the server's \
+                 own priority (--disk-priority normal silences this)",
+                settings.backend_config.disk_priority
+            );
+        }
         let listeners = match inherited {
             None => {
                 crate::listen::bind_all(&settings.listen, settings.reuseport, settings.threads)?

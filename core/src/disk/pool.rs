@@ -458,6 +458,8 @@ impl PoolState {
 pub struct DiskPool {
     shared: Arc<PoolState>,
     threads: Vec<JoinHandle<()>>,
+    /// Why the kernel refused the threads' [`ThreadPriority`], if it did.
+    priority_refused: Option<String>,
 }
 
 impl std::fmt::Debug for DiskPool {
@@ -511,6 +513,7 @@ impl DiskPool {
         let mut pool = DiskPool {
             shared,
             threads: Vec::with_capacity(config.threads),
+            priority_refused: None,
         };
         let (started_tx, started) = std::sync::mpsc::channel();
         for i in 0..config.threads {
@@ -528,27 +531,18 @@ impl DiskPool {
                         Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
                         r => r,
                     };
-                    let go = niced.is_ok();
                     // `new` waits for one report per thread, then for every
-                    // sender to be gone: this one goes before the work.
+                    // sender to be gone: this one goes before the work. A
+                    // refused priority leaves the thread at its creator's,
+                    // which is slower for the loops but never wrong.
                     let _ = started.send(niced);
                     drop(started);
-                    if go {
-                        work(&shared, scratch);
-                    }
+                    work(&shared, scratch);
                 })?;
             pool.threads.push(t);
         }
         drop(started_tx);
-        for r in started.iter() {
-            // The pool is dropped on the way out, joining the threads.
-            r.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("disk pool: cannot set priority {}: {e}", config.priority),
-                )
-            })?;
-        }
+        pool.priority_refused = started.iter().find_map(Result::err).map(|e| e.to_string());
         Ok(Some(pool))
     }
 
@@ -739,6 +733,14 @@ impl DiskPool {
     /// The pool's counters.
     pub fn stats(&self) -> &PoolStats {
         &self.shared.stats
+    }
+
+    /// Why the threads run at their creator's priority rather than the
+    /// one [`PoolConfig::priority`] asked for (a seccomp filter or a
+    /// sandbox that refuses `sched_setscheduler`, say); `None` when they
+    /// got it. The pool works either way.
+    pub fn priority_refused(&self) -> Option<&str> {
+        self.priority_refused.as_deref()
     }
 
     /// The number of threads.

@@ -523,6 +523,7 @@ fn the_pool_threads_run_at_the_priority_asked_for() {
         let p = DiskPool::new(config, seen.clone()).unwrap().unwrap();
         assert_eq!(read_in(&p, &t.file, 0, 4 * KIB), 4 * KIB);
         assert_eq!(*seen.0.lock().unwrap(), Some(want), "{priority}");
+        assert_eq!(p.priority_refused(), None, "{priority}");
     }
     assert_ne!(policy, libc::SCHED_IDLE, "this test needs a normal thread");
     let e = DiskPool::new(

@@ -624,9 +624,8 @@ impl<S: Step + 'static> Session for Tracked<S> {
             Back::Outcome(outcome) => return outcome,
             Back::Here => {}
         }
-        let Some(core) = &mut self.core else {
-            return Err(TransferError::SessionFailed);
-        };
+        // Here whenever no job has it: a job's end always hands it back.
+        let core = self.core.as_mut().ok_or(TransferError::SessionFailed)?;
         if let Some(over) = core.progress.finished() {
             return over;
         }
@@ -637,9 +636,7 @@ impl<S: Step + 'static> Session for Tracked<S> {
                 // Refused (queue full, pool closing, no descriptor): this
                 // once, the bytes go from here, as without the pool.
                 None => {
-                    let Some(core) = &mut self.core else {
-                        return Err(TransferError::SessionFailed);
-                    };
+                    let core = self.core.as_mut().ok_or(TransferError::SessionFailed)?;
                     core.pump(sock, self.budget, self.disk.as_mut(), false)
                         .map(Ran::pump)
                 }

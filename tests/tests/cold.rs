@@ -9,7 +9,7 @@
 //! it go. Nothing here depends on the machine's speed: the order of events
 //! is forced by the latch, and the only time bound catches a hang.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
@@ -18,7 +18,9 @@ use zcserve_backends::{Backend, Config};
 use zcserve_core::disk::testing::{HeldReader, Hold, Scripted};
 use zcserve_core::disk::{Cold, DiskPool, PoolConfig};
 use zcserve_core::{ByteRange, Pump, Session, Transfer};
-use zcserve_tests::{STALL, TestFile, backends_under_test};
+use zcserve_tests::{
+    Link, Reader, STALL, SockKind, Speed, TestFile, backends_under_test, expected,
+};
 
 /// The backends that read the file on the pump's thread, and so are gated;
 /// `uring` splices in the kernel's io-wq workers, never on the loop.
@@ -209,22 +211,16 @@ fn all_cold(backend: Backend, queue: usize) -> (Arc<dyn Transfer>, Hold) {
     (t, hold)
 }
 
-/// A session on a socket pair: the sending end non-blocking, as the
-/// drivers want it, and a thread that reads the other end to its close.
+/// A session on a socket pair ([`Link`]: the sending end non-blocking, as
+/// the drivers want it) and a [`Reader`] of the other end to its close.
 struct Conn {
     session: Box<dyn Session>,
-    tx: std::os::unix::net::UnixStream,
-    received: std::thread::JoinHandle<Vec<u8>>,
+    tx: OwnedFd,
+    received: Reader,
 }
 
 fn conn(t: &Arc<dyn Transfer>, file: &TestFile, head: &[u8]) -> Conn {
-    let (tx, mut rx) = std::os::unix::net::UnixStream::pair().unwrap();
-    tx.set_nonblocking(true).unwrap();
-    let received = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        std::io::Read::read_to_end(&mut rx, &mut got).unwrap();
-        got
-    });
+    let (tx, received) = Link::new(SockKind::Unix, None).read_all(Speed::Fast);
     let session = t
         .start(
             &file.source(),
@@ -251,7 +247,7 @@ impl Conn {
             .unwrap();
         drop(self.session);
         drop(self.tx);
-        self.received.join().unwrap()
+        self.received.finish().unwrap()
     }
 }
 
@@ -290,14 +286,14 @@ fn a_session_dropped_before_its_pool_send_runs_sends_nothing_more() {
         hold.release();
         let got_b = b.finish();
         assert!(
-            got_b == [&b"b-head"[..], &fb.data].concat(),
+            got_b == expected(&fb, ByteRange::full(200_000), b"b-head"),
             "{backend}: b's bytes"
         );
         drop(t);
         drop(pool);
         // The pool is gone, its threads joined, so a's job ran (or was
         // cancelled) and let go of its descriptor: the peer sees the end.
-        let got_a = received.join().unwrap();
+        let got_a = received.finish().unwrap();
         assert!(
             got_a.len() <= b"a-head".len(),
             "{backend}: {} bytes left for a session that was gone",
@@ -326,14 +322,20 @@ fn a_full_pool_queue_leaves_the_send_to_the_loop() {
         // here, while the pool's one thread is still held.
         let first = conns.remove(0);
         let got = first.finish();
-        assert!(got == [&b"head"[..], &files[0].data].concat(), "{backend}");
+        assert!(
+            got == expected(&files[0], ByteRange::full(250_000), b"head"),
+            "{backend}"
+        );
         let snap = t.disk_pool().unwrap().stats().snapshot();
         assert_eq!((snap.sends, snap.bytes_sent), (0, 0), "{backend}: {snap:?}");
         assert!(snap.busy >= 1, "{backend}: the pool refused: {snap:?}");
         drop(hold);
         for (c, f) in conns.into_iter().zip(&files[1..]) {
             let got = c.finish();
-            assert!(got == [&b"head"[..], &f.data].concat(), "{backend}");
+            assert!(
+                got == expected(f, ByteRange::full(250_000), b"head"),
+                "{backend}"
+            );
         }
     }
 }

@@ -251,6 +251,16 @@ impl Completion {
         })
     }
 
+    /// Takes the completion for a new job: one at a time each.
+    fn claim(&self) -> Result<(), SubmitError> {
+        let mut state = self.slot.lock();
+        if !matches!(*state, State::Idle) {
+            return Err(SubmitError::InFlight);
+        }
+        *state = State::Running { abandoned: false };
+        Ok(())
+    }
+
     /// Readable while a finished job's outcome waits in its [`Ticket`].
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.slot.notifier.fd()
@@ -586,13 +596,7 @@ impl DiskPool {
         len: u64,
         park: bool,
     ) -> Result<Submitted, SubmitError> {
-        {
-            let mut state = done.slot.lock();
-            if !matches!(*state, State::Idle) {
-                return Err(SubmitError::InFlight);
-            }
-            *state = State::Running { abandoned: false };
-        }
+        done.claim()?;
         // Before the lock: a file whose identity cannot be had is read in
         // all the same, only not recognised by other sessions.
         let id = FileId::of(&file).ok();
@@ -612,10 +616,7 @@ impl DiskPool {
                     slot: Arc::clone(&done.slot),
                 }));
             }
-            drop(q);
-            *done.slot.lock() = State::Idle;
-            add(&stats.busy, 1);
-            return Err(SubmitError::Busy);
+            return Err(self.refuse(q, done));
         }
         let seq = q.next_seq;
         q.next_seq += 1;
@@ -640,16 +641,7 @@ impl DiskPool {
             slot: Arc::clone(&done.slot),
             queued_at: Instant::now(),
         });
-        let depth = q.jobs.len() as u64;
-        stats.queued.store(depth, Ordering::Relaxed);
-        stats.max_queued.fetch_max(depth, Ordering::Relaxed);
-        add(&stats.offloaded, 1);
-        drop(q);
-        self.shared.ready.notify_one();
-        Ok(Submitted::Queued(Ticket {
-            slot: Arc::clone(&done.slot),
-            spent: false,
-        }))
+        Ok(Submitted::Queued(self.queued(q, done, &stats.offloaded)))
     }
 
     /// Queues `send`, a session's sends from a range the pool read in,
@@ -664,19 +656,10 @@ impl DiskPool {
     /// whenever the event loop wakes, rather than from the event loop,
     /// where every request that arrives meanwhile waits for the send.
     pub fn submit_send(&self, done: &Completion, send: SendJob) -> Result<Ticket, SubmitError> {
-        {
-            let mut state = done.slot.lock();
-            if !matches!(*state, State::Idle) {
-                return Err(SubmitError::InFlight);
-            }
-            *state = State::Running { abandoned: false };
-        }
+        done.claim()?;
         let mut q = self.shared.lock();
         if q.jobs.len() >= self.shared.capacity || q.closed {
-            drop(q);
-            *done.slot.lock() = State::Idle;
-            add(&self.shared.stats.busy, 1);
-            return Err(SubmitError::Busy);
+            return Err(self.refuse(q, done));
         }
         // Behind the sends already waiting, in the order they came.
         let at = q
@@ -692,17 +675,32 @@ impl DiskPool {
                 queued_at: Instant::now(),
             },
         );
+        Ok(self.queued(q, done, &self.shared.stats.sends))
+    }
+
+    /// Refuses a job because the queue is full or the pool closed: its
+    /// completion is free again.
+    fn refuse(&self, q: MutexGuard<'_, Queue>, done: &Completion) -> SubmitError {
+        drop(q);
+        *done.slot.lock() = State::Idle;
+        add(&self.shared.stats.busy, 1);
+        SubmitError::Busy
+    }
+
+    /// Counts a job just queued (in `counter` and the queue depth), wakes a
+    /// thread for it, and gives the caller its ticket.
+    fn queued(&self, q: MutexGuard<'_, Queue>, done: &Completion, counter: &AtomicU64) -> Ticket {
         let stats = &self.shared.stats;
         let depth = q.jobs.len() as u64;
         stats.queued.store(depth, Ordering::Relaxed);
         stats.max_queued.fetch_max(depth, Ordering::Relaxed);
-        add(&stats.sends, 1);
+        add(counter, 1);
         drop(q);
         self.shared.ready.notify_one();
-        Ok(Ticket {
+        Ticket {
             slot: Arc::clone(&done.slot),
             spent: false,
-        })
+        }
     }
 
     /// Whether any job is queued or running: when not, no range can be

@@ -19,6 +19,11 @@ lowest). Rounds where either side is missing or invalid are left out.
 It reads the cold scenario's cold.json too (one cell, `cold`; metrics
 hot_p99_us, hot_p50_us, hot_req_per_s, cold_mb_per_s...; the hot
 latencies are lower-is-better like CPU).
+
+--max-steal F leaves out every round in which either side's server or
+client CPUs lost more than F (a fraction, e.g. 0.02) of their time to the
+hypervisor (zcbench records server_steal and client_steal per run; runs
+recorded before it are kept).
 """
 
 import json
@@ -29,6 +34,11 @@ from collections import defaultdict
 
 def main(argv):
     metric = "mb_per_s"
+    max_steal = None
+    if "--max-steal" in argv:
+        i = argv.index("--max-steal")
+        max_steal = float(argv[i + 1])
+        del argv[i : i + 2]
     if "--metric" in argv:
         i = argv.index("--metric")
         metric = argv[i + 1]
@@ -43,6 +53,9 @@ def main(argv):
     cells = defaultdict(lambda: defaultdict(dict))
     for r in results:
         if not r.get("valid", True) or r.get(metric) is None:
+            continue
+        steal = max(r.get("server_steal") or 0.0, r.get("client_steal") or 0.0)
+        if max_steal is not None and steal > max_steal:
             continue
         if "size" in r:
             key = (r.get("client_read", "-"), r["size"], r["conns"])
@@ -63,7 +76,8 @@ def main(argv):
             return best, cands[best]
         return spec, row.get(spec)
 
-    print(f"metric: {metric} (ratio A/B per round; median [min-max] over rounds)")
+    kept = "" if max_steal is None else f"; rounds with steal above {max_steal:.1%} left out"
+    print(f"metric: {metric} (ratio A/B per round; median [min-max] over rounds{kept})")
     print("| client | size | conns | A | B | median | range | rounds | A's winners |")
     print("|---|--:|--:|---|---|--:|---|--:|---|")
     for key in sorted(cells, key=lambda k: (str(k[0]), k[1], k[2])):

@@ -15,6 +15,7 @@ use crate::launch::{Running, Setup};
 use crate::load::{self, ClientRead, LoadSpec, Priority};
 use crate::model::{CDF_QUANTILES, ColdResult, ColdSetup, Machine};
 use crate::report;
+use crate::steal::StealMeter;
 use crate::target::Target;
 use crate::units::{file_stem, human_size};
 
@@ -116,21 +117,29 @@ pub fn run(
         cgroup_procs: throttle.as_ref().map(Throttle::procs),
     };
     let hot_file = file_path(&setup.fixture, HOT_SIZE);
-    let duration = c.duration;
     let mut results = Vec::new();
     for round in 1..=c.rounds {
         for t in targets {
             set.evict()?;
             warm(&hot_file)?;
             let r = match t.start(&servers) {
-                Ok(mut s) => cold_round(t, &mut s, &set, &stem, c, client_cpus, duration, round)?,
+                Ok(mut s) => cold_round(
+                    t,
+                    &mut s,
+                    &set,
+                    &stem,
+                    c,
+                    setup.server_cpus,
+                    client_cpus,
+                    round,
+                )?,
                 Err(e) => {
                     eprintln!("zcbench: cold round {round}: {e}");
                     failed_cold(t, round)
                 }
             };
             eprintln!(
-                "zcbench: cold round {round} {}: hot {:.0} req/s p50 {} µs p99 {} µs max {} µs; cold {:.1} MB/s; cached {:.1} % -> {:.1} %{}",
+                "zcbench: cold round {round} {}: hot {:.0} req/s p50 {} µs p99 {} µs max {} µs; cold {:.1} MB/s; cached {:.1} % -> {:.1} %; steal {} server, {} client{}",
                 r.target,
                 r.hot_req_per_s,
                 r.hot_p50_us,
@@ -139,6 +148,8 @@ pub fn run(
                 r.cold_mb_per_s,
                 r.cached_before * 100.0,
                 r.cached_after * 100.0,
+                fmt_steal(r.server_steal),
+                fmt_steal(r.client_steal),
                 if r.valid { "" } else { " (invalid)" }
             );
             results.push(r);
@@ -171,6 +182,11 @@ pub fn run(
     Ok(results.iter().all(|r| r.valid))
 }
 
+/// A stolen fraction for the progress line: `1.2 %`, or `?`.
+fn fmt_steal(f: Option<f64>) -> String {
+    f.map_or_else(|| "?".to_string(), |f| format!("{:.1} %", f * 100.0))
+}
+
 /// One target's cold run: the cold connections and the hot client loaded
 /// together, the working set's cached fraction read before and after.
 #[allow(clippy::too_many_arguments)]
@@ -180,10 +196,11 @@ fn cold_round(
     set: &WorkingSet,
     stem: &str,
     c: &ColdPlan,
+    server_cpus: &[usize],
     client_cpus: &[usize],
-    duration: Duration,
     round: u32,
 ) -> Result<ColdResult, String> {
+    let duration = c.duration;
     let addr = server.addr;
     let cold_spec = LoadSpec {
         addr,
@@ -217,11 +234,13 @@ fn cold_round(
             MAX_CACHED_AT_START * 100.0
         );
     }
+    let steal = StealMeter::start();
     let (cold_out, hot_out) = std::thread::scope(|s| {
         let cold = s.spawn(|| load::run(&cold_spec));
         let hot = s.spawn(|| load::run(&hot_spec));
         (cold.join(), hot.join())
     });
+    let steal = steal.finish(server_cpus, client_cpus);
     let cached_after = set.cached()?;
     let joined = |r: std::thread::Result<std::io::Result<load::LoadOutcome>>| {
         r.map_err(|_| "a load thread panicked".to_string())?
@@ -270,6 +289,8 @@ fn cold_round(
             .iter()
             .map(|&q| h.value_at_quantile(q))
             .collect(),
+        server_steal: steal.server,
+        client_steal: steal.client,
         valid: evicted
             && cold_out.errors == 0
             && hot_out.errors == 0
@@ -298,6 +319,8 @@ fn failed_cold(t: &Target, round: u32) -> ColdResult {
         hot_p999_us: 0,
         hot_max_us: 0,
         hot_cdf_us: Vec::new(),
+        server_steal: None,
+        client_steal: None,
         valid: false,
     }
 }
@@ -408,7 +431,7 @@ mod tests {
         };
         let mut server = Running::already(addr, "/".into(), None);
         set.evict().unwrap();
-        let r = cold_round(&t, &mut server, &set, "8KiB", &p, &[], p.duration, 1).unwrap();
+        let r = cold_round(&t, &mut server, &set, "8KiB", &p, &[0], &[], 1).unwrap();
         assert!(r.valid, "{r:?}");
         assert_eq!(
             r.cached_before, 0.0,
@@ -424,12 +447,17 @@ mod tests {
             r.hot_cdf_us
         );
         assert!(r.hot_p50_us <= r.hot_p99_us && r.hot_p99_us <= r.hot_max_us);
+        let steal = r
+            .server_steal
+            .expect("CPU 0's steal is read from /proc/stat");
+        assert!((0.0..=1.0).contains(&steal), "{steal}");
+        assert_eq!(r.client_steal, None, "no client CPUs were named");
 
         // A set still cached when the run starts makes the run invalid.
         for f in &set.files {
             warm(f).unwrap();
         }
-        let r = cold_round(&t, &mut server, &set, "8KiB", &p, &[], p.duration, 2).unwrap();
+        let r = cold_round(&t, &mut server, &set, "8KiB", &p, &[0], &[], 2).unwrap();
         assert_eq!(r.cached_before, 1.0);
         assert!(!r.valid, "a warm start must not pass as cold: {r:?}");
         std::fs::remove_dir_all(&dir).unwrap();

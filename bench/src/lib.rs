@@ -10,7 +10,8 @@
 //! (the files served), [`metrics`] (zcserve's counters), [`machine`] (what
 //! the run ran on), [`units`] (sizes and dates), [`cold`] (the cold-cache
 //! scenario's machinery: evicting, checking residency, throttling the disk)
-//! and [`cold_scenario`] (running it).
+//! [`cold_scenario`] (running it) and [`steal`] (CPU time the hypervisor
+//! took during a run).
 
 pub mod client_read;
 pub mod cold;
@@ -24,5 +25,6 @@ pub mod model;
 pub mod peer;
 pub mod procs;
 pub mod report;
+pub mod steal;
 pub mod target;
 pub mod units;

@@ -71,6 +71,13 @@ pub struct RunResult {
     pub peak_rss_kib: Option<u64>,
     /// Backend syscalls per request, from zcserve's `/metrics`.
     pub syscalls_per_req: Option<f64>,
+    /// Fraction of the server CPUs' time the hypervisor stole during the
+    /// load (`/proc/stat`; see [`crate::steal`]).
+    #[serde(default)]
+    pub server_steal: Option<f64>,
+    /// The same for the client CPUs.
+    #[serde(default)]
+    pub client_steal: Option<f64>,
     /// False when any error occurred: the numbers are not to be trusted.
     pub valid: bool,
 }
@@ -318,6 +325,13 @@ pub struct ColdResult {
     pub hot_max_us: u64,
     /// The hot client's latency (µs) at each of [`CDF_QUANTILES`].
     pub hot_cdf_us: Vec<u64>,
+    /// Fraction of the server CPUs' time the hypervisor stole during the
+    /// load (`/proc/stat`; see [`crate::steal`]).
+    #[serde(default)]
+    pub server_steal: Option<f64>,
+    /// The same for the client CPUs.
+    #[serde(default)]
+    pub client_steal: Option<f64>,
     /// False when any error occurred or either population got no answer.
     pub valid: bool,
 }
@@ -377,6 +391,8 @@ mod tests {
             client_cpu_s_per_gb: None,
             peak_rss_kib: Some(round as u64),
             syscalls_per_req: None,
+            server_steal: None,
+            client_steal: None,
             valid: round != 2,
         }
     }

@@ -110,6 +110,8 @@ fn fixture_for(client: ClientRead) -> Vec<RunResult> {
                         syscalls_per_req: target
                             .starts_with("zcserve")
                             .then_some(2.0 + (size / MIB) as f64 / 8.0),
+                        server_steal: Some(0.01 * f64::from(round)),
+                        client_steal: (target != "go").then_some(0.5 / 3.0),
                         valid: errors == 0,
                     });
                 }
@@ -205,6 +207,8 @@ fn csv_has_a_header_and_one_row_per_result_that_parses_back() {
             peak_rss_kib: (!f[col("peak_rss_kib")].is_empty())
                 .then(|| f[col("peak_rss_kib")].parse().unwrap()),
             syscalls_per_req: opt_f(f[col("syscalls_per_req")]),
+            server_steal: opt_f(f[col("server_steal")]),
+            client_steal: opt_f(f[col("client_steal")]),
             valid: f[col("valid")].parse().unwrap(),
         };
         assert_eq!(&back, r, "row {line}");
@@ -238,12 +242,15 @@ fn same_run(a: &RunResult, b: &RunResult) -> bool {
         && close_opt(a.cpu_s_per_gb, b.cpu_s_per_gb)
         && close_opt(a.client_cpu_s, b.client_cpu_s)
         && close_opt(a.client_cpu_s_per_gb, b.client_cpu_s_per_gb)
-        && close_opt(a.syscalls_per_req, b.syscalls_per_req);
+        && close_opt(a.syscalls_per_req, b.syscalls_per_req)
+        && close_opt(a.server_steal, b.server_steal)
+        && close_opt(a.client_steal, b.client_steal);
     let mut a2 = a.clone();
     (a2.seconds, a2.req_per_s, a2.mb_per_s) = (b.seconds, b.req_per_s, b.mb_per_s);
     (a2.cpu_s, a2.cpu_s_per_gb, a2.syscalls_per_req) =
         (b.cpu_s, b.cpu_s_per_gb, b.syscalls_per_req);
     (a2.client_cpu_s, a2.client_cpu_s_per_gb) = (b.client_cpu_s, b.client_cpu_s_per_gb);
+    (a2.server_steal, a2.client_steal) = (b.server_steal, b.client_steal);
     floats_equal && a2 == *b
 }
 
@@ -773,6 +780,10 @@ fn cold_rows() -> Vec<ColdResult> {
                     .iter()
                     .map(|q| (p50 as f64 * (1.0 + 10.0 * q)) as u64)
                     .collect(),
+                // uring's rounds lost 1 % and 3 % of the server CPU's
+                // time; nginx's runs did not record steal.
+                server_steal: (target == "zcserve-uring").then(|| 0.02 * f64::from(round) - 0.01),
+                client_steal: (target == "zcserve-uring").then_some(0.0),
                 valid: errors == 0,
             });
         }
@@ -840,11 +851,12 @@ fn the_cold_table_has_medians_the_disk_and_invalid_rounds() {
         .expect("a uring row");
     assert_eq!(
         uring,
-        "| zcserve-uring | 18,867 | 79.5 µs | 17 ms | 34 ms | 102 ms | 492 | 0.2 % | 20.0 % | ✓ |"
+        "| zcserve-uring | 18,867 | 79.5 µs | 17 ms | 34 ms | 102 ms | 492 | 0.2 % | 20.0 % | 2.0 % / 0.0 % | ✓ |"
     );
     let nginx = md.lines().find(|l| l.starts_with("| nginx-on |")).unwrap();
     assert!(
         nginx.contains("156 ms")
+            && nginx.contains("| ? / ? |")
             && nginx.ends_with("| ⚠ invalid: round 2: 1 cold / 0 hot errors |"),
         "{nginx}"
     );
@@ -883,6 +895,12 @@ fn cold_csv_json_and_chart_hold_every_round_and_target() {
     assert_eq!(json["setup"]["disk_latency"]["p99_us"], 3979);
     let back: Vec<ColdResult> = serde_json::from_value(json["results"].clone()).unwrap();
     assert_eq!(back, rows);
+    // A report written before steal was recorded reads back without it.
+    let mut old = json["results"][0].clone();
+    let fields = old.as_object_mut().unwrap();
+    assert!(fields.remove("server_steal").is_some() && fields.remove("client_steal").is_some());
+    let old: ColdResult = serde_json::from_value(old).unwrap();
+    assert_eq!((old.server_steal, old.client_steal), (None, None));
     let svg = cold_report::svg_hot_cdf(&rows);
     assert!(svg.starts_with("<svg") && svg.contains("zcserve-uring"));
     assert!(

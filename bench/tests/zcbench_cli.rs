@@ -543,7 +543,12 @@ fn cold_scenario_runs_every_backend_from_an_evicted_set() {
             f[6].parse::<u64>().unwrap() > 0 && f[9].parse::<u64>().unwrap() > 0,
             "{row}"
         );
-        assert_eq!((f[8], f[11], f[16]), ("0", "0", "true"), "{row}");
+        assert_eq!((f[8], f[11], f[18]), ("0", "0", "true"), "{row}");
+        // The steal of the server's and the client's CPUs, as fractions.
+        for steal in &f[16..18] {
+            let steal: f64 = steal.parse().unwrap_or_else(|_| panic!("{row}"));
+            assert!((0.0..=1.0).contains(&steal), "{row}");
+        }
     }
     let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
     assert!(

@@ -54,6 +54,7 @@ use zcserve_bench::metrics::syscalls;
 use zcserve_bench::model::{IdleResult, Machine, RunResult};
 use zcserve_bench::procs;
 use zcserve_bench::report::{self, Report};
+use zcserve_bench::steal::StealMeter;
 use zcserve_bench::target::{Kind, Target, TargetArgs, targets};
 use zcserve_bench::units::{file_stem, human_size, parse_size};
 
@@ -492,7 +493,7 @@ fn run_warm(
                                         read: client,
                                         priority: Priority::Normal,
                                     };
-                                    measure(t, &spec, round, s.pid, s.metrics)
+                                    measure(t, &spec, round, s.pid, s.metrics, setup.server_cpus)
                                         .unwrap_or_else(failed)
                                 }
                             },
@@ -594,6 +595,8 @@ fn failed_run(
         client_cpu_s_per_gb: None,
         peak_rss_kib: None,
         syscalls_per_req: None,
+        server_steal: None,
+        client_steal: None,
         valid: false,
     }
 }
@@ -606,6 +609,7 @@ fn measure(
     round: u32,
     pid: Option<u32>,
     metrics: Option<SocketAddr>,
+    server_cpus: &[usize],
 ) -> Result<RunResult, String> {
     let warm = LoadSpec {
         duration: (spec.duration / 10).min(Duration::from_secs(1)),
@@ -618,7 +622,9 @@ fn measure(
     }
     let cpu0 = pid.and_then(procs::cpu_seconds);
     let calls0 = metrics.and_then(syscalls);
+    let steal = StealMeter::start();
     let out = load::run(spec).map_err(|e| format!("cannot load {}: {e}", spec.addr))?;
+    let steal = steal.finish(server_cpus, &spec.cpus);
     let cpu = match (cpu0, pid.and_then(procs::cpu_seconds)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -667,6 +673,8 @@ fn measure(
             .and_then(|p| procs::memory_kib(p, "VmHWM"))
             .map(|(k, _)| k),
         syscalls_per_req: calls,
+        server_steal: steal.server,
+        client_steal: steal.client,
         // A big file on many connections may finish no response within the
         // run; its bytes still count, so only errors or silence invalidate.
         valid: out.errors == 0 && out.bytes > 0,

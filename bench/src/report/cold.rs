@@ -47,7 +47,7 @@ pub fn write_all(report: &ColdReport<'_>, dir: &Path) -> std::io::Result<Vec<Pat
     Ok(written)
 }
 
-const CSV_HEADER: [&str; 17] = [
+const CSV_HEADER: [&str; 19] = [
     "target",
     "backend",
     "round",
@@ -64,6 +64,8 @@ const CSV_HEADER: [&str; 17] = [
     "hot_p99_us",
     "hot_p999_us",
     "hot_max_us",
+    "server_steal",
+    "client_steal",
     "valid",
 ];
 
@@ -72,6 +74,7 @@ const CSV_HEADER: [&str; 17] = [
 pub fn csv(results: &[ColdResult]) -> String {
     let mut out = CSV_HEADER.join(",");
     out.push('\n');
+    let opt_f = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in results {
         let fields = [
             csv_field(&r.target),
@@ -90,6 +93,8 @@ pub fn csv(results: &[ColdResult]) -> String {
             r.hot_p99_us.to_string(),
             r.hot_p999_us.to_string(),
             r.hot_max_us.to_string(),
+            opt_f(r.server_steal),
+            opt_f(r.client_steal),
             r.valid.to_string(),
         ];
         out.push_str(&fields.join(","));
@@ -128,6 +133,11 @@ pub struct ColdSummary {
     pub hot_cdf_us: Vec<f64>,
     /// Cold MB/s.
     pub cold_mb_per_s: Spread,
+    /// Median over rounds of the stolen fraction of the server CPUs' and
+    /// the client CPUs' time (`None` where no round recorded it).
+    pub server_steal: Option<f64>,
+    /// See `server_steal`.
+    pub client_steal: Option<f64>,
     /// Largest cached fraction of the working set at a round's start.
     pub cached_before_max: f64,
     /// Largest cached fraction at a round's end.
@@ -149,6 +159,9 @@ pub fn summarise(results: &[ColdResult]) -> Vec<ColdSummary> {
         .map(|t| {
             let rs: Vec<&ColdResult> = results.iter().filter(|r| r.target == t).collect();
             let col = |f: fn(&ColdResult) -> f64| rs.iter().map(|r| f(r)).collect::<Vec<f64>>();
+            let opt = |f: fn(&ColdResult) -> Option<f64>| {
+                rs.iter().filter_map(|r| f(r)).collect::<Vec<f64>>()
+            };
             let med = |v: Vec<f64>| Spread::of(&v).map_or(0.0, |s| s.median);
             let fmax = |v: Vec<f64>| v.into_iter().fold(0.0, f64::max);
             let hot_cdf_us = (0..CDF_QUANTILES.len())
@@ -169,6 +182,8 @@ pub fn summarise(results: &[ColdResult]) -> Vec<ColdSummary> {
                 hot_max_us: rs.iter().map(|r| r.hot_max_us).max().unwrap_or(0),
                 hot_cdf_us,
                 cold_mb_per_s: Spread::of(&col(|r| r.cold_mb_per_s)).expect("non-empty"),
+                server_steal: Spread::of(&opt(|r| r.server_steal)).map(|s| s.median),
+                client_steal: Spread::of(&opt(|r| r.client_steal)).map(|s| s.median),
                 cached_before_max: fmax(col(|r| r.cached_before)),
                 cached_after_max: fmax(col(|r| r.cached_after)),
                 valid: rs.iter().all(|r| r.valid),
@@ -271,11 +286,14 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
     let rounds = summaries.iter().map(|s| s.rounds).max().unwrap_or(0);
     let _ = writeln!(
         o,
-        "Medians over rounds (up to {rounds}); max is the slowest hot response of any round.\n"
+        "Medians over rounds (up to {rounds}); max is the slowest hot response of any round. \
+         Steal is the share of the server's and the client's CPU time the hypervisor gave to \
+         someone else during the load (`/proc/stat`): a round with a few percent is slower, \
+         and its tail longer, for reasons outside both programs.\n"
     );
     o.push_str(
-        "| target | hot req/s | hot p50 | hot p99 | hot p99.9 | hot max | cold MB/s | cached at start | cached at end | valid |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
+        "| target | hot req/s | hot p50 | hot p99 | hot p99.9 | hot max | cold MB/s | cached at start | cached at end | steal server / client | valid |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
     );
     for c in &summaries {
         let valid = if c.valid {
@@ -296,7 +314,7 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
         };
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
             md_cell(&c.target),
             fmt_count(c.hot_req_per_s.median),
             fmt_us(c.hot_p50_us),
@@ -306,6 +324,8 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
             fmt_count(c.cold_mb_per_s.median),
             pct(c.cached_before_max),
             pct(c.cached_after_max),
+            c.server_steal.map_or_else(|| "?".to_string(), pct),
+            c.client_steal.map_or_else(|| "?".to_string(), pct),
             md_cell(&valid),
         );
     }

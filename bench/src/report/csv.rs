@@ -3,7 +3,7 @@
 
 use crate::model::{IdleResult, RunResult};
 
-const CSV_HEADER: [&str; 23] = [
+const CSV_HEADER: [&str; 25] = [
     "target",
     "backend",
     "size",
@@ -26,6 +26,8 @@ const CSV_HEADER: [&str; 23] = [
     "client_cpu_s_per_gb",
     "peak_rss_kib",
     "syscalls_per_req",
+    "server_steal",
+    "client_steal",
     "valid",
 ];
 
@@ -61,6 +63,8 @@ pub fn csv(results: &[RunResult]) -> String {
             opt_f(r.client_cpu_s_per_gb),
             r.peak_rss_kib.map(|v| v.to_string()).unwrap_or_default(),
             opt_f(r.syscalls_per_req),
+            opt_f(r.server_steal),
+            opt_f(r.client_steal),
             r.valid.to_string(),
         ];
         out.push_str(&fields.join(","));

@@ -1,0 +1,175 @@
+//! CPU time the hypervisor gave to someone else while a run was measured.
+//!
+//! On a virtual machine a vCPU that is runnable but not running on the host
+//! counts "steal" ticks in `/proc/stat`. A round in which the server's or
+//! the client's CPUs lost a few percent to steal is slower, and its tail
+//! latencies longer, for reasons outside both programs; recording the
+//! fraction per run lets a reader set such rounds apart instead of reading
+//! them as a difference between servers.
+
+use std::collections::BTreeMap;
+
+/// Ticks of one CPU from a `/proc/stat` line: all of them, and the stolen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ticks {
+    /// user + nice + system + idle + iowait + irq + softirq + steal (guest
+    /// time is already inside user and nice, so it is not added again).
+    pub total: u64,
+    /// The steal column.
+    pub steal: u64,
+}
+
+/// The per-CPU lines (`cpuN ...`) of `/proc/stat`, by CPU number. Lines
+/// without a steal column (kernels before 2.6.11) read as no steal.
+pub fn parse(text: &str) -> BTreeMap<usize, Ticks> {
+    let mut cpus = BTreeMap::new();
+    for line in text.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let Some(n) = fields
+            .next()
+            .and_then(|name| name.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let v: Vec<u64> = fields.map_while(|f| f.parse().ok()).take(8).collect();
+        if v.len() < 4 {
+            continue;
+        }
+        cpus.insert(
+            n,
+            Ticks {
+                total: v.iter().sum(),
+                steal: v.get(7).copied().unwrap_or(0),
+            },
+        );
+    }
+    cpus
+}
+
+/// The stolen fraction of the time `cpus` had between two readings; `None`
+/// when a CPU is missing from either or no tick passed.
+pub fn stolen(
+    before: &BTreeMap<usize, Ticks>,
+    after: &BTreeMap<usize, Ticks>,
+    cpus: &[usize],
+) -> Option<f64> {
+    let (mut total, mut steal) = (0u64, 0u64);
+    for cpu in cpus {
+        let (b, a) = (before.get(cpu)?, after.get(cpu)?);
+        total += a.total.saturating_sub(b.total);
+        steal += a.steal.saturating_sub(b.steal);
+    }
+    (total > 0).then(|| steal as f64 / total as f64)
+}
+
+fn read() -> Option<BTreeMap<usize, Ticks>> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .map(|t| parse(&t))
+}
+
+/// Steal on two sets of CPUs (the server's and the client's) from its
+/// start to [`StealMeter::finish`].
+#[derive(Debug)]
+pub struct StealMeter {
+    start: Option<BTreeMap<usize, Ticks>>,
+}
+
+/// What a [`StealMeter`] saw: the stolen fraction of each set's time.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Steal {
+    /// On the server's CPUs; `None` where `/proc/stat` could not be read.
+    pub server: Option<f64>,
+    /// On the client's CPUs.
+    pub client: Option<f64>,
+}
+
+impl StealMeter {
+    /// Reads `/proc/stat` now.
+    pub fn start() -> StealMeter {
+        StealMeter { start: read() }
+    }
+
+    /// The fractions stolen since [`StealMeter::start`].
+    pub fn finish(&self, server_cpus: &[usize], client_cpus: &[usize]) -> Steal {
+        let (Some(before), Some(after)) = (&self.start, read()) else {
+            return Steal::default();
+        };
+        Steal {
+            server: stolen(before, &after, server_cpus),
+            client: stolen(before, &after, client_cpus),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT_A: &str = "cpu  130391 0 64059 90552 18970 0 20855 32462 0 0\n\
+        cpu0 100 0 50 800 0 0 10 40 0 0\n\
+        cpu1 200 5 100 600 20 0 15 60 7 0\n\
+        intr 1 2 3\n\
+        ctxt 99\n";
+    const STAT_B: &str = "cpu  0 0 0 0 0 0 0 0 0 0\n\
+        cpu0 150 0 60 880 0 0 10 100 0 0\n\
+        cpu1 300 5 120 640 20 0 15 60 9 0\n";
+
+    #[test]
+    fn cpu_lines_are_read_and_the_summary_line_is_not() {
+        let t = parse(STAT_A);
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[&0],
+            Ticks {
+                total: 1000,
+                steal: 40
+            }
+        );
+        // Guest time (the 9th column) is inside user already.
+        assert_eq!(
+            t[&1],
+            Ticks {
+                total: 1000,
+                steal: 60
+            }
+        );
+    }
+
+    #[test]
+    fn steal_is_a_fraction_of_the_named_cpus_time() {
+        let (a, b) = (parse(STAT_A), parse(STAT_B));
+        // cpu0: 200 ticks passed, 60 stolen; cpu1: 160 passed, none stolen.
+        assert_eq!(stolen(&a, &b, &[0]), Some(0.3));
+        assert_eq!(stolen(&a, &b, &[1]), Some(0.0));
+        assert_eq!(stolen(&a, &b, &[0, 1]), Some(60.0 / 360.0));
+        assert_eq!(stolen(&a, &b, &[2]), None, "a CPU not in the file");
+        assert_eq!(stolen(&a, &a, &[0]), None, "no time passed");
+    }
+
+    #[test]
+    fn old_kernels_without_a_steal_column_read_as_none_stolen() {
+        let t = parse("cpu0 1 2 3 4\n");
+        assert_eq!(
+            t[&0],
+            Ticks {
+                total: 10,
+                steal: 0
+            }
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_machine_reports_a_fraction_for_its_first_cpu() {
+        let m = StealMeter::start();
+        // Several ticks (USER_HZ is 100 on every Linux; idle CPUs count
+        // idle ticks).
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let s = m.finish(&[0], &[0]);
+        let f = s.server.expect("/proc/stat has cpu0 and a tick passed");
+        assert!((0.0..=1.0).contains(&f), "{f}");
+        assert_eq!(s.server, s.client);
+    }
+}

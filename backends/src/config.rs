@@ -1,7 +1,7 @@
 //! The knobs of the backends, checked once when a backend is built.
 
-use zcserve_core::TransferError;
 use zcserve_core::disk::{MAX_NICE, ThreadPriority};
+use zcserve_core::{READ_IN_SPAN, TransferError};
 
 /// Knobs of the backends; each backend reads the ones it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub struct Config {
     /// in are sent by a pool thread (`true`, like nginx's `aio threads`)
     /// or by the pump's own thread once the read-in is done.
     pub cold_sends_on_pool: bool,
+    /// With the disk pool on: the most bytes of a cold range one read-in
+    /// brings into the page cache (and one residency check covers).
+    pub read_in: u64,
     /// How the disk pool's threads are scheduled beside the event loops
     /// (see [`ThreadPriority`]).
     pub disk_priority: ThreadPriority,
@@ -53,6 +56,10 @@ impl Default for Config {
             // Chosen by the cold scenario's hot-client tail
             // (results/FINDINGS.md §9).
             cold_sends_on_pool: true,
+            // Cold MB/s on a disk limited in requests is this size times
+            // the requests (results/FINDINGS.md §9): large, so that a
+            // 1 MiB file is one request.
+            read_in: READ_IN_SPAN,
             // Off in the library, like the pool: a host opts in.
             disk_priority: ThreadPriority::Normal,
             // The smallest size measured at which `sendfile` used less CPU
@@ -78,6 +85,10 @@ impl Config {
         positive("max_chunk", self.max_chunk)?;
         positive("pipe_size", self.pipe_size)?;
         positive("buffer_size", self.buffer_size)?;
+        positive(
+            "read_in",
+            usize::try_from(self.read_in).unwrap_or(usize::MAX),
+        )?;
         if let ThreadPriority::Nice(n) = self.disk_priority {
             if n > MAX_NICE {
                 return Err(TransferError::InvalidConfig {

@@ -270,7 +270,12 @@ fn cold(config: &Config) -> Result<Option<Cold>, TransferError> {
         priority: config.disk_priority,
         ..PoolConfig::default()
     })
-    .map(|cold| cold.map(|c| c.with_pool_sends(config.cold_sends_on_pool)))
+    .map(|cold| {
+        cold.map(|c| {
+            c.with_pool_sends(config.cold_sends_on_pool)
+                .with_read_in(config.read_in)
+        })
+    })
     .map_err(|e| TransferError::InvalidConfig {
         setting: "disk_threads",
         reason: format!("cannot start {} disk threads: {e}", config.disk_threads),

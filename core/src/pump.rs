@@ -44,7 +44,7 @@ use crate::sock::send_head;
 use crate::{ByteRange, Pump, Session, Source, Stats, Syscall, Transfer, TransferError};
 
 /// The most of a range one residency check covers and one read-in brings
-/// in (see [`Tracked::run`]).
+/// in, unless [`Cold::with_read_in`] says otherwise (see [`Core::run`]).
 pub const READ_IN_SPAN: u64 = 4 << 20;
 
 /// What one move did.
@@ -313,6 +313,7 @@ impl<M: Mover> Transfer for Pumped<M> {
                     gate: cold.gate(),
                     file: Arc::clone(source.file()),
                     pool_sends: cold.sends_on_pool(),
+                    read_in: cold.read_in(),
                     cold_until: 0,
                 }),
             })),
@@ -342,6 +343,9 @@ struct Disk {
     /// Whether moves from a range the pool read in run on a pool thread
     /// ([`Cold::sends_on_pool`]).
     pool_sends: bool,
+    /// The most one residency check covers and one read-in brings in
+    /// ([`Cold::read_in`]).
+    read_in: u64,
     /// The end of the last range the gate sent to the pool: moves before
     /// it carry bytes that were on the disk.
     cold_until: u64,
@@ -442,7 +446,7 @@ impl<S: Step> Core<S> {
                     }
                     if let Some(d) = disk.as_deref_mut() {
                         // Asked about, and read in, is the rest of the
-                        // range up to READ_IN_SPAN, not just this move's
+                        // range up to the read-in size, not just this move's
                         // chunk: the read-in then waits for the kernel's
                         // readahead of those pages too, so no page the
                         // gate let through is still under I/O when a move
@@ -450,7 +454,7 @@ impl<S: Step> Core<S> {
                         // cached), and a warm range is asked about once per
                         // span instead of once per chunk: a chunk inside
                         // the span last asked about is not asked again.
-                        let span = (p.end - offset).min(READ_IN_SPAN).max(len as u64);
+                        let span = (p.end - offset).min(d.read_in).max(len as u64);
                         // A gate that cannot make its descriptor (out of
                         // descriptors) lets the move read as it did
                         // before there was a pool.

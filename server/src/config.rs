@@ -43,6 +43,9 @@ pub struct Args {
     /// Who sends the bytes of a body range the disk pool read in: pool (its threads, like nginx's aio threads; the worker stays free for other connections) or worker (the connection's worker, once the read is done) [default: pool]
     #[arg(long, value_enum, value_name = "WHO")]
     pub cold_sends: Option<ColdSends>,
+    /// Most bytes of a cold body range one disk-pool read brings into the page cache; on a disk limited in requests per second, cold throughput is this times the requests [default: 4 MiB]
+    #[arg(long, value_name = "BYTES")]
+    pub read_in: Option<u64>,
     /// Scheduling of the threads that read and send cold body ranges (Linux): idle (SCHED_IDLE: they run when the workers leave the CPU, and a worker with a request preempts them at once), normal (the server's own priority), or a nice value 1-19 [default: idle]
     #[arg(long, value_name = "PRIORITY")]
     pub disk_priority: Option<ThreadPriority>,
@@ -168,6 +171,7 @@ struct FileConfig {
     threads: Option<usize>,
     disk_threads: Option<usize>,
     cold_sends: Option<ColdSends>,
+    read_in: Option<u64>,
     disk_priority: Option<PriorityValue>,
     listing: Option<bool>,
     show_hidden: Option<bool>,
@@ -420,6 +424,13 @@ impl Settings {
             Some("") => return Err("access-log: give stdout, off or a file path".into()),
             Some(path) => AccessLog::File(path.into()),
         };
+        let read_in = args.read_in.or(file.read_in).unwrap_or(defaults.read_in);
+        if read_in == 0 {
+            return Err(
+                "read-in: give the most bytes one disk read brings in (1 or more, e.g. 4194304)"
+                    .into(),
+            );
+        }
         Ok(Settings {
             root: args
                 .root
@@ -490,6 +501,7 @@ impl Settings {
                 disk_threads,
                 cold_sends_on_pool: args.cold_sends.or(file.cold_sends).unwrap_or_default()
                     == ColdSends::Pool,
+                read_in,
                 disk_priority,
                 auto_threshold: args
                     .auto_threshold
@@ -748,6 +760,21 @@ mod tests {
         assert!(e.contains("disk-priority") && e.contains("idle"), "{e}");
         let e = parse(&["--cold-sends", "loop"]).unwrap_err();
         assert!(e.contains("--cold-sends") && e.contains("worker"), "{e}");
+    }
+
+    #[test]
+    fn read_in_default_file_flag_and_zero() {
+        assert_eq!(parse(&[]).unwrap().backend_config.read_in, 4 << 20);
+        let s = with_file("read-in = 524288\n", &[]).unwrap();
+        assert_eq!(s.backend_config.read_in, 512 << 10);
+        let s = with_file("read-in = 524288\n", &["--read-in", "131072"]).unwrap();
+        assert_eq!(s.backend_config.read_in, 128 << 10);
+        let e = parse(&["--read-in", "0"]).unwrap_err();
+        assert!(e.contains("read-in") && e.contains("1 or more"), "{e}");
+        let e = parse(&["--read-in=-1"]).unwrap_err();
+        assert!(e.contains("--read-in"), "{e}");
+        let e = with_file("read-in = \"big\"\n", &[]).unwrap_err();
+        assert!(e.contains("read-in"), "{e}");
     }
 
     #[test]

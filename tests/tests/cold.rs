@@ -193,6 +193,15 @@ fn held_cold_read(backend: Backend, pool_sends: bool) {
 /// A pool of one thread whose reads the test holds, and a backend whose
 /// oracle calls every file cold.
 fn all_cold(backend: Backend, queue: usize) -> (Arc<dyn Transfer>, Hold) {
+    all_cold_with(backend, queue, |cold| cold)
+}
+
+/// [`all_cold`] with the [`Cold`] set up further by `setup`.
+fn all_cold_with(
+    backend: Backend,
+    queue: usize,
+    setup: impl FnOnce(Cold) -> Cold,
+) -> (Arc<dyn Transfer>, Hold) {
     let (reader, hold) = HeldReader::new();
     let pool = DiskPool::new(
         PoolConfig {
@@ -206,7 +215,10 @@ fn all_cold(backend: Backend, queue: usize) -> (Arc<dyn Transfer>, Hold) {
     .expect("one thread");
     let oracle = Arc::new(Scripted::new(|_: BorrowedFd<'_>, _, _| false));
     let t = backend
-        .build_with(&Config::default(), Some(Cold::new(oracle, Arc::new(pool))))
+        .build_with(
+            &Config::default(),
+            Some(setup(Cold::new(oracle, Arc::new(pool)))),
+        )
         .expect("build");
     (t, hold)
 }
@@ -248,6 +260,54 @@ impl Conn {
         drop(self.session);
         drop(self.tx);
         self.received.finish().unwrap()
+    }
+}
+
+#[test]
+fn a_read_in_brings_in_at_most_the_read_in_size() {
+    // Larger than one move's chunk (256 KiB: a pump's budget and copy's
+    // buffer), so that the size, not the chunk, bounds each read-in.
+    const READ_IN: u64 = 300_000;
+    for backend in gated() {
+        for pool_sends in [true, false] {
+            let (t, hold) = all_cold_with(backend, 64, |c| {
+                c.with_read_in(READ_IN).with_pool_sends(pool_sends)
+            });
+            let file = TestFile::random(700_000, 31);
+            let c = conn(&t, &file, b"head");
+            let sender = std::thread::spawn(move || c.finish());
+            // Every read-in is let through as it arrives, until the
+            // session has sent everything.
+            let mut reads = Vec::new();
+            loop {
+                if let Some(e) = hold.try_entered() {
+                    reads.push((e.offset, e.len));
+                    hold.release();
+                } else if sender.is_finished() {
+                    break;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            let got = sender.join().unwrap();
+            let what = format!("{backend}, pool sends {pool_sends}: {reads:?}");
+            assert_eq!(&got[..4], b"head", "{what}");
+            assert!(got[4..] == file.data[..], "{what}: bytes differ");
+            assert_eq!(reads[0], (0, READ_IN), "{what}");
+            assert!(reads.iter().all(|&(_, len)| len <= READ_IN), "{what}");
+            // Later read-ins start further on, and the last one reaches the
+            // end. (They need not touch: `copy` on a pool thread fills its
+            // whole buffer with its own `pread`, past the bytes read in,
+            // and the loop then sends those without a read-in.)
+            assert!(reads.windows(2).all(|w| w[0].0 < w[1].0), "{what}");
+            let &(offset, len) = reads.last().unwrap();
+            assert_eq!(offset + len, 700_000, "{what}");
+            // With the default size this file is one read-in (the test
+            // above).
+            assert!(reads.len() >= 2, "{what}");
+            let snap = t.disk_pool().unwrap().stats().snapshot();
+            assert_eq!(snap.offloaded, reads.len() as u64, "{what}: {snap:?}");
+        }
     }
 }
 

@@ -33,6 +33,8 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
+use crate::READ_IN_SPAN;
+
 pub use gate::{ColdGate, Gate};
 pub use memo::DEFAULT_WINDOW as MEMO_WINDOW;
 pub use pool::{
@@ -120,6 +122,7 @@ pub struct Cold {
     residency: Arc<dyn Residency>,
     pool: Arc<DiskPool>,
     pool_sends: bool,
+    read_in: u64,
 }
 
 impl Cold {
@@ -132,6 +135,7 @@ impl Cold {
             residency,
             pool,
             pool_sends: true,
+            read_in: READ_IN_SPAN,
         }
     }
 
@@ -152,6 +156,25 @@ impl Cold {
     /// Whether a pool thread sends what the pool read in.
     pub fn sends_on_pool(&self) -> bool {
         self.pool_sends
+    }
+
+    /// The same, with one residency check covering, and one read-in
+    /// bringing in, at most `bytes` of a range (default [`READ_IN_SPAN`];
+    /// less than a move's chunk counts as the chunk).
+    ///
+    /// On a disk limited in requests per second, a cold download's
+    /// throughput is this size times the requests the disk allows; a
+    /// smaller size reads less ahead of what a client may never fetch, and
+    /// moves fewer cold bytes per second through the server's CPUs while
+    /// other connections wait for them (results/FINDINGS.md §9).
+    pub fn with_read_in(mut self, bytes: u64) -> Self {
+        self.read_in = bytes.max(1);
+        self
+    }
+
+    /// See [`Cold::with_read_in`].
+    pub fn read_in(&self) -> u64 {
+        self.read_in
     }
 
     /// The page cache asked with the best method this kernel has, and a

@@ -288,6 +288,19 @@ fn json_parses_and_round_trips_the_results() {
 fn markdown_has_every_target_and_scenario_and_the_ratios() {
     let (m, results) = (machine(), fixture());
     let md = report::markdown(&report(&m, &results));
+    // Steal: 1, 2 and 3 % in rounds 1-3 on the server; 1/6 of the client's
+    // time wherever recorded.
+    assert!(
+        md.contains(
+            "server CPUs median 2.0 %, largest 3.0 %; client CPUs median 16.7 %, largest 16.7 %."
+        ),
+        "{md}"
+    );
+    let mut unrecorded = results.clone();
+    for r in &mut unrecorded {
+        (r.server_steal, r.client_steal) = (None, None);
+    }
+    assert!(!report::markdown(&report(&m, &unrecorded)).contains("**Steal**"));
     assert!(md.starts_with("# "));
     for needle in [
         "Synthetic CPU @ 3.0GHz",

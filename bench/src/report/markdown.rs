@@ -8,7 +8,9 @@ use super::Report;
 use super::charts::{ChartKind, charts, plural};
 use super::crossover::{crossovers, is_baseline};
 use super::numbers::{fmt_count, fmt_trim, ratio};
-use crate::model::{ClientRead, IdleResult, Machine, RunResult, Scenario, Summary, summarise};
+use crate::model::{
+    ClientRead, IdleResult, Machine, RunResult, Scenario, Spread, Summary, summarise,
+};
 use crate::units::human_size;
 
 /// The report: the machine, the command, a note on what loopback can and
@@ -26,6 +28,7 @@ pub fn markdown(report: &Report<'_>) -> String {
     clients.sort_unstable();
     clients.dedup();
     machine_section(&mut o, m, &clients, report.command);
+    steal_line(&mut o, report.results);
     o.push_str(
         "> **What loopback can show.** Everything here went over 127.0.0.1, with the \
          server and the load generator on the same machine. The receiver copies every byte \
@@ -370,6 +373,35 @@ fn sizes_list(scenarios: &[Scenario]) -> String {
         .map(human_size)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// How much CPU time the hypervisor took during the runs, where they
+/// recorded it: the median run and the worst, for the server's CPUs and the
+/// client's.
+fn steal_line(o: &mut String, results: &[RunResult]) {
+    let describe = |f: fn(&RunResult) -> Option<f64>| {
+        let mut v: Vec<f64> = results.iter().filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let median = Spread::of(&v)?.median;
+        Some(format!(
+            "median {:.1} %, largest {:.1} %",
+            median * 100.0,
+            v.last()? * 100.0
+        ))
+    };
+    let (server, client) = (describe(|r| r.server_steal), describe(|r| r.client_steal));
+    if server.is_none() && client.is_none() {
+        return;
+    }
+    let unknown = || "not recorded".to_string();
+    let _ = writeln!(
+        o,
+        "**Steal** (the share of the CPUs' time the hypervisor gave to someone else during a \
+         run, from `/proc/stat`; a run with a few percent is slower for reasons outside both \
+         programs; per run in `results.csv`): server CPUs {}; client CPUs {}.\n",
+        server.unwrap_or_else(unknown),
+        client.unwrap_or_else(unknown)
+    );
 }
 
 /// The machine table, naming the client read modes of the run's tables,

@@ -59,11 +59,19 @@ def main(argv):
     cold = bool(results) and "size" not in results[0]
     metric = opts["--metric"] or ("hot_p99_us" if cold else "mb_per_s")
     which = opts["--steal"]
+    if which not in ("server", "client", "max"):
+        sys.exit(f"--steal: give server, client or max, not {which!r}")
     cells = defaultdict(lambda: defaultdict(list))
     for r in results:
         v = r.get(metric)
         ss, cs = r.get("server_steal"), r.get("client_steal")
-        steal = {"server": ss, "client": cs}.get(which, max(ss or 0, cs or 0) if ss is not None else None)
+        if which == "server":
+            steal = ss
+        elif which == "client":
+            steal = cs
+        else:
+            known = [x for x in (ss, cs) if x is not None]
+            steal = max(known) if known else None
         if not r.get("valid", True) or not v or steal is None:
             continue
         key = "cold" if cold else f'{r.get("client_read", "-")} {r["size"]} x{r["conns"]}'

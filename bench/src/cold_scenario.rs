@@ -148,8 +148,8 @@ pub fn run(
                 r.cold_mb_per_s,
                 r.cached_before * 100.0,
                 r.cached_after * 100.0,
-                fmt_steal(r.server_steal),
-                fmt_steal(r.client_steal),
+                report::cold::fmt_steal(r.server_steal),
+                report::cold::fmt_steal(r.client_steal),
                 if r.valid { "" } else { " (invalid)" }
             );
             results.push(r);
@@ -180,11 +180,6 @@ pub fn run(
         println!("{}", p.display());
     }
     Ok(results.iter().all(|r| r.valid))
-}
-
-/// A stolen fraction for the progress line: `1.2 %`, or `?`.
-fn fmt_steal(f: Option<f64>) -> String {
-    f.map_or_else(|| "?".to_string(), |f| format!("{:.1} %", f * 100.0))
 }
 
 /// One target's cold run: the cold connections and the hot client loaded

@@ -160,16 +160,13 @@ mod tests {
         );
     }
 
+    /// The live file parses: cpu0 is there, with time counted. (A whole
+    /// meter over a real run is checked by the cold scenario's round test.)
     #[cfg(target_os = "linux")]
     #[test]
-    fn this_machine_reports_a_fraction_for_its_first_cpu() {
-        let m = StealMeter::start();
-        // Several ticks (USER_HZ is 100 on every Linux; idle CPUs count
-        // idle ticks).
-        std::thread::sleep(std::time::Duration::from_millis(60));
-        let s = m.finish(&[0], &[0]);
-        let f = s.server.expect("/proc/stat has cpu0 and a tick passed");
-        assert!((0.0..=1.0).contains(&f), "{f}");
-        assert_eq!(s.server, s.client);
+    fn this_machines_proc_stat_has_cpu0() {
+        let t = read().expect("/proc/stat is readable");
+        let cpu0 = t.get(&0).expect("a cpu0 line");
+        assert!(cpu0.total > 0 && cpu0.steal <= cpu0.total, "{cpu0:?}");
     }
 }

@@ -208,6 +208,12 @@ fn pct(f: f64) -> String {
     format!("{:.1} %", f * 100.0)
 }
 
+/// A stolen fraction (see [`crate::steal`]) as a percentage, or `?` where
+/// the run did not record it.
+pub fn fmt_steal(f: Option<f64>) -> String {
+    f.map_or_else(|| "?".to_string(), pct)
+}
+
 /// `cold.md`: the machine, the setup (working set, throttle, the disk's
 /// own latency), and one row per target.
 pub fn markdown(report: &ColdReport<'_>) -> String {
@@ -324,8 +330,8 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
             fmt_count(c.cold_mb_per_s.median),
             pct(c.cached_before_max),
             pct(c.cached_after_max),
-            c.server_steal.map_or_else(|| "?".to_string(), pct),
-            c.client_steal.map_or_else(|| "?".to_string(), pct),
+            fmt_steal(c.server_steal),
+            fmt_steal(c.client_steal),
             md_cell(&valid),
         );
     }

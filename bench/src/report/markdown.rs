@@ -380,13 +380,12 @@ fn sizes_list(scenarios: &[Scenario]) -> String {
 /// client's.
 fn steal_line(o: &mut String, results: &[RunResult]) {
     let describe = |f: fn(&RunResult) -> Option<f64>| {
-        let mut v: Vec<f64> = results.iter().filter_map(f).collect();
-        v.sort_by(f64::total_cmp);
-        let median = Spread::of(&v)?.median;
+        let v: Vec<f64> = results.iter().filter_map(f).collect();
+        let s = Spread::of(&v)?;
         Some(format!(
             "median {:.1} %, largest {:.1} %",
-            median * 100.0,
-            v.last()? * 100.0
+            s.median * 100.0,
+            s.max * 100.0
         ))
     };
     let (server, client) = (describe(|r| r.server_steal), describe(|r| r.client_steal));

@@ -109,6 +109,13 @@ impl Transfer for Auto {
         self.pick(len).name()
     }
 
+    fn quiesce(&self, limit: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + limit;
+        self.backends
+            .iter()
+            .all(|b| b.quiesce(until.saturating_duration_since(std::time::Instant::now())))
+    }
+
     fn start(
         &self,
         source: &Source,

@@ -240,6 +240,10 @@ impl Mover for Uring {
             spoiled: false,
         })
     }
+
+    fn quiesce(&self, limit: std::time::Duration) -> bool {
+        self.0.reaping.wait_idle(limit)
+    }
 }
 
 /// The operations of the current chain whose completions have not been
@@ -672,7 +676,6 @@ impl Reaping {
     }
 
     /// How many lanes the reaper holds now.
-    /// How many lanes the reaper holds now.
     #[cfg(test)]
     fn held(&self) -> usize {
         *self.held.lock().unwrap_or_else(|p| p.into_inner())
@@ -680,7 +683,6 @@ impl Reaping {
 
     /// Waits until the reaper holds no lane of this backend, or `limit`
     /// passed (only to catch a hang); true when it holds none.
-    #[cfg(test)]
     fn wait_idle(&self, limit: std::time::Duration) -> bool {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let (held, _) = self
@@ -847,13 +849,19 @@ mod tests {
             .expect("drop waited for the work in flight");
         dropper.join().unwrap();
         assert_eq!(lanes.reaping.held(), 1, "the reaper holds the lane");
+        // Nobody reads yet, so the chain cannot finish: quiescing must
+        // report work left, however long it waits.
+        assert!(
+            !u.quiesce(Duration::from_millis(20)),
+            "quiesced while the reaper held a lane"
+        );
         // The caller may close its socket at once: the session's duplicate
         // keeps the connection open for the send still linked.
         drop(a);
 
         let mut got = Vec::new();
         (&b).read_to_end(&mut got).unwrap();
-        assert!(lanes.reaping.wait_idle(HANG), "the reaper never finished");
+        assert!(u.quiesce(HANG), "the reaper never finished");
         let body = &got[junk..];
         assert!(!body.is_empty(), "the linked send never reached the peer");
         assert!(data.starts_with(body), "the peer got bytes out of order");

@@ -225,6 +225,12 @@ pub trait Mover: Send + Sync + 'static {
         range: ByteRange,
         stats: &Stats,
     ) -> Result<Self::Step, TransferError>;
+
+    /// See [`Transfer::quiesce`]: a mover whose dropped sessions leave no
+    /// work behind has nothing to wait for.
+    fn quiesce(&self, _limit: std::time::Duration) -> bool {
+        true
+    }
 }
 
 /// What the pump needs of a backend besides its [`Mover`]: its name, its
@@ -293,6 +299,10 @@ impl<M: Mover> Transfer for Pumped<M> {
 
     fn disk_pool(&self) -> Option<&Arc<DiskPool>> {
         self.pumping.cold.as_ref().map(Cold::pool)
+    }
+
+    fn quiesce(&self, limit: std::time::Duration) -> bool {
+        self.mover.quiesce(limit)
     }
 
     fn start(

@@ -96,6 +96,15 @@ pub trait Transfer: Send + Sync + 'static {
         self.name()
     }
 
+    /// Waits until no work of a dropped session is left running (a
+    /// `uring` chain the kernel is still cancelling holds a ring, a pipe
+    /// and a duplicate of the socket until it is reaped), or `limit`
+    /// passed; true when none is left. For a count of descriptors or memory
+    /// that must not see work that is merely late.
+    fn quiesce(&self, _limit: std::time::Duration) -> bool {
+        true
+    }
+
     /// Prepares to send `prefix` followed by `range` of `source`.
     ///
     /// Fails, before any byte is sent, when the range does not lie inside

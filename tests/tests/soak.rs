@@ -42,6 +42,7 @@ fn ten_thousand_transfers_grow_neither_memory_nor_descriptors() {
         let (mut rss_warm, mut fds_warm) = (0, 0);
         for i in 0..10_000u32 {
             if i == 1_000 {
+                assert!(backend.quiesce(STALL), "{}: never quiesced", backend.name());
                 (rss_warm, fds_warm) = (rss_kib(), open_fds());
             }
             let mut s = backend
@@ -69,6 +70,13 @@ fn ten_thousand_transfers_grow_neither_memory_nor_descriptors() {
                 blocking::send_all(s.as_mut(), send.as_fd(), Some(STALL)).unwrap();
             }
         }
+        // A dropped uring session's lane stays open until the reaper has
+        // seen its cancelled chain finish: late, not leaked.
+        assert!(
+            backend.quiesce(STALL),
+            "{}: dropped sessions' work never finished",
+            backend.name()
+        );
         let (rss, fds) = (rss_kib(), open_fds());
         drop(send);
         let received = drain.join().unwrap();

@@ -15,7 +15,7 @@ use crate::launch::{Running, Setup};
 use crate::load::{self, ClientRead, LoadSpec, Priority};
 use crate::model::{CDF_QUANTILES, ColdResult, ColdSetup, Machine};
 use crate::report;
-use crate::steal::StealMeter;
+use crate::steal::{StealGate, StealMeter};
 use crate::target::Target;
 use crate::units::{file_stem, human_size};
 
@@ -41,6 +41,8 @@ pub struct ColdPlan {
     /// How the hot client's thread is scheduled (the cold clients' always
     /// at normal priority).
     pub hot_priority: Priority,
+    /// Which runs are made again for the hypervisor's steal.
+    pub steal_gate: StealGate,
 }
 
 impl ColdPlan {
@@ -120,39 +122,33 @@ pub fn run(
     let mut results = Vec::new();
     for round in 1..=c.rounds {
         for t in targets {
-            set.evict()?;
-            warm(&hot_file)?;
-            let r = match t.start(&servers) {
-                Ok(mut s) => cold_round(
-                    t,
-                    &mut s,
-                    &set,
-                    &stem,
-                    c,
-                    setup.server_cpus,
-                    client_cpus,
-                    round,
-                )?,
-                Err(e) => {
-                    eprintln!("zcbench: cold round {round}: {e}");
-                    failed_cold(t, round)
-                }
+            let attempt = |n: u32| -> Result<ColdResult, String> {
+                set.evict()?;
+                warm(&hot_file)?;
+                let r = match t.start(&servers) {
+                    Ok(mut s) => cold_round(
+                        t,
+                        &mut s,
+                        &set,
+                        &stem,
+                        c,
+                        setup.server_cpus,
+                        client_cpus,
+                        round,
+                    )?,
+                    Err(e) => {
+                        eprintln!("zcbench: cold round {round}: {e}");
+                        failed_cold(t, round)
+                    }
+                };
+                print_cold_run(&r, n);
+                Ok(r)
             };
-            eprintln!(
-                "zcbench: cold round {round} {}: hot {:.0} req/s p50 {} µs p99 {} µs max {} µs; cold {:.1} MB/s; cached {:.1} % -> {:.1} %; steal {} server, {} client{}",
-                r.target,
-                r.hot_req_per_s,
-                r.hot_p50_us,
-                r.hot_p99_us,
-                r.hot_max_us,
-                r.cold_mb_per_s,
-                r.cached_before * 100.0,
-                r.cached_after * 100.0,
-                report::cold::fmt_steal(r.server_steal),
-                report::cold::fmt_steal(r.client_steal),
-                if r.valid { "" } else { " (invalid)" }
-            );
-            results.push(r);
+            let gated = c.steal_gate.run(attempt, |r| r.server_steal)?;
+            results.push(ColdResult {
+                attempts: gated.attempts,
+                ..gated.kept
+            });
         }
     }
     let cold_setup = ColdSetup {
@@ -165,6 +161,8 @@ pub fn run(
         disk_latency: Some(latency),
         client_read: c.client_read,
         hot_priority: c.hot_priority_note(),
+        max_steal: c.steal_gate.max,
+        steal_retries: c.steal_gate.retries,
     };
     let written = report::cold::write_all(
         &report::cold::ColdReport {
@@ -180,6 +178,30 @@ pub fn run(
         println!("{}", p.display());
     }
     Ok(results.iter().all(|r| r.valid))
+}
+
+/// The progress line of one cold run (its `attempt`-th try).
+fn print_cold_run(r: &ColdResult, attempt: u32) {
+    let round = r.round;
+    eprintln!(
+        "zcbench: cold round {round}{} {}: hot {:.0} req/s p50 {} µs p99 {} µs max {} µs; cold {:.1} MB/s; cached {:.1} % -> {:.1} %; steal {} server, {} client{}",
+        if attempt > 1 {
+            format!(" (attempt {attempt})")
+        } else {
+            String::new()
+        },
+        r.target,
+        r.hot_req_per_s,
+        r.hot_p50_us,
+        r.hot_p99_us,
+        r.hot_max_us,
+        r.cold_mb_per_s,
+        r.cached_before * 100.0,
+        r.cached_after * 100.0,
+        report::cold::fmt_steal(r.server_steal),
+        report::cold::fmt_steal(r.client_steal),
+        if r.valid { "" } else { " (invalid)" }
+    );
 }
 
 /// One target's cold run: the cold connections and the hot client loaded
@@ -286,6 +308,7 @@ fn cold_round(
             .collect(),
         server_steal: steal.server,
         client_steal: steal.client,
+        attempts: 1,
         valid: evicted
             && cold_out.errors == 0
             && hot_out.errors == 0
@@ -316,6 +339,7 @@ fn failed_cold(t: &Target, round: u32) -> ColdResult {
         hot_cdf_us: Vec::new(),
         server_steal: None,
         client_steal: None,
+        attempts: 1,
         valid: false,
     }
 }
@@ -388,6 +412,7 @@ mod tests {
             duration: Duration::from_millis(200),
             client_read: ClientRead::DEFAULT,
             hot_priority: Priority::Normal,
+            steal_gate: StealGate::OFF,
         }
     }
 
@@ -490,9 +515,36 @@ mod tests {
         assert!(run(&p, &targets, &setup, &m, &[], &out, "test").unwrap());
         let csv = std::fs::read_to_string(out.join("cold.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 2, "{csv}");
+        assert!(
+            csv.lines().skip(1).all(|l| l.ends_with(",1,true")),
+            "one attempt each, valid: {csv}"
+        );
         let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
         assert!(md.contains("servers read the raw disk"), "{md}");
         assert!(md.contains("4 random reads"), "{md}");
+        assert!(!md.contains("Steal gate"), "the gate was off: {md}");
+
+        // A bound no run can meet (CPU 0's steal is read, and never
+        // below 0): every run is made 1 + retries times.
+        let p = ColdPlan {
+            steal_gate: StealGate {
+                max: Some(-1.0),
+                retries: 1,
+            },
+            ..p
+        };
+        assert!(run(&p, &targets, &setup, &m, &[], &out, "test").unwrap());
+        let csv = std::fs::read_to_string(out.join("cold.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 2, "{csv}");
+        assert!(
+            csv.lines().skip(1).all(|l| l.ends_with(",2,true")),
+            "two attempts each: {csv}"
+        );
+        let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
+        assert!(
+            md.contains("2 of 2 runs were made again (2 more tries in all); 2 kept runs are still above the bound."),
+            "{md}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -332,6 +332,10 @@ pub struct ColdResult {
     /// The same for the client CPUs.
     #[serde(default)]
     pub client_steal: Option<f64>,
+    /// How many times the run was made before it was kept (more than one
+    /// under `--max-steal`; see [`crate::steal::StealGate`]).
+    #[serde(default = "one")]
+    pub attempts: u32,
     /// False when any error occurred or either population got no answer.
     pub valid: bool,
 }
@@ -361,6 +365,18 @@ pub struct ColdSetup {
     /// reports from before it was recorded).
     #[serde(default)]
     pub hot_priority: String,
+    /// `--max-steal`: the most server steal a kept run may have; `None`:
+    /// every run was kept as it came.
+    #[serde(default)]
+    pub max_steal: Option<f64>,
+    /// `--steal-retries`: how many more times a run above it was made.
+    #[serde(default)]
+    pub steal_retries: u32,
+}
+
+/// Runs recorded before attempts were counted were made once.
+fn one() -> u32 {
+    1
 }
 
 #[cfg(test)]

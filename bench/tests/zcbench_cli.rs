@@ -467,6 +467,8 @@ fn cold_mistakes_exit_2_with_one_line() {
         (&["--cold-size", "lots"], "--cold-size"),
         (&["--cold-files", "0"], "--cold-files"),
         (&["--disk-iops", "0"], "--disk-iops must be at least 1"),
+        (&["--max-steal", "5"], "--max-steal 5: give a fraction"),
+        (&["--max-steal=-0.1"], "--max-steal -0.1: give a fraction"),
         // Pages on tmpfs cannot be evicted: refused before anything runs.
         (&["--fixture-dir", &shm], "tmpfs"),
     ];
@@ -543,7 +545,12 @@ fn cold_scenario_runs_every_backend_from_an_evicted_set() {
             f[6].parse::<u64>().unwrap() > 0 && f[9].parse::<u64>().unwrap() > 0,
             "{row}"
         );
-        assert_eq!((f[8], f[11], f[18]), ("0", "0", "true"), "{row}");
+        // No errors, one attempt (no --max-steal), valid.
+        assert_eq!(
+            (f[8], f[11], f[18], f[19]),
+            ("0", "0", "1", "true"),
+            "{row}"
+        );
         // The steal of the server's and the client's CPUs, as fractions.
         for steal in &f[16..18] {
             let steal: f64 = steal.parse().unwrap_or_else(|_| panic!("{row}"));

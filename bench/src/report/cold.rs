@@ -47,7 +47,7 @@ pub fn write_all(report: &ColdReport<'_>, dir: &Path) -> std::io::Result<Vec<Pat
     Ok(written)
 }
 
-const CSV_HEADER: [&str; 19] = [
+const CSV_HEADER: [&str; 20] = [
     "target",
     "backend",
     "round",
@@ -66,6 +66,7 @@ const CSV_HEADER: [&str; 19] = [
     "hot_max_us",
     "server_steal",
     "client_steal",
+    "attempts",
     "valid",
 ];
 
@@ -95,6 +96,7 @@ pub fn csv(results: &[ColdResult]) -> String {
             r.hot_max_us.to_string(),
             opt_f(r.server_steal),
             opt_f(r.client_steal),
+            r.attempts.to_string(),
             r.valid.to_string(),
         ];
         out.push_str(&fields.join(","));
@@ -109,6 +111,29 @@ pub fn json(report: &ColdReport<'_>) -> String {
     let mut s = serde_json::to_string_pretty(report).expect("the report serialises");
     s.push('\n');
     s
+}
+
+/// The report's line on `--max-steal`: the bound, how many runs were made
+/// again, and how many kept runs are still above it; `None` with the gate
+/// off.
+fn steal_gate_line(s: &ColdSetup, results: &[ColdResult]) -> Option<String> {
+    let max = s.max_steal?;
+    let repeated = results.iter().filter(|r| r.attempts > 1).count();
+    let extra: u32 = results.iter().map(|r| r.attempts.saturating_sub(1)).sum();
+    let above = results
+        .iter()
+        .filter(|r| r.server_steal.is_some_and(|v| v > max))
+        .count();
+    Some(format!(
+        "- **Steal gate** (`--max-steal {max}`): a run whose server CPUs lost more than {} to \
+         steal was made again, up to {} more times, and the try with the least steal was kept. \
+         {repeated} of {} runs were made again ({extra} more tries in all); {above} kept \
+         {} still above the bound.",
+        fmt_steal(Some(max)),
+        s.steal_retries,
+        results.len(),
+        if above == 1 { "run is" } else { "runs are" },
+    ))
 }
 
 /// Median over rounds of one target's figures.
@@ -282,8 +307,12 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
         "- **Cached fraction** of the working set (from `mincore`): at the start of a run \
          (after eviction; the largest over rounds) and at its end. A run that starts with more \
          than 5 % cached is marked invalid: the eviction did not work. An end near 100 % means \
-         the run re-read the whole set, so its later requests were warm: use more files.\n"
+         the run re-read the whole set, so its later requests were warm: use more files."
     );
+    if let Some(line) = steal_gate_line(s, report.results) {
+        let _ = writeln!(o, "{line}");
+    }
+    o.push('\n');
     let summaries = summarise(report.results);
     if summaries.is_empty() {
         o.push_str("No runs were recorded.\n");

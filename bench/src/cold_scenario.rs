@@ -144,7 +144,9 @@ pub fn run(
                 print_cold_run(&r, n);
                 Ok(r)
             };
-            let gated = c.steal_gate.run(attempt, |r| r.server_steal)?;
+            let gated =
+                c.steal_gate
+                    .run(attempt, |r| r.server_steal, |m| eprintln!("zcbench: {m}"))?;
             results.push(ColdResult {
                 attempts: gated.attempts,
                 ..gated.kept

@@ -78,6 +78,10 @@ pub struct RunResult {
     /// The same for the client CPUs.
     #[serde(default)]
     pub client_steal: Option<f64>,
+    /// How many times the run was made before it was kept (more than one
+    /// under `--max-steal`; see [`crate::steal::StealGate`]).
+    #[serde(default = "one")]
+    pub attempts: u32,
     /// False when any error occurred: the numbers are not to be trusted.
     pub valid: bool,
 }
@@ -409,6 +413,7 @@ mod tests {
             syscalls_per_req: None,
             server_steal: None,
             client_steal: None,
+            attempts: 1,
             valid: round != 2,
         }
     }

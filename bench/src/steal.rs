@@ -138,11 +138,12 @@ impl StealGate {
     /// steal of at most `max` or the retries are spent, and keeps the one
     /// with the least. A run whose steal is unknown (no `/proc/stat`, or a
     /// run that failed) is kept at once: the gate cannot judge it. An error
-    /// ends the gate with it.
+    /// ends the gate with it. Each repeat is announced through `say`.
     pub fn run<R>(
         &self,
         mut attempt: impl FnMut(u32) -> Result<R, String>,
         steal: impl Fn(&R) -> Option<f64>,
+        say: impl Fn(String),
     ) -> Result<Gated<R>, String> {
         let mut best: Option<(R, f64)> = None;
         for n in 1..=self.retries.saturating_add(1) {
@@ -163,13 +164,13 @@ impl StealGate {
                 best = Some((r, s));
             }
             if n <= self.retries {
-                eprintln!(
-                    "zcbench: the server CPUs lost {:.1} % to steal (more than --max-steal {:.1} %): running it again ({} of {} repeats)",
+                say(format!(
+                    "the server CPUs lost {:.1} % to steal (more than --max-steal {:.1} %): running it again ({} of {} repeats)",
                     s * 100.0,
                     max * 100.0,
                     n,
                     self.retries
-                );
+                ));
             }
         }
         let (kept, _) = best.expect("at least one attempt ran");
@@ -259,6 +260,7 @@ mod tests {
                     Ok(steals[n as usize - 1])
                 },
                 |s| *s,
+                |_| {},
             )
             .unwrap();
         (g.kept, g.attempts, calls)
@@ -307,6 +309,7 @@ mod tests {
                 }
             },
             |s| Some(*s),
+            |_| {},
         );
         assert_eq!(r, Err("server died".to_string()));
         assert_eq!(calls, 2);

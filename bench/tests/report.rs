@@ -112,6 +112,7 @@ fn fixture_for(client: ClientRead) -> Vec<RunResult> {
                             .then_some(2.0 + (size / MIB) as f64 / 8.0),
                         server_steal: Some(0.01 * f64::from(round)),
                         client_steal: (target != "go").then_some(0.5 / 3.0),
+                        attempts: 1,
                         valid: errors == 0,
                     });
                 }
@@ -209,6 +210,7 @@ fn csv_has_a_header_and_one_row_per_result_that_parses_back() {
             syscalls_per_req: opt_f(f[col("syscalls_per_req")]),
             server_steal: opt_f(f[col("server_steal")]),
             client_steal: opt_f(f[col("client_steal")]),
+            attempts: f[col("attempts")].parse().unwrap(),
             valid: f[col("valid")].parse().unwrap(),
         };
         assert_eq!(&back, r, "row {line}");
@@ -301,6 +303,17 @@ fn markdown_has_every_target_and_scenario_and_the_ratios() {
         (r.server_steal, r.client_steal) = (None, None);
     }
     assert!(!report::markdown(&report(&m, &unrecorded)).contains("**Steal**"));
+    assert!(!md.contains("made again"), "no run was repeated: {md}");
+    let mut gated = results.clone();
+    gated[0].attempts = 3;
+    gated[5].attempts = 2;
+    let md_gated = report::markdown(&report(&m, &gated));
+    let want = format!(
+        "client CPUs median 16.7 %, largest 16.7 %. 2 of {} runs were made again \
+         (`--max-steal`; 3 more tries in all), keeping the try with the least steal.\n",
+        gated.len()
+    );
+    assert!(md_gated.contains(&want), "{md_gated}");
     assert!(md.starts_with("# "));
     for needle in [
         "Synthetic CPU @ 3.0GHz",
@@ -915,8 +928,10 @@ fn cold_csv_json_and_chart_hold_every_round_and_target() {
     let mut old = json["results"][0].clone();
     let fields = old.as_object_mut().unwrap();
     assert!(fields.remove("server_steal").is_some() && fields.remove("client_steal").is_some());
+    assert!(fields.remove("attempts").is_some());
     let old: ColdResult = serde_json::from_value(old).unwrap();
     assert_eq!((old.server_steal, old.client_steal), (None, None));
+    assert_eq!(old.attempts, 1, "a run from before the gate was made once");
     let svg = cold_report::svg_hot_cdf(&rows);
     assert!(svg.starts_with("<svg") && svg.contains("zcserve-uring"));
     assert!(

@@ -35,6 +35,9 @@
 //! given), and loads it with `--cold-conns` connections fetching random
 //! files of the set while one connection fetches a cached 4 KiB file;
 //! `cold.md` reports the hot client's latency and the cold MB/s.
+//!
+//! `--max-steal F` repeats any run whose server CPUs lost more than F of
+//! their time to the hypervisor (see `zcserve_bench::steal::StealGate`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -159,13 +162,14 @@ struct Args {
     /// made the same way
     #[arg(long, value_enum, default_value_t = HotPriorityArg::Normal)]
     hot_priority: HotPriorityArg,
-    /// Cold scenario: make a run again when the hypervisor stole more than this fraction of the
-    /// server CPUs' time during it (0.05 = 5 %), up to --steal-retries more times, and keep the
-    /// run with the least steal. Every target is held to the same bound; the report counts the
-    /// runs made again [default: off, every run kept as it comes]
+    /// Make a run again when the hypervisor stole more than this fraction of the server CPUs'
+    /// time during it (0.05 = 5 %), up to --steal-retries more times, and keep the try with the
+    /// least steal (warm: the load again on the same server; cold: a fresh server on a freshly
+    /// evicted set). Every target is held to the same bound; the reports count the runs made
+    /// again [default: off, every run kept as it comes]
     #[arg(long, value_name = "FRACTION")]
     max_steal: Option<f64>,
-    /// Cold scenario, with --max-steal: how many more times a run above it is made
+    /// With --max-steal: how many more times a run above it is made
     #[arg(long, default_value_t = 3, value_name = "N")]
     steal_retries: u32,
 }
@@ -242,6 +246,7 @@ fn run(args: &Args) -> Result<bool, String> {
     if duration.is_nan() || duration <= 0.0 || duration > 1e6 || args.rounds == 0 {
         return Err("--duration (at most 1e6 s) and --rounds must be positive".into());
     }
+    steal_gate(args)?;
     let scenarios = dedup(args.scenario.clone());
     let warm = scenarios.contains(&ScenarioArg::Warm);
     let cold = scenarios
@@ -393,17 +398,7 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
             Priority::Realtime
         }
     };
-    let steal_gate = match args.max_steal {
-        Some(f) if !(0.0..1.0).contains(&f) => {
-            return Err(format!(
-                "--max-steal {f}: give a fraction of the server CPUs' time from 0 up to (not including) 1, e.g. 0.05 for 5 %"
-            ));
-        }
-        max => StealGate {
-            max,
-            retries: if max.is_some() { args.steal_retries } else { 0 },
-        },
-    };
+    let steal_gate = steal_gate(args)?;
     Ok(ColdPlan {
         files,
         size,
@@ -416,6 +411,19 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
         hot_priority,
         steal_gate,
     })
+}
+
+/// The `--max-steal` gate the arguments ask for.
+fn steal_gate(args: &Args) -> Result<StealGate, String> {
+    match args.max_steal {
+        Some(f) if !(0.0..1.0).contains(&f) => Err(format!(
+            "--max-steal {f}: give a fraction of the server CPUs' time from 0 up to (not including) 1, e.g. 0.05 for 5 %"
+        )),
+        max => Ok(StealGate {
+            max,
+            retries: if max.is_some() { args.steal_retries } else { 0 },
+        }),
+    }
 }
 
 /// The warm matrix's dimensions.
@@ -469,6 +477,7 @@ fn run_warm(
     }
 
     let duration = Duration::from_secs_f64(args.duration.unwrap_or(5.0));
+    let gate = steal_gate(args)?;
     let mut results = Vec::new();
     for round in 1..=args.rounds {
         for t in targets {
@@ -514,8 +523,33 @@ fn run_warm(
                                         read: client,
                                         priority: Priority::Normal,
                                     };
-                                    measure(t, &spec, round, s.pid, s.metrics, setup.server_cpus)
-                                        .unwrap_or_else(failed)
+                                    let metrics = s.metrics;
+                                    let pid = s.pid;
+                                    gate.run(
+                                        |_| {
+                                            measure(
+                                                t,
+                                                &spec,
+                                                round,
+                                                pid,
+                                                metrics,
+                                                setup.server_cpus,
+                                            )
+                                        },
+                                        |r| r.server_steal,
+                                        |m| {
+                                            bar.println(format!(
+                                                "{} {} x{conns} {client}, round {round}: {m}",
+                                                t.name,
+                                                human_size(size)
+                                            ))
+                                        },
+                                    )
+                                    .map(|g| RunResult {
+                                        attempts: g.attempts,
+                                        ..g.kept
+                                    })
+                                    .unwrap_or_else(failed)
                                 }
                             },
                         };
@@ -618,6 +652,7 @@ fn failed_run(
         syscalls_per_req: None,
         server_steal: None,
         client_steal: None,
+        attempts: 1,
         valid: false,
     }
 }
@@ -696,6 +731,7 @@ fn measure(
         syscalls_per_req: calls,
         server_steal: steal.server,
         client_steal: steal.client,
+        attempts: 1,
         // A big file on many connections may finish no response within the
         // run; its bytes still count, so only errors or silence invalidate.
         valid: out.errors == 0 && out.bytes > 0,

@@ -3,7 +3,7 @@
 
 use crate::model::{IdleResult, RunResult};
 
-const CSV_HEADER: [&str; 25] = [
+const CSV_HEADER: [&str; 26] = [
     "target",
     "backend",
     "size",
@@ -28,6 +28,7 @@ const CSV_HEADER: [&str; 25] = [
     "syscalls_per_req",
     "server_steal",
     "client_steal",
+    "attempts",
     "valid",
 ];
 
@@ -65,6 +66,7 @@ pub fn csv(results: &[RunResult]) -> String {
             opt_f(r.syscalls_per_req),
             opt_f(r.server_steal),
             opt_f(r.client_steal),
+            r.attempts.to_string(),
             r.valid.to_string(),
         ];
         out.push_str(&fields.join(","));

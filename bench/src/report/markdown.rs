@@ -393,11 +393,22 @@ fn steal_line(o: &mut String, results: &[RunResult]) {
         return;
     }
     let unknown = || "not recorded".to_string();
+    let repeated = results.iter().filter(|r| r.attempts > 1).count();
+    let extra: u32 = results.iter().map(|r| r.attempts.saturating_sub(1)).sum();
+    let gate = if repeated > 0 {
+        format!(
+            " {repeated} of {} runs were made again (`--max-steal`; {extra} more tries in all), \
+             keeping the try with the least steal.",
+            results.len()
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         o,
         "**Steal** (the share of the CPUs' time the hypervisor gave to someone else during a \
          run, from `/proc/stat`; a run with a few percent is slower for reasons outside both \
-         programs; per run in `results.csv`): server CPUs {}; client CPUs {}.\n",
+         programs; per run in `results.csv`): server CPUs {}; client CPUs {}.{gate}\n",
         server.unwrap_or_else(unknown),
         client.unwrap_or_else(unknown)
     );

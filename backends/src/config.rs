@@ -18,8 +18,10 @@ pub struct Config {
     pub max_idle: usize,
     /// Threads that read cold file ranges into the page cache while the
     /// session waits (`Pump::Pending`), so no pump blocks on the disk; 0
-    /// reads on the pump's own thread, as every backend did before. Not
-    /// used by `uring`, whose reads already run in the kernel's workers.
+    /// reads on the pump's own thread, as every backend did before. With
+    /// `uring` (whose reads already run in the kernel's io-wq workers) it
+    /// keeps cold ranges out of the ring: the pool reads them in and,
+    /// with `cold_sends_on_pool`, sends them with plain `sendfile`.
     pub disk_threads: usize,
     /// With the disk pool on: whether the bytes of a range the pool read
     /// in are sent by a pool thread (`true`, like nginx's `aio threads`)

@@ -72,12 +72,17 @@ use crate::pool::Pool;
 /// session may add one cancellation per operation.
 const RING_ENTRIES: u32 = 8;
 
+/// The most one `sendfile(2)` call transfers on Linux (a pool send).
+const MAX_SENDFILE: usize = 0x7fff_f000;
+
 /// `user_data` tags: each lane runs one session's chain at a time, so the
 /// operation's kind is all a completion needs to say.
 const READ: u64 = 1;
 const POLL: u64 = 2;
 const SEND: u64 = 3;
 const CANCEL: u64 = 4;
+/// A poll of the disk gate's descriptor (see `Step::watch`).
+const WATCH: u64 = 5;
 
 /// Whether io_uring can run here, asked once per process with counters of
 /// its own (the probe belongs to no backend).
@@ -97,10 +102,13 @@ pub(crate) fn probe() -> Result<(), String> {
 
 pub(crate) fn build(config: &Config, pumping: Pumping) -> Result<Arc<dyn Transfer>, TransferError> {
     let lanes = Lanes::new(config, pumping.stats().clone())?;
-    // No disk gate: a splice from the file runs in the kernel's io-wq
-    // workers, so a cold read already waits there, not on the pump's
-    // thread, and the session answers Pending on its ring meanwhile.
-    Ok(pumping.cold(None).with(Uring(lanes)))
+    // The disk gate as for every backend. Without it a cold read would
+    // not stall the loop either (io_uring runs every splice in its io-wq
+    // workers), but those workers are forked from the loop's thread and
+    // run at its priority, the hot client's splices among the cold ones':
+    // with the gate, a cold range is read in and sent by the disk pool
+    // (see `pool_move`), and the ring keeps the resident ones.
+    Ok(pumping.with(Uring(lanes)))
 }
 
 /// The io_uring splice backend: its lane pool.
@@ -254,14 +262,21 @@ struct Flight {
     poll: bool,
     send: Option<u32>,
     cancels: u32,
+    /// A poll of the disk gate's descriptor, which wakes the ring while the
+    /// session waits for the disk pool.
+    watch: bool,
 }
 
 impl Flight {
+    /// Everything the ring still holds: what must be reaped (or cancelled)
+    /// before the lane is free.
     fn count(&self) -> u32 {
-        u32::from(self.read.is_some())
-            + u32::from(self.poll)
-            + u32::from(self.send.is_some())
-            + self.cancels
+        self.chain() + self.cancels + u32::from(self.watch)
+    }
+
+    /// The operations of the chain itself.
+    fn chain(&self) -> u32 {
+        u32::from(self.read.is_some()) + u32::from(self.poll) + u32::from(self.send.is_some())
     }
 }
 
@@ -319,6 +334,11 @@ impl Chain {
                     self.socket_full = true;
                 }
                 Reaped::Sent(n)
+            }
+            // Fired or cancelled: either way the gate is asked next.
+            (WATCH, _) => {
+                self.flight.watch = false;
+                Reaped::Nothing
             }
             (SEND, Some(Errno::EAGAIN)) => {
                 self.flight.send = None;
@@ -465,6 +485,7 @@ impl UringStep {
             (self.chain.flight.read.is_some(), READ),
             (self.chain.flight.poll, POLL),
             (self.chain.flight.send.is_some(), SEND),
+            (self.chain.flight.watch, WATCH),
         ];
         {
             let mut sq = lane.ring.submission();
@@ -489,10 +510,35 @@ impl UringStep {
 }
 
 impl Step for UringStep {
-    /// A chain reads only when nothing is in flight and the pipe is empty.
+    /// A chain reads only when no chain is in flight and the pipe is empty
+    /// (a watch of the disk gate may be).
     fn next_read(&self, m: &Move<'_>) -> Option<(u64, usize)> {
-        let idle = self.chain.flight.count() == 0 && !self.queued;
+        let idle = self.chain.flight.chain() == 0 && !self.queued;
         (idle && self.chain.in_pipe == 0 && m.body_left() > 0).then(|| (m.offset(), self.want(m)))
+    }
+
+    /// On a disk-pool thread, sending a range it read in: a plain
+    /// `sendfile` from the file into the socket, between chains only (the
+    /// pipe empty, nothing in flight, which is where the gate sent the
+    /// session to the pool). A chain would run its splices in the ring's
+    /// io-wq workers at the loop's priority, not on this `SCHED_IDLE`
+    /// thread.
+    fn pool_move(&mut self, m: &Move<'_>) -> Option<Attempt> {
+        self.next_read(m)?;
+        let mut offset = libc::off64_t::try_from(m.offset()).ok()?;
+        let r = nix::sys::sendfile::sendfile64(
+            m.sock(),
+            self.file.as_fd(),
+            Some(&mut offset),
+            m.chunk(MAX_SENDFILE),
+        );
+        Some(Attempt::made(
+            Syscall::Sendfile,
+            r.map(|n| match n {
+                0 => Moved::Shrank(m.offset()),
+                n => Moved::Sent(n),
+            }),
+        ))
     }
 
     /// Reaps one completion if one is posted; else answers `Pending` while
@@ -509,7 +555,7 @@ impl Step for UringStep {
                 Reaped::Failed(e) => return Attempt::failed(None, e),
             });
         }
-        if self.chain.flight.count() > 0 && !self.queued {
+        if self.chain.flight.chain() > 0 && !self.queued {
             return Attempt::no_call(Moved::Pending);
         }
         if !self.queued {
@@ -538,8 +584,59 @@ impl Step for UringStep {
         if failed {
             self.spoiled = true;
         }
-        if self.chain.flight.count() == 0 && !self.queued {
+        if self.chain.flight.chain() == 0 && !self.queued {
             self.sock = None;
+        }
+    }
+
+    /// A poll of the gate's descriptor on this session's ring, so the ring
+    /// (the descriptor the driver waits on) turns readable when the disk
+    /// pool is done; the lane is taken now if the session has none yet.
+    /// The poll is reaped like any completion and needs no answer.
+    fn watch(&mut self, fd: BorrowedFd<'_>) -> Result<(), TransferError> {
+        if self.queued || self.chain.flight.chain() > 0 {
+            // The chain's own completions wake the ring.
+            return Ok(());
+        }
+        // An earlier watch may have fired without being reaped (the pump
+        // that it woke went straight to the gate): reap it, or a new wait
+        // would find no poll armed. With no chain in flight, only watches
+        // and cancellations can be posted.
+        if let Some(lane) = self.lane.as_mut() {
+            while let Some(cqe) = next_completion(lane) {
+                self.chain.apply(&cqe);
+            }
+        }
+        if self.chain.flight.watch {
+            return Ok(());
+        }
+        if self.lane.is_none() {
+            self.lane = Some(self.lanes.pool.take(|| self.lanes.new_lane())?);
+        }
+        let lane = self.lane.as_mut().expect("taken above");
+        let poll = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(WATCH);
+        // SAFETY: the entry names a descriptor only, no memory; it is
+        // submitted at once, and the kernel holds its own reference to the
+        // file from then on.
+        unsafe { lane.ring.submission().push(&poll) }
+            .map_err(|_| TransferError::sys(Syscall::UringEnter, Errno::EBUSY))?;
+        match self
+            .lanes
+            .stats
+            .counted_io(Syscall::UringEnter, || lane.ring.submit())
+        {
+            Ok(_) => {
+                self.chain.flight.watch = true;
+                Ok(())
+            }
+            Err(e) => {
+                // The entry may still sit in the queue: this lane is not
+                // to be reused.
+                self.spoiled = true;
+                Err(e)
+            }
         }
     }
 
@@ -549,6 +646,16 @@ impl Step for UringStep {
             // closing the ring discards the entries.
             self.lane = None;
             return;
+        }
+        if self.chain.flight.chain() == 0 && self.chain.flight.watch {
+            // Only the watch may be left: it has fired (the pool is done)
+            // but is not reaped yet. Reaping it here keeps the lane
+            // poolable rather than closed by the reaper.
+            if let Some(lane) = self.lane.as_mut() {
+                while let Some(cqe) = next_completion(lane) {
+                    self.chain.apply(&cqe);
+                }
+            }
         }
         if self.chain.flight.count() > 0 && self.lanes.cancel_on_drop {
             self.cancel_in_flight(stats);

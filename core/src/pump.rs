@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nix::errno::Errno;
 
 use crate::disk::{Cold, ColdGate, DiskPool, Gate, SendJob, Ticket};
-use crate::sock::send_head;
+use crate::sock::{has_room, send_head};
 use crate::{ByteRange, Pump, Session, Source, Stats, Syscall, Transfer, TransferError};
 
 /// The most of a range one residency check covers and one read-in brings
@@ -196,6 +196,24 @@ pub trait Step: Send {
 
     /// Tries one move. Called only while bytes remain to be sent.
     fn try_move(&mut self, m: &Move<'_>) -> Attempt;
+
+    /// The move a disk-pool thread makes, in place of [`Step::try_move`],
+    /// when it sends a range it read in; `None`: `try_move` as on the loop.
+    /// For a step whose own moves would not run on the pool thread (a ring
+    /// whose splices run in the kernel's workers at the loop's priority),
+    /// a plain blocking-free move that does.
+    fn pool_move(&mut self, _m: &Move<'_>) -> Option<Attempt> {
+        None
+    }
+
+    /// The session is about to answer `Pending` for the disk gate, whose
+    /// descriptor `fd` turns readable when it should pump again. A step
+    /// with a completion descriptor of its own (the one a driver waits on
+    /// for the session's whole life) makes `fd` wake that one; others need
+    /// nothing.
+    fn watch(&mut self, _fd: BorrowedFd<'_>) -> Result<(), TransferError> {
+        Ok(())
+    }
 
     /// Called after every pump: gives back resources (a pooled pipe or
     /// buffer) not needed while the session waits. `failed` means the
@@ -424,13 +442,15 @@ impl<S: Step> Core<S> {
     /// With `disk`, asks its gate before each move that reads the file,
     /// and (with `to_pool`) answers [`Ran::ToPool`] before a move of a range
     /// the pool read in. Without, moves whatever the page cache holds: on a
-    /// pool thread, waiting for the disk is harmless.
+    /// pool thread (`on_pool`, where the step's [`Step::pool_move`] goes
+    /// first), waiting for the disk is harmless.
     fn run(
         &mut self,
         sock: BorrowedFd<'_>,
         mut budget: usize,
         mut disk: Option<&mut Disk>,
         to_pool: bool,
+        on_pool: bool,
     ) -> Result<Ran, TransferError> {
         let p = &mut self.progress;
         loop {
@@ -472,6 +492,9 @@ impl<S: Step> Core<S> {
                             d.gate.before_move_within(&d.file, offset, len as u64, span)
                         {
                             d.cold_until = d.cold_until.max(offset.saturating_add(span));
+                            if let Some(fd) = d.gate.completion_fd() {
+                                self.step.watch(fd)?;
+                            }
                             return Ok(Ran::Pump(Pump::Pending));
                         }
                     }
@@ -481,10 +504,22 @@ impl<S: Step> Core<S> {
                 // thread drains there too.
                 if let Some(d) = disk.as_deref() {
                     if to_pool && d.pool_sends && m.offset() < d.cold_until {
+                        // A pool send that ended on a full socket leaves
+                        // the driver believing the socket writable (it saw
+                        // no EAGAIN of its own): ask the socket, so a full
+                        // one is waited for here instead of handed to a
+                        // pool thread that finds it full again.
+                        p.stats.syscall(Syscall::Poll);
+                        if !has_room(sock) {
+                            return Ok(Ran::Pump(Pump::WouldBlock));
+                        }
                         return Ok(Ran::ToPool);
                     }
                 }
-                self.step.try_move(&m)
+                match on_pool.then(|| self.step.pool_move(&m)).flatten() {
+                    Some(attempt) => attempt,
+                    None => self.step.try_move(&m),
+                }
             };
             if let Some(call) = attempt.call {
                 p.stats.syscall(call);
@@ -525,8 +560,9 @@ impl<S: Step> Core<S> {
         budget: usize,
         disk: Option<&mut Disk>,
         to_pool: bool,
+        on_pool: bool,
     ) -> Result<Ran, TransferError> {
-        let r = self.run(sock, budget, disk, to_pool);
+        let r = self.run(sock, budget, disk, to_pool, on_pool);
         match r {
             // Not released: the pool thread moves next, with what the step
             // holds, and releases after.
@@ -587,6 +623,11 @@ impl<S: Step + 'static> Tracked<S> {
         // The pool thread's own descriptor: the connection may end (and its
         // number be reused) while the job still runs.
         let sock = sock.try_clone_to_owned().ok()?;
+        // The job signals the gate's descriptor when it ends; a step that
+        // is waited on by its own must be woken through it.
+        if let (Some(fd), Some(core)) = (disk.gate.completion_fd(), self.core.as_mut()) {
+            core.step.watch(fd).ok()?;
+        }
         let core = self.core.take()?;
         let remaining = core.progress.remaining();
         let budget = usize::try_from(disk.cold_until.saturating_sub(core.progress.offset))
@@ -608,7 +649,9 @@ impl<S: Step + 'static> Tracked<S> {
                 return Ok(0);
             };
             let before = core.progress.remaining();
-            let outcome = core.pump(sock.as_fd(), budget, None, false).map(Ran::pump);
+            let outcome = core
+                .pump(sock.as_fd(), budget, None, false, true)
+                .map(Ran::pump);
             let sent = before - core.progress.remaining();
             h.outcome = Some(outcome);
             Ok(sent)
@@ -643,7 +686,7 @@ impl<S: Step + 'static> Session for Tracked<S> {
         if let Some(over) = core.progress.finished() {
             return over;
         }
-        match core.pump(sock, self.budget, self.disk.as_mut(), true)? {
+        match core.pump(sock, self.budget, self.disk.as_mut(), true, false)? {
             Ran::Pump(p) => Ok(p),
             Ran::ToPool => match self.send_on_pool(sock) {
                 Some(p) => Ok(p),
@@ -651,7 +694,7 @@ impl<S: Step + 'static> Session for Tracked<S> {
                 // once, the bytes go from here, as without the pool.
                 None => {
                     let core = self.core.as_mut().ok_or(TransferError::SessionFailed)?;
-                    core.pump(sock, self.budget, self.disk.as_mut(), false)
+                    core.pump(sock, self.budget, self.disk.as_mut(), false, false)
                         .map(Ran::pump)
                 }
             },
@@ -671,9 +714,10 @@ impl<S: Step + 'static> Session for Tracked<S> {
     }
 
     /// A step's own descriptor (a ring's) or the disk gate's: a step that
-    /// has one is never gated (its backend reads in the kernel's workers),
-    /// so a session never answers `Pending` on two. The gate's is also the
-    /// one a send on a pool thread signals.
+    /// has one (`uring`'s ring) is woken by the gate's through
+    /// [`Step::watch`], so a session answers `Pending` on one descriptor
+    /// for its whole life. The gate's is also the one a send on a pool
+    /// thread signals.
     fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
         self.core
             .as_ref()

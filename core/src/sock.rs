@@ -87,3 +87,15 @@ pub unsafe fn send_with_prefix(
     let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, NOSIGNAL) };
     (Syscall::Sendmsg, Errno::result(r).map(|n| n as usize))
 }
+
+/// Whether `sock` takes more bytes now (`poll(2)` for `POLLOUT` without
+/// waiting). An error answers yes: the move that follows meets it itself.
+pub(crate) fn has_room(sock: BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(sock, PollFlags::POLLOUT)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => fds[0].revents().is_none_or(|r| !r.is_empty()),
+        Err(_) => true,
+    }
+}

@@ -37,7 +37,7 @@ pub struct Args {
     /// Worker threads; 1 runs everything on one thread (for pinned benchmarks) [default: CPUs]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Threads for disk work that could stall a worker: reading body ranges that are not in the page cache (every backend but uring, whose reads run in the kernel's workers), opening a path the file cache lacks (every path with --no-file-cache), index.html, listings; each of the two pools gets N; 0 does it all on the workers, as before [default: 16]
+    /// Threads for disk work that could stall a worker: reading body ranges that are not in the page cache (every backend; with uring the pool also keeps cold ranges out of its ring, whose splices run in the kernel's workers at the loop's priority), opening a path the file cache lacks (every path with --no-file-cache), index.html, listings; each of the two pools gets N; 0 does it all on the workers, as before [default: 16]
     #[arg(long, value_name = "N")]
     pub disk_threads: Option<usize>,
     /// Who sends the bytes of a body range the disk pool read in: pool (its threads, like nginx's aio threads; the worker stays free for other connections) or worker (the connection's worker, once the read is done) [default: pool]

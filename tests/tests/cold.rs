@@ -17,18 +17,16 @@ use tokio::net::UnixStream;
 use zcserve_backends::{Backend, Config};
 use zcserve_core::disk::testing::{HeldReader, Hold, Scripted};
 use zcserve_core::disk::{Cold, DiskPool, PoolConfig};
-use zcserve_core::{ByteRange, Pump, Session, Transfer};
+use zcserve_core::{ByteRange, Pump, Session, Syscall, Transfer};
 use zcserve_tests::{
     Link, Reader, STALL, SockKind, Speed, TestFile, backends_under_test, expected,
 };
 
-/// The backends that read the file on the pump's thread, and so are gated;
-/// `uring` splices in the kernel's io-wq workers, never on the loop.
+/// The gated backends: every one. (`uring` reads no file on the loop
+/// either, but its gate keeps cold ranges out of its ring, see
+/// `uring_sends_what_the_pool_read_in_from_the_pool`.)
 fn gated() -> Vec<Backend> {
     backends_under_test()
-        .into_iter()
-        .filter(|&b| b != Backend::Uring)
-        .collect()
 }
 
 #[test]
@@ -401,7 +399,7 @@ fn a_full_pool_queue_leaves_the_send_to_the_loop() {
 }
 
 #[test]
-fn uring_needs_no_gate_and_gets_none() {
+fn uring_sends_what_the_pool_read_in_from_the_pool() {
     if !zcserve_tests::under_test(Backend::Uring) {
         return;
     }
@@ -410,10 +408,108 @@ fn uring_needs_no_gate_and_gets_none() {
         ..Config::default()
     };
     let t = Backend::Uring.build(&config).unwrap();
-    assert!(
-        t.disk_pool().is_none(),
-        "uring reads in the kernel's workers; a pool would be a second, idle one"
-    );
-    let t = Backend::Sendfile.build(&config).unwrap();
-    assert_eq!(t.disk_pool().expect("sendfile is gated").threads(), 2);
+    assert_eq!(t.disk_pool().expect("uring is gated").threads(), 2);
+
+    // An all-cold file: the pool reads it in and, with pool sends, sends
+    // it with plain sendfile on its own thread, never through the ring
+    // (whose splices would run in io-wq workers at the loop's priority).
+    let f = TestFile::random(700_000, 21);
+    for pool_sends in [true, false] {
+        let (t, hold) = all_cold_with(Backend::Uring, 4, |c| c.with_pool_sends(pool_sends));
+        let mut c = conn(&t, &f, b"head");
+        assert_eq!(c.pump(), Pump::Pending, "the gate sent it to the pool");
+        assert_eq!(hold.entered().len, 700_000, "one read-in of the whole file");
+        hold.release();
+        let got = c.finish();
+        assert!(
+            got == expected(&f, ByteRange::full(700_000), b"head"),
+            "pool sends {pool_sends}: the bytes differ"
+        );
+        let s = t.stats().snapshot();
+        let (sendfile, enter) = (
+            s.syscalls(Syscall::Sendfile),
+            s.syscalls(Syscall::UringEnter),
+        );
+        let pool = t.disk_pool().expect("gated").stats().snapshot();
+        if pool_sends {
+            // Every body byte left from the pool's threads, with sendfile.
+            assert_eq!(pool.bytes_sent, 700_000);
+            assert!(sendfile > 0, "the pool sent with sendfile");
+            // The ring was entered only to arm a watch of the gate's
+            // descriptor, at most once per read-in and once per pool send
+            // (the socket may fill, and the send go out in several jobs).
+            assert!(
+                enter <= pool.offloaded + pool.sends,
+                "a chain ran: {enter} ring enters for {} read-ins and {} sends",
+                pool.offloaded,
+                pool.sends
+            );
+        } else {
+            assert_eq!(pool.bytes_sent, 0);
+            assert_eq!(sendfile, 0, "the loop's ring sent");
+            assert!(enter > 0, "no chain ran");
+        }
+        assert_eq!(s.body_bytes, 700_000);
+    }
+}
+
+#[test]
+fn a_socket_a_pool_send_filled_is_waited_for_not_handed_back() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::io::Read;
+    use std::os::unix::net::UnixStream as StdUnixStream;
+
+    /// Waits (bounded only to catch a hang) until `fd` is readable.
+    fn wait_readable(fd: BorrowedFd<'_>) {
+        let ms = u16::try_from(STALL.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(ms)).unwrap(), 1, "hung");
+    }
+
+    for backend in gated() {
+        let (t, hold) = all_cold(backend, 4);
+        // Larger than the socket pair's buffer, which nobody reads yet.
+        let f = TestFile::random(2 << 20, 41);
+        let (tx, mut rx) = StdUnixStream::pair().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let mut s = t
+            .start(&f.source(), ByteRange::full(2 << 20), b"head".to_vec())
+            .unwrap();
+        assert_eq!(s.pump(tx.as_fd()).unwrap(), Pump::Pending, "{backend}");
+        hold.entered();
+        hold.release();
+        // The read-in is done; the next pump hands the send to the pool,
+        // whose thread sends until the socket is full.
+        let pool = Arc::clone(t.disk_pool().unwrap());
+        let outcome = loop {
+            wait_readable(s.completion_fd().expect("a descriptor while pending"));
+            match s.pump(tx.as_fd()).unwrap() {
+                Pump::Pending => continue,
+                other => break other,
+            }
+        };
+        assert_eq!(outcome, Pump::WouldBlock, "{backend}: the pool filled it");
+        let sends = pool.stats().snapshot().sends;
+        assert!(sends >= 1, "{backend}: the pool sent");
+        // Still full: the session says so itself rather than handing the
+        // send to a pool thread that would find it full again.
+        for _ in 0..3 {
+            assert_eq!(s.pump(tx.as_fd()).unwrap(), Pump::WouldBlock, "{backend}");
+        }
+        assert_eq!(pool.stats().snapshot().sends, sends, "{backend}");
+        // Once the peer reads, the rest arrives, byte-exact.
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).unwrap();
+            got
+        });
+        zcserve_core::blocking::send_all(s.as_mut(), tx.as_fd(), Some(STALL)).unwrap();
+        drop(s);
+        drop(tx);
+        let got = reader.join().unwrap();
+        assert!(
+            got == expected(&f, ByteRange::full(2 << 20), b"head"),
+            "{backend}: the bytes differ"
+        );
+    }
 }

@@ -53,19 +53,25 @@ impl Step for SendfileStep {
     }
 
     fn try_move(&mut self, m: &Move<'_>) -> Attempt {
-        let mut offset = m.offset() as libc::off64_t;
-        let r = sendfile64(
-            m.sock(),
-            self.file.as_fd(),
-            Some(&mut offset),
-            m.chunk(MAX_SENDFILE),
-        );
-        Attempt::made(
-            Syscall::Sendfile,
-            r.map(|n| match n {
-                0 => Moved::Shrank(m.offset()),
-                n => Moved::Sent(n),
-            }),
-        )
+        send_from(&self.file, m)
     }
+}
+
+/// One `sendfile(2)` of the move's next chunk of `file` into its socket;
+/// also `uring`'s move on a disk-pool thread.
+pub(crate) fn send_from(file: &File, m: &Move<'_>) -> Attempt {
+    let mut offset = m.offset() as libc::off64_t;
+    let r = sendfile64(
+        m.sock(),
+        file.as_fd(),
+        Some(&mut offset),
+        m.chunk(MAX_SENDFILE),
+    );
+    Attempt::made(
+        Syscall::Sendfile,
+        r.map(|n| match n {
+            0 => Moved::Shrank(m.offset()),
+            n => Moved::Sent(n),
+        }),
+    )
 }

@@ -72,9 +72,6 @@ use crate::pool::Pool;
 /// session may add one cancellation per operation.
 const RING_ENTRIES: u32 = 8;
 
-/// The most one `sendfile(2)` call transfers on Linux (a pool send).
-const MAX_SENDFILE: usize = 0x7fff_f000;
-
 /// `user_data` tags: each lane runs one session's chain at a time, so the
 /// operation's kind is all a completion needs to say.
 const READ: u64 = 1;
@@ -476,6 +473,17 @@ impl UringStep {
         Ok(())
     }
 
+    /// Reaps what is posted while no chain is in flight, when only watches
+    /// and cancellations can be: their completions carry no bytes.
+    fn reap_between_chains(&mut self) {
+        debug_assert_eq!(self.chain.flight.chain(), 0);
+        if let Some(lane) = self.lane.as_mut() {
+            while let Some(cqe) = next_completion(lane) {
+                self.chain.apply(&cqe);
+            }
+        }
+    }
+
     /// Submits cancellations of whatever is in flight (without waiting).
     fn cancel_in_flight(&mut self, stats: &Stats) {
         let Some(lane) = self.lane.as_mut() else {
@@ -525,20 +533,7 @@ impl Step for UringStep {
     /// thread.
     fn pool_move(&mut self, m: &Move<'_>) -> Option<Attempt> {
         self.next_read(m)?;
-        let mut offset = libc::off64_t::try_from(m.offset()).ok()?;
-        let r = nix::sys::sendfile::sendfile64(
-            m.sock(),
-            self.file.as_fd(),
-            Some(&mut offset),
-            m.chunk(MAX_SENDFILE),
-        );
-        Some(Attempt::made(
-            Syscall::Sendfile,
-            r.map(|n| match n {
-                0 => Moved::Shrank(m.offset()),
-                n => Moved::Sent(n),
-            }),
-        ))
+        Some(crate::sendfile::send_from(&self.file, m))
     }
 
     /// Reaps one completion if one is posted; else answers `Pending` while
@@ -600,13 +595,8 @@ impl Step for UringStep {
         }
         // An earlier watch may have fired without being reaped (the pump
         // that it woke went straight to the gate): reap it, or a new wait
-        // would find no poll armed. With no chain in flight, only watches
-        // and cancellations can be posted.
-        if let Some(lane) = self.lane.as_mut() {
-            while let Some(cqe) = next_completion(lane) {
-                self.chain.apply(&cqe);
-            }
-        }
+        // would find no poll armed.
+        self.reap_between_chains();
         if self.chain.flight.watch {
             return Ok(());
         }
@@ -651,11 +641,7 @@ impl Step for UringStep {
             // Only the watch may be left: it has fired (the pool is done)
             // but is not reaped yet. Reaping it here keeps the lane
             // poolable rather than closed by the reaper.
-            if let Some(lane) = self.lane.as_mut() {
-                while let Some(cqe) = next_completion(lane) {
-                    self.chain.apply(&cqe);
-                }
-            }
+            self.reap_between_chains();
         }
         if self.chain.flight.count() > 0 && self.lanes.cancel_on_drop {
             self.cancel_in_flight(stats);

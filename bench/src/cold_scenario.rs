@@ -514,14 +514,20 @@ mod tests {
         };
         let m = crate::machine::this_machine(&[0], &[]);
         let out = dir.join("out");
-        assert!(run(&p, &targets, &setup, &m, &[], &out, "test").unwrap());
-        let csv = std::fs::read_to_string(out.join("cold.csv")).unwrap();
-        assert_eq!(csv.lines().count(), 1 + 2, "{csv}");
-        assert!(
-            csv.lines().skip(1).all(|l| l.ends_with(",1,true")),
-            "one attempt each, valid: {csv}"
-        );
-        let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
+        // Runs `p`; checks one valid row per round, each made `attempts`
+        // times; returns cold.md.
+        let run_and_check = |p: &ColdPlan, attempts: u32| {
+            assert!(run(p, &targets, &setup, &m, &[], &out, "test").unwrap());
+            let csv = std::fs::read_to_string(out.join("cold.csv")).unwrap();
+            assert_eq!(csv.lines().count(), 1 + 2, "{csv}");
+            let tail = format!(",{attempts},true");
+            assert!(
+                csv.lines().skip(1).all(|l| l.ends_with(&tail)),
+                "{attempts} attempts each, valid: {csv}"
+            );
+            std::fs::read_to_string(out.join("cold.md")).unwrap()
+        };
+        let md = run_and_check(&p, 1);
         assert!(md.contains("servers read the raw disk"), "{md}");
         assert!(md.contains("4 random reads"), "{md}");
         assert!(!md.contains("Steal gate"), "the gate was off: {md}");
@@ -535,14 +541,7 @@ mod tests {
             },
             ..p
         };
-        assert!(run(&p, &targets, &setup, &m, &[], &out, "test").unwrap());
-        let csv = std::fs::read_to_string(out.join("cold.csv")).unwrap();
-        assert_eq!(csv.lines().count(), 1 + 2, "{csv}");
-        assert!(
-            csv.lines().skip(1).all(|l| l.ends_with(",2,true")),
-            "two attempts each: {csv}"
-        );
-        let md = std::fs::read_to_string(out.join("cold.md")).unwrap();
+        let md = run_and_check(&p, 2);
         assert!(
             md.contains("2 of 2 runs were made again (2 more tries in all); 2 kept runs are still above the bound."),
             "{md}"

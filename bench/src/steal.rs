@@ -127,6 +127,14 @@ pub struct Gated<R> {
     pub attempts: u32,
 }
 
+/// Of runs kept with these `attempts`: how many were made again, and how
+/// many more tries that took in all.
+pub fn repeats(attempts: impl Iterator<Item = u32>) -> (usize, u32) {
+    attempts.fold((0, 0), |(runs, tries), a| {
+        (runs + usize::from(a > 1), tries + a.saturating_sub(1))
+    })
+}
+
 impl StealGate {
     /// The gate that keeps every run.
     pub const OFF: StealGate = StealGate {

@@ -246,12 +246,12 @@ fn run(args: &Args) -> Result<bool, String> {
     if duration.is_nan() || duration <= 0.0 || duration > 1e6 || args.rounds == 0 {
         return Err("--duration (at most 1e6 s) and --rounds must be positive".into());
     }
-    steal_gate(args)?;
+    let gate = steal_gate(args)?;
     let scenarios = dedup(args.scenario.clone());
     let warm = scenarios.contains(&ScenarioArg::Warm);
     let cold = scenarios
         .contains(&ScenarioArg::Cold)
-        .then(|| cold_plan(args, &clients))
+        .then(|| cold_plan(args, &clients, gate))
         .transpose()?;
     if sizes.is_empty() || conns.is_empty() || conns.contains(&0) {
         return Err("give at least one size and connection counts of at least 1".into());
@@ -364,7 +364,11 @@ fn run(args: &Args) -> Result<bool, String> {
 
 /// The cold scenario's flags, checked, with --quick's defaults; its client
 /// reads with the one `--client-read` mode given, or 256 KiB.
-fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
+fn cold_plan(
+    args: &Args,
+    clients: &[ClientRead],
+    steal_gate: StealGate,
+) -> Result<ColdPlan, String> {
     let client_read = match (args.client_read.is_empty(), clients) {
         (true, _) => ClientRead::DEFAULT,
         (false, &[one]) => one,
@@ -398,7 +402,6 @@ fn cold_plan(args: &Args, clients: &[ClientRead]) -> Result<ColdPlan, String> {
             Priority::Realtime
         }
     };
-    let steal_gate = steal_gate(args)?;
     Ok(ColdPlan {
         files,
         size,
@@ -477,6 +480,7 @@ fn run_warm(
     }
 
     let duration = Duration::from_secs_f64(args.duration.unwrap_or(5.0));
+    // Checked by `run` already.
     let gate = steal_gate(args)?;
     let mut results = Vec::new();
     for round in 1..=args.rounds {

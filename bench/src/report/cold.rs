@@ -118,8 +118,7 @@ pub fn json(report: &ColdReport<'_>) -> String {
 /// off.
 fn steal_gate_line(s: &ColdSetup, results: &[ColdResult]) -> Option<String> {
     let max = s.max_steal?;
-    let repeated = results.iter().filter(|r| r.attempts > 1).count();
-    let extra: u32 = results.iter().map(|r| r.attempts.saturating_sub(1)).sum();
+    let (repeated, extra) = crate::steal::repeats(results.iter().map(|r| r.attempts));
     let above = results
         .iter()
         .filter(|r| r.server_steal.is_some_and(|v| v > max))

@@ -393,8 +393,7 @@ fn steal_line(o: &mut String, results: &[RunResult]) {
         return;
     }
     let unknown = || "not recorded".to_string();
-    let repeated = results.iter().filter(|r| r.attempts > 1).count();
-    let extra: u32 = results.iter().map(|r| r.attempts.saturating_sub(1)).sum();
+    let (repeated, extra) = crate::steal::repeats(results.iter().map(|r| r.attempts));
     let gate = if repeated > 0 {
         format!(
             " {repeated} of {} runs were made again (`--max-steal`; {extra} more tries in all), \

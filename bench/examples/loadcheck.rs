@@ -37,6 +37,7 @@ fn main() {
                 std::process::exit(2);
             }),
         priority: load::Priority::Normal,
+        pace: None,
     };
     let out = load::run(&spec).unwrap_or_else(|e| {
         eprintln!("loadcheck: {e}");

@@ -319,6 +319,50 @@ pub fn block_device_of(path: &Path) -> Result<(u64, u64), String> {
     Ok((maj, min))
 }
 
+/// A block device's read counters since boot, from
+/// `/sys/dev/block/MAJ:MIN/stat` (the kernel's
+/// Documentation/block/stat.rst): reads completed and bytes read. Two
+/// readings around a run say how the disk was read during it: how many
+/// requests, and how large, which tells runs made in different disk
+/// regimes apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskReads {
+    /// Read requests completed (after merging).
+    pub reads: u64,
+    /// Bytes they read.
+    pub bytes: u64,
+}
+
+impl DiskReads {
+    /// The counters of device `dev` (major, minor) now.
+    pub fn read(dev: (u64, u64)) -> Result<DiskReads, String> {
+        let path = format!("/sys/dev/block/{}:{}/stat", dev.0, dev.1);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        DiskReads::parse(&text).ok_or_else(|| format!("cannot parse {path}: {text:?}"))
+    }
+
+    /// Parses a `stat` line: field 1 is reads completed, field 3 sectors
+    /// read, in 512-byte units whatever the device's sector size.
+    pub fn parse(text: &str) -> Option<DiskReads> {
+        let mut f = text.split_whitespace();
+        let reads = f.next()?.parse().ok()?;
+        let sectors: u64 = f.nth(1)?.parse().ok()?;
+        Some(DiskReads {
+            reads,
+            bytes: sectors.checked_mul(512)?,
+        })
+    }
+
+    /// What was read between `earlier` and this reading.
+    pub fn since(self, earlier: DiskReads) -> DiskReads {
+        DiskReads {
+            reads: self.reads.saturating_sub(earlier.reads),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+        }
+    }
+}
+
 /// `"254:0\n"` -> (254, 0).
 pub fn parse_dev(text: &str) -> Option<(u64, u64)> {
     let (a, b) = text.trim().split_once(':')?;
@@ -412,6 +456,43 @@ mod tests {
         assert!(err.contains("not a block device"), "{err}");
         let (maj, _) = block_device_of(Path::new("/var/tmp")).unwrap();
         assert!(maj > 0);
+    }
+
+    #[test]
+    fn disk_read_counters_parse_and_subtract() {
+        let line = "  120311     9551 20440914    43721   262811   300011 12712146  1331264        0   191660  1375112\n";
+        let a = DiskReads::parse(line).unwrap();
+        assert_eq!(
+            a,
+            DiskReads {
+                reads: 120_311,
+                bytes: 20_440_914 * 512
+            }
+        );
+        let b = DiskReads {
+            reads: 120_511,
+            bytes: a.bytes + 200 * 1024 * 1024,
+        };
+        assert_eq!(
+            b.since(a),
+            DiskReads {
+                reads: 200,
+                bytes: 200 * 1024 * 1024
+            }
+        );
+        // A counter that went backwards (a device re-added) gives zero,
+        // not a wrapped figure.
+        assert_eq!(a.since(b), DiskReads { reads: 0, bytes: 0 });
+        assert_eq!(DiskReads::parse("12 x"), None);
+        assert_eq!(DiskReads::parse(""), None);
+        // The machine's own disk reads, where there is one.
+        if let Some(dir) = disk_dir("stat") {
+            let dev = block_device_of(&dir).unwrap();
+            let now = DiskReads::read(dev);
+            std::fs::remove_dir_all(&dir).unwrap();
+            let now = now.unwrap();
+            assert!(now.reads > 0 && now.bytes > 0, "{now:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cold::{self, Throttle, WorkingSet};
+use crate::cold::{self, DiskReads, Throttle, WorkingSet};
 use crate::fixture::{file_path, warm};
 use crate::launch::{Running, Setup};
 use crate::load::{self, ClientRead, LoadSpec, Priority};
@@ -43,6 +43,9 @@ pub struct ColdPlan {
     pub hot_priority: Priority,
     /// Which runs are made again for the hypervisor's steal.
     pub steal_gate: StealGate,
+    /// The most cold MB/s the cold connections ask for; `None`: each asks
+    /// for its next file as soon as the last one ended.
+    pub cold_rate: Option<f64>,
 }
 
 impl ColdPlan {
@@ -58,6 +61,13 @@ impl ColdPlan {
                  `--hot-priority realtime` is the alternative)"
                 .into(),
         }
+    }
+
+    /// In a capped cold load, how often one cold request may start:
+    /// one file's bytes at the rate.
+    pub fn cold_pace(&self) -> Option<Duration> {
+        self.cold_rate
+            .map(|mb| Duration::from_secs_f64(self.size as f64 / (mb * 1e6)))
     }
 }
 
@@ -95,9 +105,12 @@ pub fn run(
         "zcbench: cold: the disk's own cold 4 KiB reads: median {} µs, p99 {} µs ({} reads)",
         latency.p50_us, latency.p99_us, latency.samples
     );
+    // The disk's read counters are recorded around every run where it can
+    // be found; only a throttle needs it.
+    let device = cold::block_device_of(&set_dir);
     let throttle = match c.disk_iops {
         Some(iops) => {
-            let dev = cold::block_device_of(&set_dir)?;
+            let dev = device.clone()?;
             Some(Throttle::create(
                 &format!("zcbench-{}", std::process::id()),
                 dev,
@@ -132,6 +145,7 @@ pub fn run(
                         &set,
                         &stem,
                         c,
+                        device.as_ref().ok().copied(),
                         setup.server_cpus,
                         client_cpus,
                         round,
@@ -165,6 +179,7 @@ pub fn run(
         hot_priority: c.hot_priority_note(),
         max_steal: c.steal_gate.max,
         steal_retries: c.steal_gate.retries,
+        cold_rate: c.cold_rate,
     };
     let written = report::cold::write_all(
         &report::cold::ColdReport {
@@ -186,7 +201,7 @@ pub fn run(
 fn print_cold_run(r: &ColdResult, attempt: u32) {
     let round = r.round;
     eprintln!(
-        "zcbench: cold round {round}{} {}: hot {:.0} req/s p50 {} µs p99 {} µs max {} µs; cold {:.1} MB/s; cached {:.1} % -> {:.1} %; steal {} server, {} client{}",
+        "zcbench: cold round {round}{} {}: hot {:.0} req/s p50 {} µs p99 {} µs max {} µs; cold {:.1} MB/s; disk {}; cached {:.1} % -> {:.1} %; steal {} server, {} client{}",
         if attempt > 1 {
             format!(" (attempt {attempt})")
         } else {
@@ -198,6 +213,7 @@ fn print_cold_run(r: &ColdResult, attempt: u32) {
         r.hot_p99_us,
         r.hot_max_us,
         r.cold_mb_per_s,
+        report::cold::fmt_disk_reads(r),
         r.cached_before * 100.0,
         r.cached_after * 100.0,
         report::cold::fmt_steal(r.server_steal),
@@ -215,6 +231,7 @@ fn cold_round(
     set: &WorkingSet,
     stem: &str,
     c: &ColdPlan,
+    device: Option<(u64, u64)>,
     server_cpus: &[usize],
     client_cpus: &[usize],
     round: u32,
@@ -235,12 +252,14 @@ fn cold_round(
         expect_len: c.size,
         read: c.client_read,
         priority: Priority::Normal,
+        pace: c.cold_pace(),
     };
     let hot_spec = LoadSpec {
         paths: vec![format!("{}{}.bin", server.base, file_stem(HOT_SIZE))],
         conns: 1,
         expect_len: HOT_SIZE,
         priority: c.hot_priority,
+        pace: None,
         ..cold_spec.clone()
     };
     let cached_before = set.cached()?;
@@ -253,6 +272,8 @@ fn cold_round(
             MAX_CACHED_AT_START * 100.0
         );
     }
+    let disk_reads = |dev| DiskReads::read(dev).ok();
+    let disk_before = device.and_then(disk_reads);
     let steal = StealMeter::start();
     let (cold_out, hot_out) = std::thread::scope(|s| {
         let cold = s.spawn(|| load::run(&cold_spec));
@@ -260,6 +281,10 @@ fn cold_round(
         (cold.join(), hot.join())
     });
     let steal = steal.finish(server_cpus, client_cpus);
+    let disk = match (disk_before, device.and_then(disk_reads)) {
+        (Some(a), Some(b)) => Some(b.since(a)),
+        _ => None,
+    };
     let cached_after = set.cached()?;
     let joined = |r: std::thread::Result<std::io::Result<load::LoadOutcome>>| {
         r.map_err(|_| "a load thread panicked".to_string())?
@@ -308,6 +333,8 @@ fn cold_round(
             .iter()
             .map(|&q| h.value_at_quantile(q))
             .collect(),
+        disk_reads: disk.map(|d| d.reads),
+        disk_read_bytes: disk.map(|d| d.bytes),
         server_steal: steal.server,
         client_steal: steal.client,
         attempts: 1,
@@ -339,6 +366,8 @@ fn failed_cold(t: &Target, round: u32) -> ColdResult {
         hot_p999_us: 0,
         hot_max_us: 0,
         hot_cdf_us: Vec::new(),
+        disk_reads: None,
+        disk_read_bytes: None,
         server_steal: None,
         client_steal: None,
         attempts: 1,
@@ -415,6 +444,7 @@ mod tests {
             client_read: ClientRead::DEFAULT,
             hot_priority: Priority::Normal,
             steal_gate: StealGate::OFF,
+            cold_rate: None,
         }
     }
 
@@ -453,8 +483,13 @@ mod tests {
         };
         let mut server = Running::already(addr, "/".into(), None);
         set.evict().unwrap();
-        let r = cold_round(&t, &mut server, &set, "8KiB", &p, &[0], &[], 1).unwrap();
+        let dev = cold::block_device_of(&dir).ok();
+        let r = cold_round(&t, &mut server, &set, "8KiB", &p, dev, &[0], &[], 1).unwrap();
         assert!(r.valid, "{r:?}");
+        assert!(
+            r.disk_reads.is_some() && r.disk_read_bytes.is_some(),
+            "the disk's counters are read around the run: {r:?}"
+        );
         assert_eq!(
             r.cached_before, 0.0,
             "evicted, and the fake server reads no file"
@@ -479,9 +514,28 @@ mod tests {
         for f in &set.files {
             warm(f).unwrap();
         }
-        let r = cold_round(&t, &mut server, &set, "8KiB", &p, &[0], &[], 2).unwrap();
+        let r = cold_round(&t, &mut server, &set, "8KiB", &p, None, &[0], &[], 2).unwrap();
         assert_eq!(r.cached_before, 1.0);
         assert!(!r.valid, "a warm start must not pass as cold: {r:?}");
+        assert_eq!((r.disk_reads, r.disk_read_bytes), (None, None));
+
+        // Capped at one file per 100 ms: a 200 ms run starts at most 3
+        // cold requests (a closed loop makes hundreds), the hot client
+        // is not paced.
+        let capped = ColdPlan {
+            cold_rate: Some(p.size as f64 / 0.1 / 1e6),
+            ..plan()
+        };
+        assert_eq!(capped.cold_pace(), Some(Duration::from_millis(100)));
+        set.evict().unwrap();
+        let r = cold_round(&t, &mut server, &set, "8KiB", &capped, dev, &[0], &[], 3).unwrap();
+        assert!(r.valid, "{r:?}");
+        assert!(
+            (1..=3).contains(&r.cold_requests),
+            "{} cold requests",
+            r.cold_requests
+        );
+        assert!(r.hot_requests > 3, "{} hot requests", r.hot_requests);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -91,6 +91,12 @@ pub struct LoadSpec {
     pub read: ClientRead,
     /// How the load's threads are scheduled on their CPUs.
     pub priority: Priority,
+    /// At most one request starts per this interval over the whole load
+    /// (each of `threads` threads starts one per `threads` intervals); a
+    /// connection whose response is complete waits for the next start.
+    /// `None`: closed loop, the next request right after each response.
+    /// Latency is counted from a request's start, not from its wait.
+    pub pace: Option<Duration>,
 }
 
 /// How the load's threads are scheduled.
@@ -230,6 +236,12 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "the client's read size must be at least one byte",
+        ));
+    }
+    if spec.pace == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a paced load needs an interval above zero",
         ));
     }
     let threads = spec.threads.clamp(1, spec.conns);
@@ -433,6 +445,8 @@ fn pin_current_thread(cpu: usize) -> io::Result<()> {
 enum Phase {
     /// A reconnect is in progress.
     Connecting,
+    /// Waiting in a paced load for its next start.
+    Waiting,
     /// `written` bytes of the request are written.
     Writing,
     /// Reading the response head into `head`.
@@ -573,6 +587,42 @@ struct Worker<'a> {
     errors: u64,
     samples: Vec<String>,
     latency: Histogram<u64>,
+    /// In a paced load: when the next request may start, and who waits.
+    pacer: Option<Pacer>,
+}
+
+/// The start times of a paced load's requests on one thread.
+#[derive(Debug)]
+struct Pacer {
+    every: Duration,
+    next: Instant,
+    /// Connections waiting to start a request, first come first served.
+    waiting: std::collections::VecDeque<usize>,
+}
+
+impl Pacer {
+    /// The connection whose request starts at `now`, if a start is due.
+    ///
+    /// Start k waits until `next` has moved k - 1 intervals past the
+    /// first, so a run of D never starts more than D / every + 1 requests.
+    /// A start a little late (the poll's millisecond timeout) keeps the
+    /// schedule, so lateness does not add up; one late by more than an
+    /// interval (every connection was busy) moves the schedule to `now`,
+    /// so a slow stretch is followed by at most one extra start, not by a
+    /// burst that makes up for it.
+    fn due(&mut self, now: Instant) -> Option<usize> {
+        if now < self.next {
+            return None;
+        }
+        let i = self.waiting.pop_front()?;
+        self.next = (self.next + self.every).max(now);
+        Some(i)
+    }
+
+    /// When the loop must wake for the next start, if anyone waits.
+    fn wake_at(&self) -> Option<Instant> {
+        (!self.waiting.is_empty()).then_some(self.next)
+    }
 }
 
 impl<'a> Worker<'a> {
@@ -635,6 +685,13 @@ impl<'a> Worker<'a> {
             errors: 0,
             samples: Vec::new(),
             latency: latency_histogram(),
+            pacer: spec.pace.map(|p| Pacer {
+                every: p.saturating_mul(
+                    u32::try_from(spec.threads.clamp(1, spec.conns)).unwrap_or(u32::MAX),
+                ),
+                next: now,
+                waiting: std::collections::VecDeque::new(),
+            }),
         })
     }
 
@@ -644,16 +701,34 @@ impl<'a> Worker<'a> {
     fn run(&mut self, start: Instant, deadline: Instant) -> io::Result<Instant> {
         self.deadline = deadline;
         let mut events = Events::with_capacity(self.conns.len().clamp(16, 1024));
+        if let Some(p) = self.pacer.as_mut() {
+            p.next = start;
+        }
         for i in 0..self.conns.len() {
-            self.conns[i].started = start;
-            self.write_request(i);
+            match self.pacer {
+                Some(_) => self.next_request(i),
+                None => {
+                    self.start_request(i, start);
+                }
+            }
         }
         loop {
-            let now = Instant::now();
+            let mut now = Instant::now();
+            while let Some(i) = self.pacer.as_mut().and_then(|p| p.due(now)) {
+                self.start_request(i, now);
+                now = Instant::now();
+            }
             if self.stopped || self.live == 0 || now >= deadline {
                 return Ok(now);
             }
-            match self.poll.poll(&mut events, Some(deadline - now)) {
+            let wake = match self.pacer.as_ref().and_then(Pacer::wake_at) {
+                Some(at) => at.min(deadline),
+                None => deadline,
+            };
+            match self
+                .poll
+                .poll(&mut events, Some(wake.saturating_duration_since(now)))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -669,7 +744,9 @@ impl<'a> Worker<'a> {
 
     fn on_event(&mut self, i: usize) {
         match self.conns[i].phase {
-            Phase::Dead => {}
+            // A waiting connection's events (the server closing it, say)
+            // show when its next request is written.
+            Phase::Dead | Phase::Waiting => {}
             Phase::Connecting => self.finish_connect(i),
             Phase::Writing => {
                 // Rare: the request did not fit in the socket buffer. Once
@@ -700,13 +777,35 @@ impl<'a> Worker<'a> {
         if let Err(e) = stream.set_nodelay(true) {
             return self.fail(i, Fault::Io("setting TCP_NODELAY", e));
         }
+        if self.pacer.is_some() {
+            self.next_request(i);
+        } else if self.start_request(i, Instant::now()) {
+            self.read_response(i);
+        }
+    }
+
+    /// Starts connection `i`'s next request now, or in a paced load queues
+    /// it for its start.
+    fn next_request(&mut self, i: usize) {
+        match self.pacer.as_mut() {
+            Some(p) => {
+                self.conns[i].phase = Phase::Waiting;
+                p.waiting.push_back(i);
+            }
+            None => {
+                self.start_request(i, Instant::now());
+            }
+        }
+    }
+
+    /// Writes connection `i`'s request, its latency counted from `now`;
+    /// true once it is all written.
+    fn start_request(&mut self, i: usize, now: Instant) -> bool {
         let c = &mut self.conns[i];
         c.phase = Phase::Writing;
         c.written = 0;
-        c.started = Instant::now();
-        if self.write_request(i) {
-            self.read_response(i);
-        }
+        c.started = now;
+        self.write_request(i)
     }
 
     /// Writes (the rest of) the request; true once it is all written.
@@ -853,13 +952,10 @@ impl<'a> Worker<'a> {
         let us = u64::try_from(now.duration_since(c.started).as_micros()).unwrap_or(u64::MAX);
         self.latency.saturating_record(us.clamp(1, LATENCY_MAX_US));
         self.requests += 1;
-        c.started = now;
         c.request = pick(&mut c.rng, self.wire.len());
-        c.written = 0;
         c.head_len = 0;
         c.head_left = 0;
-        c.phase = Phase::Writing;
-        self.write_request(i);
+        self.next_request(i);
     }
 
     /// Counts an error, closes the connection and opens it again, unless it
@@ -1230,6 +1326,7 @@ mod tests {
                 expect_len: 0,
                 read,
                 priority: Priority::Normal,
+                pace: None,
             };
             let requests = [b"GET / HTTP/1.1\r\n\r\n".to_vec()];
             let w = Worker::new(&spec, &requests, 0, None, streams).unwrap();
@@ -1242,6 +1339,34 @@ mod tests {
                 assert_eq!(c.head.as_ptr() as usize % page, 0, "{read} head");
             }
         }
+    }
+
+    #[test]
+    fn a_pacer_starts_on_schedule_keeps_it_when_a_little_late_and_never_bursts() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pacer {
+            every: ms(10),
+            next: t0,
+            waiting: (0..6).collect(),
+        };
+        assert_eq!(p.due(t0), Some(0));
+        assert_eq!(p.due(t0), None, "one start per interval");
+        assert_eq!(p.wake_at(), Some(t0 + ms(10)));
+        assert_eq!(p.due(t0 + ms(9)), None);
+        // A millisecond late: the schedule stays on t0 + 10k.
+        assert_eq!(p.due(t0 + ms(11)), Some(1));
+        assert_eq!(p.wake_at(), Some(t0 + ms(20)));
+        // Far behind: one start now and one more, then the interval again.
+        assert_eq!(p.due(t0 + ms(100)), Some(2));
+        assert_eq!(p.due(t0 + ms(100)), Some(3));
+        assert_eq!(p.due(t0 + ms(100)), None);
+        assert_eq!(p.wake_at(), Some(t0 + ms(110)));
+        assert_eq!(p.due(t0 + ms(110)), Some(4));
+        assert_eq!(p.due(t0 + ms(120)), Some(5));
+        // Nobody waits: no start, and no reason to wake.
+        assert_eq!(p.due(t0 + ms(500)), None);
+        assert_eq!(p.wake_at(), None);
     }
 
     #[test]
@@ -1258,6 +1383,7 @@ mod tests {
             expect_len: 0,
             read: ClientRead::DEFAULT,
             priority: Priority::Normal,
+            pace: None,
         };
         assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         let spec = LoadSpec {
@@ -1269,6 +1395,12 @@ mod tests {
         let spec = LoadSpec {
             paths: vec!["/".into()],
             read: ClientRead::Size(0),
+            ..spec
+        };
+        assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let spec = LoadSpec {
+            read: ClientRead::DEFAULT,
+            pace: Some(Duration::ZERO),
             ..spec
         };
         assert_eq!(run(&spec).unwrap_err().kind(), io::ErrorKind::InvalidInput);

@@ -329,6 +329,14 @@ pub struct ColdResult {
     pub hot_max_us: u64,
     /// The hot client's latency (µs) at each of [`CDF_QUANTILES`].
     pub hot_cdf_us: Vec<u64>,
+    /// Read requests the working set's disk completed during the load
+    /// (`/sys/dev/block/…/stat` of the whole disk, so anyone else's reads
+    /// count too); `None` where not recorded.
+    #[serde(default)]
+    pub disk_reads: Option<u64>,
+    /// The bytes they read.
+    #[serde(default)]
+    pub disk_read_bytes: Option<u64>,
     /// Fraction of the server CPUs' time the hypervisor stole during the
     /// load (`/proc/stat`; see [`crate::steal`]).
     #[serde(default)]
@@ -376,6 +384,10 @@ pub struct ColdSetup {
     /// `--steal-retries`: how many more times a run above it was made.
     #[serde(default)]
     pub steal_retries: u32,
+    /// `--cold-rate`: the most cold MB/s the cold connections asked for;
+    /// `None`: a closed loop, each asking for its next file at once.
+    #[serde(default)]
+    pub cold_rate: Option<f64>,
 }
 
 /// Runs recorded before attempts were counted were made once.

@@ -178,6 +178,7 @@ fn spec(addr: SocketAddr, conns: usize, threads: usize, ms: u64, len: u64) -> Lo
         expect_len: len,
         read: ClientRead::DEFAULT,
         priority: Priority::Normal,
+        pace: None,
     }
 }
 
@@ -325,6 +326,48 @@ fn wrong_length_is_an_error() {
         "{:?}",
         out.error_samples
     );
+}
+
+/// A paced load starts at most one request per interval over all its
+/// threads: the server, counting on its own, answered no more than the
+/// run's length allows (a closed loop would answer thousands), and the
+/// latencies are the requests' own, not the waits between their starts
+/// (with four connections sharing a 100 ms pace each waits about 300 ms).
+#[test]
+fn a_paced_load_keeps_to_its_rate_and_times_requests_from_their_start() {
+    for threads in [1, 2] {
+        let server = serve(Mode::Ok, 1000);
+        let paced = LoadSpec {
+            pace: Some(Duration::from_millis(100)),
+            ..spec(server.addr, 4, threads, 1000, 1000)
+        };
+        let out = load::run(&paced).unwrap();
+        assert_eq!(out.errors, 0, "{:?}", out.error_samples);
+        assert!(out.requests > 0);
+        requests_match_the_server(&out, &server, 4);
+        // Each thread starts one request per `threads` intervals: at most
+        // 1000 / (100 * threads) + 1 each.
+        let most = 10 + threads as u64;
+        let served = server.served.load(Ordering::SeqCst);
+        assert!(served <= most, "{threads} threads: {served} > {most}");
+        let p50 = out.latency_us.value_at_quantile(0.5);
+        assert!(p50 < 100_000, "{threads} threads: median {p50} µs");
+    }
+}
+
+/// Connections that the server closes reconnect in a paced load too, and
+/// wait for their start like the others.
+#[test]
+fn a_paced_load_reconnects_and_counts_exactly() {
+    let server = serve(Mode::CloseAfter(3), 100);
+    let paced = LoadSpec {
+        pace: Some(Duration::from_millis(1)),
+        ..spec(server.addr, 2, 1, 60_000, 100)
+    };
+    let out = load::run(&paced).unwrap();
+    assert_eq!(out.errors, 2 * u64::from(MAX_FAILURES));
+    assert_eq!(out.requests, 2 * 3 * u64::from(MAX_FAILURES));
+    assert_eq!(server.served.load(Ordering::SeqCst), out.requests);
 }
 
 #[test]

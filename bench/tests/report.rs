@@ -806,6 +806,10 @@ fn cold_rows() -> Vec<ColdResult> {
                     .iter()
                     .map(|q| (p50 as f64 * (1.0 + 10.0 * q)) as u64)
                     .collect(),
+                // uring's rounds read the disk 200 times a second, 1 MiB
+                // each (2,000 in 10 s); nginx's did not record it.
+                disk_reads: (target == "zcserve-uring").then_some(2000),
+                disk_read_bytes: (target == "zcserve-uring").then_some(2000 * MIB),
                 // uring's rounds lost 1 % and 3 % of the server CPU's
                 // time; nginx's runs did not record steal.
                 server_steal: (target == "zcserve-uring").then(|| 0.02 * f64::from(round) - 0.01),
@@ -840,6 +844,7 @@ fn cold_setup(throttled: bool) -> ColdSetup {
         hot_priority: "real-time (`SCHED_FIFO`)".into(),
         max_steal: None,
         steal_retries: 0,
+        cold_rate: None,
     }
 }
 
@@ -880,16 +885,38 @@ fn the_cold_table_has_medians_the_disk_and_invalid_rounds() {
         .expect("a uring row");
     assert_eq!(
         uring,
-        "| zcserve-uring | 18,867 | 79.5 µs | 17 ms | 34 ms | 102 ms | 492 | 0.2 % | 20.0 % | 2.0 % / 0.0 % | ✓ |"
+        "| zcserve-uring | 18,867 | 79.5 µs | 17 ms | 34 ms | 102 ms | 492 | 200 × 1 MiB | 0.2 % | 20.0 % | 2.0 % / 0.0 % | ✓ |"
     );
     let nginx = md.lines().find(|l| l.starts_with("| nginx-on |")).unwrap();
     assert!(
         nginx.contains("156 ms")
+            && nginx.contains("| 182 | ? |")
             && nginx.contains("| ? / ? |")
             && nginx.ends_with("| ⚠ invalid: round 2: 1 cold / 0 hot errors |"),
         "{nginx}"
     );
     assert!(md.contains("](cold-hot-cdf.svg)"));
+    assert!(
+        md.contains("- **Cold load:** a closed loop: each cold connection asks for its next file"),
+        "{md}"
+    );
+    assert!(md.contains("- **Disk reads** during each run"), "{md}");
+    let capped = ColdSetup {
+        cold_rate: Some(100.0),
+        ..cold_setup(true)
+    };
+    let md = cold_report::markdown(&ColdReport {
+        setup: &capped,
+        ..r
+    });
+    // 1 MiB at 100 MB/s: one request per 10.5 ms.
+    assert!(
+        md.contains(
+            "- **Cold load: capped at 100 MB/s** (`--cold-rate 100`): the cold connections \
+             start at most one request per 10.5 ms between them,"
+        ),
+        "{md}"
+    );
 
     let raw = ColdSetup {
         hot_priority: String::new(),
@@ -929,8 +956,31 @@ fn cold_csv_json_and_chart_hold_every_round_and_target() {
     let fields = old.as_object_mut().unwrap();
     assert!(fields.remove("server_steal").is_some() && fields.remove("client_steal").is_some());
     assert!(fields.remove("attempts").is_some());
+    assert!(fields.remove("disk_reads").is_some() && fields.remove("disk_read_bytes").is_some());
     let old: ColdResult = serde_json::from_value(old).unwrap();
     assert_eq!((old.server_steal, old.client_steal), (None, None));
+    assert_eq!((old.disk_reads, old.disk_read_bytes), (None, None));
+    let mut old_setup = json["setup"].clone();
+    assert!(
+        old_setup
+            .as_object_mut()
+            .unwrap()
+            .remove("cold_rate")
+            .is_some()
+    );
+    let old_setup: ColdSetup = serde_json::from_value(old_setup).unwrap();
+    assert_eq!(
+        old_setup.cold_rate, None,
+        "a report from before the cap ran uncapped"
+    );
+    // The disk's counters, by name, in the CSV.
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let first: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let at = |name: &str| first[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(
+        (at("disk_reads"), at("disk_read_bytes")),
+        ("2000", "2097152000")
+    );
     assert_eq!(old.attempts, 1, "a run from before the gate was made once");
     let svg = cold_report::svg_hot_cdf(&rows);
     assert!(svg.starts_with("<svg") && svg.contains("zcserve-uring"));

@@ -475,6 +475,11 @@ fn cold_mistakes_exit_2_with_one_line() {
         (&["--disk-iops", "0"], "--disk-iops must be at least 1"),
         (&["--max-steal", "5"], "--max-steal 5: give a fraction"),
         (&["--max-steal=-0.1"], "--max-steal -0.1: give a fraction"),
+        (&["--cold-rate", "0"], "--cold-rate 0: give the cold MB/s"),
+        (
+            &["--cold-rate", "NaN"],
+            "--cold-rate NaN: give the cold MB/s",
+        ),
         // Pages on tmpfs cannot be evicted: refused before anything runs.
         (&["--fixture-dir", &shm], "tmpfs"),
     ];
@@ -553,12 +558,19 @@ fn cold_scenario_runs_every_backend_from_an_evicted_set() {
         );
         // No errors, one attempt (no --max-steal), valid.
         assert_eq!(
-            (f[8], f[11], f[18], f[19]),
+            (f[8], f[11], f[20], f[21]),
             ("0", "0", "1", "true"),
             "{row}"
         );
+        // The disk's counters were read around the run: the servers read
+        // the evicted files from it.
+        let disk: Vec<u64> = f[16..18]
+            .iter()
+            .map(|v| v.parse().unwrap_or_else(|_| panic!("{row}")))
+            .collect();
+        assert!(disk[0] > 0 && disk[1] >= disk[0] * 512, "{row}");
         // The steal of the server's and the client's CPUs, as fractions.
-        for steal in &f[16..18] {
+        for steal in &f[18..20] {
             let steal: f64 = steal.parse().unwrap_or_else(|_| panic!("{row}"));
             assert!((0.0..=1.0).contains(&steal), "{row}");
         }

@@ -33,8 +33,10 @@
 //! evicts the set (checking with `mincore` that it is gone), starts the
 //! server (in a cgroup limited to `--disk-iops` reads per second, if
 //! given), and loads it with `--cold-conns` connections fetching random
-//! files of the set while one connection fetches a cached 4 KiB file;
-//! `cold.md` reports the hot client's latency and the cold MB/s.
+//! files of the set while one connection fetches a cached 4 KiB file
+//! (`--cold-rate` caps the cold connections' MB/s, so that servers are
+//! compared at equal cold work); `cold.md` reports the hot client's
+//! latency, the cold MB/s and how the disk was read (requests/s × size).
 //!
 //! `--max-steal F` repeats any run whose server CPUs lost more than F of
 //! their time to the hypervisor (see `zcserve_bench::steal::StealGate`).
@@ -162,6 +164,13 @@ struct Args {
     /// made the same way
     #[arg(long, value_enum, default_value_t = HotPriorityArg::Normal)]
     hot_priority: HotPriorityArg,
+    /// Cold scenario: cap the cold connections at this many MB/s (1e6 bytes) between them: one
+    /// cold request starts at most every (file size / rate), so every server that keeps up
+    /// serves the same cold bytes and the hot client's figures compare at equal work. Give a
+    /// rate below the slowest server's uncapped cold MB/s [default: uncapped, each connection
+    /// asks for its next file at once]
+    #[arg(long, value_name = "MB_PER_S")]
+    cold_rate: Option<f64>,
     /// Make a run again when the hypervisor stole more than this fraction of the server CPUs'
     /// time during it (0.05 = 5 %), up to --steal-retries more times, and keep the try with the
     /// least steal (warm: the load again on the same server; cold: a fresh server on a freshly
@@ -393,6 +402,13 @@ fn cold_plan(
     if args.disk_iops == Some(0) {
         return Err("--disk-iops must be at least 1".into());
     }
+    if let Some(r) = args.cold_rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!(
+                "--cold-rate {r}: give the cold MB/s to cap the cold connections at, above 0 (e.g. 100)"
+            ));
+        }
+    }
     let hot_priority = match args.hot_priority {
         HotPriorityArg::Normal => Priority::Normal,
         HotPriorityArg::Realtime => {
@@ -413,6 +429,7 @@ fn cold_plan(
         client_read,
         hot_priority,
         steal_gate,
+        cold_rate: args.cold_rate,
     })
 }
 
@@ -526,6 +543,7 @@ fn run_warm(
                                         expect_len: size,
                                         read: client,
                                         priority: Priority::Normal,
+                                        pace: None,
                                     };
                                     let metrics = s.metrics;
                                     let pid = s.pid;

@@ -47,7 +47,7 @@ pub fn write_all(report: &ColdReport<'_>, dir: &Path) -> std::io::Result<Vec<Pat
     Ok(written)
 }
 
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 22] = [
     "target",
     "backend",
     "round",
@@ -64,6 +64,8 @@ const CSV_HEADER: [&str; 20] = [
     "hot_p99_us",
     "hot_p999_us",
     "hot_max_us",
+    "disk_reads",
+    "disk_read_bytes",
     "server_steal",
     "client_steal",
     "attempts",
@@ -76,6 +78,7 @@ pub fn csv(results: &[ColdResult]) -> String {
     let mut out = CSV_HEADER.join(",");
     out.push('\n');
     let opt_f = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let opt_u = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in results {
         let fields = [
             csv_field(&r.target),
@@ -94,6 +97,8 @@ pub fn csv(results: &[ColdResult]) -> String {
             r.hot_p99_us.to_string(),
             r.hot_p999_us.to_string(),
             r.hot_max_us.to_string(),
+            opt_u(r.disk_reads),
+            opt_u(r.disk_read_bytes),
             opt_f(r.server_steal),
             opt_f(r.client_steal),
             r.attempts.to_string(),
@@ -135,6 +140,23 @@ fn steal_gate_line(s: &ColdSetup, results: &[ColdResult]) -> Option<String> {
     ))
 }
 
+/// The report's line on how the cold connections asked for files.
+fn cold_load_line(s: &ColdSetup) -> String {
+    match s.cold_rate {
+        Some(mb) => format!(
+            "- **Cold load: capped at {mb} MB/s** (`--cold-rate {mb}`): the cold connections \
+             start at most one request per {} between them, so every server that keeps up \
+             serves the same cold bytes and its hot figures compare with the others' at equal \
+             work; a server below the cap shows it in cold MB/s.",
+            fmt_us(s.file_size as f64 / mb)
+        ),
+        None => "- **Cold load:** a closed loop: each cold connection asks for its next file as \
+             soon as the last one ended, so a server that reads the disk faster also serves more \
+             cold bytes, on the same CPU as the hot client's (`--cold-rate` caps them)."
+            .into(),
+    }
+}
+
 /// Median over rounds of one target's figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColdSummary {
@@ -157,6 +179,11 @@ pub struct ColdSummary {
     pub hot_cdf_us: Vec<f64>,
     /// Cold MB/s.
     pub cold_mb_per_s: Spread,
+    /// Median over rounds of the disk's read requests per second and of
+    /// their mean size in bytes (`None` where no round recorded them).
+    pub disk_reads_per_s: Option<f64>,
+    /// See `disk_reads_per_s`.
+    pub disk_read_size: Option<f64>,
     /// Median over rounds of the stolen fraction of the server CPUs' and
     /// the client CPUs' time (`None` where no round recorded it).
     pub server_steal: Option<f64>,
@@ -206,6 +233,11 @@ pub fn summarise(results: &[ColdResult]) -> Vec<ColdSummary> {
                 hot_max_us: rs.iter().map(|r| r.hot_max_us).max().unwrap_or(0),
                 hot_cdf_us,
                 cold_mb_per_s: Spread::of(&col(|r| r.cold_mb_per_s)).expect("non-empty"),
+                disk_reads_per_s: Spread::of(&opt(|r| {
+                    Some(r.disk_reads? as f64 / r.seconds.max(1e-9))
+                }))
+                .map(|s| s.median),
+                disk_read_size: Spread::of(&opt(read_size)).map(|s| s.median),
                 server_steal: Spread::of(&opt(|r| r.server_steal)).map(|s| s.median),
                 client_steal: Spread::of(&opt(|r| r.client_steal)).map(|s| s.median),
                 cached_before_max: fmax(col(|r| r.cached_before)),
@@ -224,6 +256,29 @@ pub fn fmt_us(us: f64) -> String {
         format!("{} ms", fmt_trim(us / 1e3))
     } else {
         format!("{} s", fmt_trim(us / 1e6))
+    }
+}
+
+/// The mean size of a run's disk reads in bytes; `None` where not
+/// recorded or nothing was read.
+fn read_size(r: &ColdResult) -> Option<f64> {
+    match (r.disk_reads?, r.disk_read_bytes?) {
+        (0, _) => None,
+        (n, b) => Some(b as f64 / n as f64),
+    }
+}
+
+/// How a run read the disk, for people: `201 reads/s of 1 MiB`, `no
+/// reads`, or `not recorded`.
+pub fn fmt_disk_reads(r: &ColdResult) -> String {
+    match (r.disk_reads, read_size(r)) {
+        (Some(n), Some(size)) => format!(
+            "{} reads/s of {}",
+            fmt_count(n as f64 / r.seconds.max(1e-9)),
+            human_size(size.round() as u64)
+        ),
+        (Some(_), None) => "no reads".into(),
+        (None, _) => "not recorded".into(),
     }
 }
 
@@ -308,6 +363,14 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
          than 5 % cached is marked invalid: the eviction did not work. An end near 100 % means \
          the run re-read the whole set, so its later requests were warm: use more files."
     );
+    let _ = writeln!(o, "{}", cold_load_line(s));
+    let _ = writeln!(
+        o,
+        "- **Disk reads** during each run, from the disk's own counters \
+         (`/sys/dev/block/…/stat`; the whole disk, so any other reader counts too): requests per \
+         second and their mean size. The same throttle can let very different byte rates through \
+         when the requests differ in size, so compare servers' hot figures within one disk regime."
+    );
     if let Some(line) = steal_gate_line(s, report.results) {
         let _ = writeln!(o, "{line}");
     }
@@ -326,8 +389,8 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
          and its tail longer, for reasons outside both programs.\n"
     );
     o.push_str(
-        "| target | hot req/s | hot p50 | hot p99 | hot p99.9 | hot max | cold MB/s | cached at start | cached at end | steal server / client | valid |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
+        "| target | hot req/s | hot p50 | hot p99 | hot p99.9 | hot max | cold MB/s | disk reads/s × size | cached at start | cached at end | steal server / client | valid |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
     );
     for c in &summaries {
         let valid = if c.valid {
@@ -348,7 +411,7 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
         };
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
             md_cell(&c.target),
             fmt_count(c.hot_req_per_s.median),
             fmt_us(c.hot_p50_us),
@@ -356,6 +419,11 @@ pub fn markdown(report: &ColdReport<'_>) -> String {
             fmt_us(c.hot_p999_us),
             fmt_us(c.hot_max_us as f64),
             fmt_count(c.cold_mb_per_s.median),
+            match (c.disk_reads_per_s, c.disk_read_size) {
+                (Some(n), Some(size)) =>
+                    format!("{} × {}", fmt_count(n), human_size(size.round() as u64)),
+                _ => "?".into(),
+            },
             pct(c.cached_before_max),
             pct(c.cached_after_max),
             fmt_steal(c.server_steal),

@@ -356,8 +356,15 @@ async fn read_head<F: Future<Output = ()>>(
         // already under way gets to finish, and so does one whose bytes
         // wait in the socket already (tokio's readiness may not know of
         // them yet: ask the socket), which the client sent trusting the
-        // connection and would otherwise see reset.
-        if idle && stop.fired && !crate::sockopt::has_unread(stream) {
+        // connection and would otherwise see reset. A connection that has
+        // not had its first request yet is not idle but new: its client
+        // connected in order to send one, and may be about to (a stop
+        // drains the accept queue, so it may even have been accepted
+        // after the stop). Closing it would reset that request; like
+        // nginx, which closes only keep-alive connections at a graceful
+        // stop, it gets its header timeout, counted from the accept, and
+        // `--shutdown-grace` bounds the stop as a whole.
+        if idle && stop.fired && !first && !crate::sockopt::has_unread(stream) {
             return Head::Gone;
         }
         let due = deadline.unwrap_or_else(|| clock.roughly_now() + state.keepalive_timeout);

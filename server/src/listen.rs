@@ -15,8 +15,9 @@
 //! without the sysctl only connections that complete in the instant
 //! between that last accept and the close are lost), and `TCP_DEFER_ACCEPT`
 //! makes every accepted connection carry its first request already, so a
-//! connection accepted just before the stop is answered rather than closed
-//! as idle (see `conn::read_head`).
+//! connection the stop reaches before its first response is one whose
+//! client is sending (`conn::read_head` keeps such a connection open
+//! through a stop and answers it).
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

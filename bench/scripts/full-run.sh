@@ -22,6 +22,8 @@
 #   COLD=1 (0: skip the cold scenario) COLD_FILES=20000 COLD_SIZE=1MiB
 #   COLD_CONNS=16 COLD_ROUNDS=3 COLD_DURATION=10
 #   COLD_CLIENT_READ=256KiB (the cold scenario takes one client mode)
+#   COLD_RATE= (cold MB/s to cap the cold connections at, so that servers
+#   compare at equal cold work; empty: a closed loop)
 #   DISK_IOPS=200 (read IOPS of the servers' cgroup; needs root; empty: the
 #   raw disk, which the report then says)
 #
@@ -102,6 +104,9 @@ fi
 disk_iops=${DISK_IOPS-200}
 if [ -n "$disk_iops" ]; then
   cold_args+=(--disk-iops "$disk_iops")
+fi
+if [ -n "${COLD_RATE:-}" ]; then
+  cold_args+=(--cold-rate "$COLD_RATE")
 fi
 
 echo "peers included: ${included[*]:-none}"

@@ -363,6 +363,12 @@ impl DiskReads {
     }
 }
 
+/// In a cold load capped at `mb_per_s` (1e6 bytes a second), how often
+/// one request for a file of `size` bytes may start.
+pub fn request_interval(size: u64, mb_per_s: f64) -> Duration {
+    Duration::from_secs_f64(size as f64 / (mb_per_s * 1e6))
+}
+
 /// `"254:0\n"` -> (254, 0).
 pub fn parse_dev(text: &str) -> Option<(u64, u64)> {
     let (a, b) = text.trim().split_once(':')?;

@@ -67,7 +67,7 @@ impl ColdPlan {
     /// one file's bytes at the rate.
     pub fn cold_pace(&self) -> Option<Duration> {
         self.cold_rate
-            .map(|mb| Duration::from_secs_f64(self.size as f64 / (mb * 1e6)))
+            .map(|mb| cold::request_interval(self.size, mb))
     }
 }
 

@@ -99,6 +99,14 @@ pub struct LoadSpec {
     pub pace: Option<Duration>,
 }
 
+impl LoadSpec {
+    /// The event-loop threads the load runs on: `threads`, clamped to
+    /// `1..=conns`.
+    fn threads_used(&self) -> usize {
+        self.threads.clamp(1, self.conns)
+    }
+}
+
 /// How the load's threads are scheduled.
 ///
 /// A latency probe that shares its CPU with a busy load measures that
@@ -244,7 +252,7 @@ pub fn run(spec: &LoadSpec) -> io::Result<LoadOutcome> {
             "a paced load needs an interval above zero",
         ));
     }
-    let threads = spec.threads.clamp(1, spec.conns);
+    let threads = spec.threads_used();
     let requests: Vec<Vec<u8>> = spec
         .paths
         .iter()
@@ -686,9 +694,7 @@ impl<'a> Worker<'a> {
             samples: Vec::new(),
             latency: latency_histogram(),
             pacer: spec.pace.map(|p| Pacer {
-                every: p.saturating_mul(
-                    u32::try_from(spec.threads.clamp(1, spec.conns)).unwrap_or(u32::MAX),
-                ),
+                every: p.saturating_mul(u32::try_from(spec.threads_used()).unwrap_or(u32::MAX)),
                 next: now,
                 waiting: std::collections::VecDeque::new(),
             }),

@@ -148,7 +148,7 @@ fn cold_load_line(s: &ColdSetup) -> String {
              start at most one request per {} between them, so every server that keeps up \
              serves the same cold bytes and its hot figures compare with the others' at equal \
              work; a server below the cap shows it in cold MB/s.",
-            fmt_us(s.file_size as f64 / mb)
+            fmt_us(crate::cold::request_interval(s.file_size, mb).as_secs_f64() * 1e6)
         ),
         None => "- **Cold load:** a closed loop: each cold connection asks for its next file as \
              soon as the last one ended, so a server that reads the disk faster also serves more \
@@ -233,10 +233,7 @@ pub fn summarise(results: &[ColdResult]) -> Vec<ColdSummary> {
                 hot_max_us: rs.iter().map(|r| r.hot_max_us).max().unwrap_or(0),
                 hot_cdf_us,
                 cold_mb_per_s: Spread::of(&col(|r| r.cold_mb_per_s)).expect("non-empty"),
-                disk_reads_per_s: Spread::of(&opt(|r| {
-                    Some(r.disk_reads? as f64 / r.seconds.max(1e-9))
-                }))
-                .map(|s| s.median),
+                disk_reads_per_s: Spread::of(&opt(reads_per_s)).map(|s| s.median),
                 disk_read_size: Spread::of(&opt(read_size)).map(|s| s.median),
                 server_steal: Spread::of(&opt(|r| r.server_steal)).map(|s| s.median),
                 client_steal: Spread::of(&opt(|r| r.client_steal)).map(|s| s.median),
@@ -259,6 +256,11 @@ pub fn fmt_us(us: f64) -> String {
     }
 }
 
+/// A run's disk reads per second; `None` where not recorded.
+fn reads_per_s(r: &ColdResult) -> Option<f64> {
+    Some(r.disk_reads? as f64 / r.seconds.max(1e-9))
+}
+
 /// The mean size of a run's disk reads in bytes; `None` where not
 /// recorded or nothing was read.
 fn read_size(r: &ColdResult) -> Option<f64> {
@@ -271,10 +273,10 @@ fn read_size(r: &ColdResult) -> Option<f64> {
 /// How a run read the disk, for people: `201 reads/s of 1 MiB`, `no
 /// reads`, or `not recorded`.
 pub fn fmt_disk_reads(r: &ColdResult) -> String {
-    match (r.disk_reads, read_size(r)) {
+    match (reads_per_s(r), read_size(r)) {
         (Some(n), Some(size)) => format!(
             "{} reads/s of {}",
-            fmt_count(n as f64 / r.seconds.max(1e-9)),
+            fmt_count(n),
             human_size(size.round() as u64)
         ),
         (Some(_), None) => "no reads".into(),

@@ -6,10 +6,6 @@
 mod common;
 use common::*;
 
-use std::io::Write;
-use std::net::TcpStream;
-use std::time::Duration;
-
 use zcserve_backends::Backend;
 use zcserve_tests::content;
 
@@ -27,13 +23,7 @@ fn get(s: &TestServer, target: &str, range: Option<String>) -> RawResponse {
 }
 
 fn metrics(s: &TestServer) -> Vec<(String, u64)> {
-    let mut c = TcpStream::connect(s.metrics_addr.expect("metrics address")).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let r = parse_responses(&read_to_close(&mut c), &[false]);
-    String::from_utf8(r[0].body.clone())
-        .unwrap()
+    scrape_metrics(s.metrics_addr.expect("metrics address"))
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

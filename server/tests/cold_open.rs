@@ -102,14 +102,7 @@ impl OneThread {
 
     /// The value of the unlabelled (or fully labelled) sample `name`.
     fn metric(&self, name: &str) -> f64 {
-        let mut s = TcpStream::connect(self.metrics).unwrap();
-        s.set_read_timeout(Some(HANG)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let text = String::from_utf8(read_to_close(&mut s)).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
+        metric(self.metrics, name)
     }
 
     fn offloaded(&self, work: &str) -> f64 {

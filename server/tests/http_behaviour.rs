@@ -1901,14 +1901,7 @@ fn metrics_count_responses_bytes_and_syscalls() {
         assert_eq!(one(&s, "GET", "/missing.txt", &[]).status, 404, "{b}");
         let served = (3 * HELLO.len() + BIG_LEN + 10) as f64;
 
-        let mut c = TcpStream::connect(maddr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let r = parse_responses(&read_to_close(&mut c), &[]);
-        assert_eq!(r.len(), 1, "{b}: one metrics response");
-        assert_eq!(r[0].status, 200, "{b}: GET /metrics");
-        let text = String::from_utf8(r[0].body.clone()).unwrap();
+        let text = scrape_metrics(maddr);
         let all = samples(&text);
         let what = |k: &str| format!("{b}: {k} in\n{text}");
         for (status, want) in [("200", 4.0), ("206", 1.0), ("404", 1.0)] {

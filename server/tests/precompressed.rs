@@ -173,7 +173,7 @@ fn every_coding_is_the_sidecar_byte_for_byte_through_every_backend() {
             // and the backend's.
             use std::sync::atomic::Ordering;
             assert_eq!(s.metrics.body_bytes.load(Ordering::Relaxed), sent, "{b}");
-            let text = metrics_text(&s);
+            let text = scrape_metrics(s.metrics_addr.unwrap());
             let key = format!("zcserve_backend_body_bytes_total{{backend=\"{b}\"}} ");
             let counted: u64 = text
                 .lines()
@@ -184,15 +184,6 @@ fn every_coding_is_the_sidecar_byte_for_byte_through_every_backend() {
             assert!(counted >= sent, "{b}: backend counted {counted} < {sent}");
         }
     }
-}
-
-fn metrics_text(s: &TestServer) -> String {
-    use std::io::Write;
-    let mut c = std::net::TcpStream::connect(s.metrics_addr.unwrap()).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let r = parse_responses(&read_to_close(&mut c), &[]);
-    String::from_utf8(r[0].body.clone()).unwrap()
 }
 
 #[test]

@@ -308,15 +308,7 @@ fn sigterm_closes_idle_connections_and_exits_promptly() {
 
 /// `zcserve_open_connections` from the metrics endpoint at `addr`.
 fn open_connections(addr: SocketAddr) -> u64 {
-    let r = request(
-        addr,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    let text = String::from_utf8_lossy(&r.body);
-    text.lines()
-        .find_map(|l| l.strip_prefix("zcserve_open_connections "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no zcserve_open_connections in\n{text}"))
+    metric(addr, "zcserve_open_connections") as u64
 }
 
 // ---------------------------------------------------------------------------

@@ -315,23 +315,6 @@ fn listeners_on(port: u16) -> usize {
         .count()
 }
 
-/// How many connections wait in the accept queue of the listener on
-/// `port` (a listening socket's `rx_queue` in `/proc/net/tcp`), if there
-/// is one.
-fn accept_queue(port: u16) -> Option<u64> {
-    let table = fs::read_to_string("/proc/thread-self/net/tcp").expect("/proc/thread-self/net/tcp");
-    table.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let listening = f.len() > 4
-            && f[3] == "0A"
-            && f[1].rsplit_once(':').map(|(_, p)| p) == Some(&format!("{port:04X}"));
-        let (_, rx) = f.get(4)?.split_once(':')?;
-        listening
-            .then(|| u64::from_str_radix(rx, 16).ok())
-            .flatten()
-    })
-}
-
 /// Lines of an access log that record `GET /who`.
 fn logged(path: &Path) -> u64 {
     fs::read_to_string(path)
@@ -618,26 +601,59 @@ fn systemd_is_told_ready_and_stopping() {
 /// server stops, is accepted and answered (with `Connection: close`), not
 /// reset with the listener: the stop drains the queue, and the request
 /// already in the socket is read although the stop came first.
+/// A server like `zcserve --threads 1` over `root` on a port of its own,
+/// bound on a current-thread runtime but not yet serving.
+struct OneThread {
+    rt: tokio::runtime::Runtime,
+    server: zcserve::server::Server,
+    addr: SocketAddr,
+}
+
+impl OneThread {
+    /// Binds with `settings` (whose root, listen address, threads and
+    /// access log this sets).
+    fn bind(root: &Path, settings: zcserve::config::Settings) -> OneThread {
+        let settings = zcserve::config::Settings {
+            root: root.to_path_buf(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            threads: 1,
+            access_log: zcserve::config::AccessLog::Off,
+            ..settings
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = {
+            let _in = rt.enter();
+            zcserve::server::Server::bind(&settings).unwrap()
+        };
+        let addr = server.local_addrs()[0];
+        OneThread { rt, server, addr }
+    }
+
+    /// Serves on a thread of its own until `stop` completes and the
+    /// server has stopped.
+    fn serve_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let OneThread { rt, server, .. } = self;
+        std::thread::spawn(move || rt.block_on(server.run(stop)))
+    }
+}
+
 #[test]
 fn a_connection_queued_at_the_stop_is_answered() {
     let root = root_of("queued");
-    let settings = zcserve::config::Settings {
-        root: root.path().to_path_buf(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        threads: 1,
-        reuseport: true,
-        access_log: zcserve::config::AccessLog::Off,
-        ..zcserve::config::Settings::default()
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = {
-        let _in = rt.enter();
-        zcserve::server::Server::bind(&settings).unwrap()
-    };
-    let addr = server.local_addrs()[0];
+    let server = OneThread::bind(
+        root.path(),
+        zcserve::config::Settings {
+            reuseport: true,
+            ..zcserve::config::Settings::default()
+        },
+    );
+    let addr = server.addr;
     // Queued before the server ever accepts: the kernel completed the
     // handshake and holds the request.
     let mut clients: Vec<TcpStream> = (0..3).map(|_| connect(addr).unwrap()).collect();
@@ -646,7 +662,7 @@ fn a_connection_queued_at_the_stop_is_answered() {
             .unwrap();
     }
     // The stop is there from the start.
-    let served = std::thread::spawn(move || rt.block_on(server.run(async {})));
+    let served = server.serve_until(async {});
     for mut c in clients {
         let a = read_response(&mut c).unwrap_or_else(|f| panic!("{}", f.why));
         assert_eq!(a.who, "queued");
@@ -668,43 +684,34 @@ fn a_connection_queued_at_the_stop_is_answered() {
 #[test]
 fn a_new_connection_gets_its_first_request_answered_after_the_stop() {
     let root = root_of("new");
-    let settings = zcserve::config::Settings {
-        root: root.path().to_path_buf(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        threads: 1,
-        access_log: zcserve::config::AccessLog::Off,
-        // Far beyond anything the test waits for: only the stop could
-        // close the new connection.
-        header_timeout: std::time::Duration::from_secs(600),
-        ..zcserve::config::Settings::default()
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = {
-        let _in = rt.enter();
-        zcserve::server::Server::bind(&settings).unwrap()
-    };
-    let addr = server.local_addrs()[0];
+    let server = OneThread::bind(
+        root.path(),
+        zcserve::config::Settings {
+            // Far beyond anything the test waits for: only the stop could
+            // close the new connection.
+            header_timeout: std::time::Duration::from_secs(600),
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+            ..zcserve::config::Settings::default()
+        },
+    );
+    let addr = server.addr;
+    let metrics = server.server.metrics_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = std::thread::spawn(move || {
-        rt.block_on(server.run(async {
-            let _ = stopped.await;
-        }))
+    let served = server.serve_until(async {
+        let _ = stopped.await;
     });
     // An idle keep-alive connection, and a new one with nothing sent.
     let mut idle = connect(addr).unwrap();
     let a = exchange(&mut idle, true).unwrap_or_else(|f| panic!("{}", f.why));
     assert!(!a.close);
     let mut new = connect(addr).unwrap();
-    // Accepted: the listener's queue is empty again.
+    // The server says when it has accepted it.
     wait_for("the new connection to be accepted", || {
-        accept_queue(addr.port()) == Some(0)
+        metric(metrics, "zcserve_open_connections") == 2.0
     });
     stop.send(()).unwrap();
     // The stop has reached the connections when the idle one is closed,
-    // and the listener is gone once its queue was drained.
+    // and the listener is closed.
     let mut rest = Vec::new();
     idle.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{rest:?}");

@@ -209,6 +209,27 @@ async fn advance_on_request(mut requests: tokio::sync::mpsc::UnboundedReceiver<A
     }
 }
 
+/// The text the metrics endpoint at `addr` serves: one `GET /metrics`,
+/// answered 200 on a connection the endpoint then closes.
+pub fn scrape_metrics(addr: SocketAddr) -> String {
+    let mut c = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = parse_responses(&read_to_close(&mut c), &[]);
+    assert_eq!(r.len(), 1, "one metrics response");
+    assert_eq!(r[0].status, 200, "GET /metrics");
+    String::from_utf8(r[0].body.clone()).unwrap()
+}
+
+/// The value of the sample `name` (with its labels, if it has any) that
+/// the metrics endpoint at `addr` serves now.
+pub fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let text = scrape_metrics(addr);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 /// Reads until the server closes the connection (EOF or reset); panics if
 /// it is still open after [`HANG`].
 pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
